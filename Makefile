@@ -1,0 +1,52 @@
+# The two commands a newcomer needs:  make demo  (start the product)  and  make test  (run every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PG_URL ?= postgres://postgres@127.0.0.1:5432/practice
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint typecheck test-sqlite test-postgres browser-deps clean messages
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: install, migrate, seed the demo firm and run app + worker + local QBO sandbox (Ctrl-C stops all)
+demo: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py run_stack
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+test-sqlite: install
+	$(BIN)/python -m pytest -q
+
+# PostgreSQL at 127.0.0.1:5432 (trust auth). Skipped, with a message, only when no server answers.
+test-postgres: install
+	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(PG_URL)'.replace('/practice','/postgres'), connect_timeout=3).close()" 2>/dev/null; then \
+	  DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest -q; \
+	else \
+	  echo "SKIPPED PostgreSQL run: no PostgreSQL server answered at 127.0.0.1:5432"; \
+	fi
+
+## make test: lint, type-check, then the whole suite on SQLite and on PostgreSQL
+test: lint typecheck test-sqlite test-postgres
+
+messages: install
+	cd practice && ../$(BIN)/python ../manage.py makemessages -l es --no-obsolete && ../$(BIN)/python ../manage.py compilemessages
+
+clean:
+	rm -rf $(VENV) db.sqlite3* staticfiles .mypy_cache .ruff_cache

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class QuickbooksConfig(AppConfig):
+    name = "practice.quickbooks"
+    label = "quickbooks"
