@@ -1,0 +1,80 @@
+"""Runtime knobs of the sandbox, shared by the API core, OAuth and webhooks.
+
+Everything that QBO fixes (limits, windows, token lifetimes) is a field here so tests can shrink it,
+and `time_scale` compresses every time window at once: 0.01 makes a "minute" last 0.6 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class SandboxConfig:
+    # Throttling (qbo-api.md §7): per realm, per app.
+    throttling_enabled: bool = True
+    requests_per_minute: int = 500
+    max_concurrent: int = 10
+    batch_per_minute: int = 40
+    batch_max_items: int = 30
+    # Multiplies every time window (throttle minute, requestid retention, CDC window, token TTLs are
+    # left alone so OAuth keeps its own knobs). < 1 makes windows shorter for tests.
+    time_scale: float = 1.0
+    # requestid replay memory (§5); QBO does not document it, the recommendation is "about a day".
+    requestid_retention_seconds: float = 86400.0
+    # Query paging (§3).
+    default_max_results: int = 100
+    max_results_cap: int = 1000
+    # CDC look-back (§9.3).
+    cdc_window_days: int = 30
+    cdc_max_results: int = 1000
+    # Highest minorversion accepted; requests above it get a validation fault.
+    max_minor_version: int = 75
+    default_minor_version: int = 75
+    # Fault injection "timeout" sleeps this long before answering (longer than a sane client timeout).
+    timeout_fault_seconds: float = 30.0
+    # Keep a per-realm request log of at most this many entries.
+    request_log_size: int = 2000
+    # Rough latency added to every API call, for realistic benchmarks of clients (0 = off).
+    latency_seconds: float = 0.0
+    # Accept requests without a bearer token (handy for manual poking; never in tests of auth).
+    auth_required: bool = True
+
+    # OAuth (owned by qbo_sandbox/oauth.py).
+    access_token_ttl: int = 3600
+    refresh_token_ttl: int = 8726400
+    refresh_token_grace_seconds: int = 86400
+    auth_code_ttl: int = 300
+    # Webhooks (owned by qbo_sandbox/webhooks.py).
+    webhook_delay_seconds: float = 1.0
+    webhook_max_retries: int = 3
+    public_base_url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def update(self, values: dict[str, Any]) -> list[str]:
+        """Apply known fields, coercing to the declared type; returns names that were unknown."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = []
+        for key, value in values.items():
+            if key not in fields:
+                unknown.append(key)
+                continue
+            current = getattr(self, key)
+            if value is None or current is None:
+                setattr(self, key, value)
+            elif isinstance(current, bool):
+                setattr(self, key, bool(value))
+            elif isinstance(current, int):
+                setattr(self, key, int(value))
+            elif isinstance(current, float):
+                setattr(self, key, float(value))
+            else:
+                setattr(self, key, value)
+        return unknown
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
