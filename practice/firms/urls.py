@@ -5,11 +5,8 @@ from practice.firms import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="firms/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("settings/profile/", views.profile, name="profile"),
+    path("settings/language/", views.language_switch, name="language_switch"),
 ]
