@@ -12,15 +12,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
+import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 # Scopes Intuit accepts (intuit/oauth-pythonclient intuitlib/enums.py); anything else is invalid_scope.
@@ -376,6 +381,19 @@ class OAuthStore:
                 return "expired"
             return None
 
+    def check_access(self, token: str) -> tuple[Grant | None, str | None]:
+        """The grant behind a bearer token and None, or (None, reason) as in ``authenticate``."""
+        with self._lock:
+            at = self.access_tokens.get(token)
+            grant = self.grants.get(at.grant_id) if at else None
+            if at is None or grant is None:
+                return None, "invalid"
+            if grant.revoked_at is not None:
+                return None, "revoked"
+            if self.now() >= at.expires_at:
+                return None, "expired"
+            return grant, None
+
     def revoke_token(self, *, app: OAuthApp, token: str) -> bool:
         """Revoke what ``token`` (access or refresh) belongs to. False when it is unknown.
 
@@ -472,8 +490,8 @@ class OAuthStore:
     # -- HTTP ------------------------------------------------------------------------------------
 
     def routes(self, sandbox: Any) -> list[BaseRoute]:
-        # Filled in by the HTTP layer below once it lands.
-        return []
+        """Intuit's OAuth endpoints at Intuit's paths, all served from the sandbox's one origin."""
+        return _OAuthHttp(self, sandbox).routes()
 
 
 def basic_auth(header: str | None) -> tuple[str, str] | None:
@@ -488,3 +506,423 @@ def basic_auth(header: str | None) -> tuple[str, str] | None:
     if not sep:
         return None
     return client_id, secret
+
+
+# -- HTTP layer -------------------------------------------------------------------------------------
+
+AUTHORIZE_PATH = "/connect/oauth2"
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+REVOKE_PATH = "/v2/oauth2/tokens/revoke"
+USERINFO_PATH = "/v1/openid_connect/userinfo"
+JWKS_PATH = "/op/v1/jwks"
+ISSUER_PATH = "/op/v1"
+# Intuit's discovery URLs (developer.api.intuit.com has them without, intuit/oauth-pythonclient
+# with a trailing slash); both environments share the OAuth endpoints (qbo-api.md §8.1).
+DISCOVERY_PATHS = {
+    "/.well-known/openid_configuration": "production",
+    "/.well-known/openid_configuration/": "production",
+    "/.well-known/openid_sandbox_configuration": "sandbox",
+    "/.well-known/openid_sandbox_configuration/": "sandbox",
+}
+FORM_COOKIE = "qbo_sandbox_authz"
+
+_NO_STORE = {"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"}
+# Chrome applies form-action to the redirect that follows a form post, so the policy leaves it
+# out: the approve/deny post must be allowed to land on the app's redirect_uri.
+_PAGE_HEADERS = {
+    **_NO_STORE,
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _tid() -> dict[str, str]:
+    return {"intuit_tid": str(uuid.uuid4())}
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={**_NO_STORE, **_tid(), **(headers or {})})
+
+
+def _oauth_error(err: OAuthError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="qbo-sandbox"'} if err.status == 401 else None
+    return _json(err.body(), err.status, headers)
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    """``url`` with ``params`` appended to whatever query it already carries."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    # Parsed here rather than with request.form(): that needs python-multipart for urlencoded too.
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f8;color:#1f2328;
+margin:0;padding:2rem 1rem}
+main{max-width:32rem;margin:0 auto;background:#fff;border:1px solid #d8dce3;border-radius:8px;
+padding:1.5rem 2rem}
+h1{font-size:1.35rem;margin:0 0 .25rem}
+p.sub{color:#555d68;margin:0 0 1.25rem}
+fieldset{border:0;margin:0 0 1.25rem;padding:0}
+legend{font-weight:600;margin-bottom:.5rem}
+label.realm{display:flex;gap:.6rem;align-items:baseline;padding:.6rem .75rem;border:1px solid #d8dce3;
+border-radius:6px;margin-bottom:.5rem;cursor:pointer}
+label.realm:hover{border-color:#2ca01c}
+.rid{color:#6b7380;font-size:.85rem}
+ul.scopes{margin:.25rem 0 1.25rem;padding-left:1.25rem;color:#3b424c}
+.actions{display:flex;gap:.75rem;justify-content:flex-end}
+button{font:inherit;padding:.55rem 1.2rem;border-radius:6px;border:1px solid #8a929c;background:#fff;
+cursor:pointer}
+button.primary{background:#2ca01c;border-color:#2ca01c;color:#fff;font-weight:600}
+.error{background:#fdecea;border:1px solid #f5c2bd;color:#8a1c12;border-radius:6px;padding:.75rem 1rem;
+margin-bottom:1rem}
+code{background:#f1f2f4;padding:0 .25rem;border-radius:3px}
+footer{max-width:32rem;margin:1rem auto 0;color:#6b7380;font-size:.8rem;text-align:center}
+"""
+
+_SCOPE_LABELS = {
+    ACCOUNTING_SCOPE: "Read and write your QuickBooks accounting data",
+    "com.intuit.quickbooks.payment": "Process payments",
+    "openid": "Sign you in with Intuit",
+    "profile": "See your name",
+    "email": "See your email address",
+    "phone": "See your phone number",
+    "address": "See your address",
+}
+
+
+def _page(title: str, body: str) -> str:
+    e = html.escape
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)} · QBO Sandbox</title><style>{_STYLE}</style></head>"
+        f"<body><main>{body}</main>"
+        "<footer>QBO Sandbox: a local stand-in for Intuit's QuickBooks Online sign-in. "
+        "No real Intuit account is involved.</footer></body></html>"
+    )
+
+
+class _AuthzRequest:
+    """The parameters of one authorization request, validated as Intuit's authorize page does."""
+
+    def __init__(self, params: dict[str, str]) -> None:
+        self.client_id = params.get("client_id", "")
+        self.redirect_uri = params.get("redirect_uri", "")
+        self.response_type = params.get("response_type", "")
+        self.scope = params.get("scope", "")
+        self.state = params.get("state", "")
+
+    def signed_fields(self) -> list[str]:
+        return [self.client_id, self.redirect_uri, self.response_type, self.scope, self.state]
+
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+
+class _OAuthHttp:
+    def __init__(self, store: OAuthStore, sandbox: Any) -> None:
+        self.store = store
+        self.sandbox = sandbox
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = [
+            Route(AUTHORIZE_PATH, self.authorize, methods=["GET", "POST"]),
+            Route(TOKEN_PATH, self.token, methods=["POST"]),
+            Route(REVOKE_PATH, self.revoke, methods=["POST"]),
+            Route(USERINFO_PATH, self.userinfo, methods=["GET", "POST"]),
+            Route(JWKS_PATH, self.jwks, methods=["GET"]),
+        ]
+        routes += [Route(path, self.discovery, methods=["GET"]) for path in DISCOVERY_PATHS]
+        return routes
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def base_url(self, request: Request) -> str:
+        configured = getattr(self.sandbox.config, "public_base_url", None)
+        if configured:
+            return str(configured).rstrip("/")
+        return f"{request.url.scheme}://{request.url.netloc}"
+
+    def realms(self) -> list[tuple[str, str]]:
+        realms = getattr(self.sandbox, "realms", {}) or {}
+        out = [(str(rid), str(getattr(r, "company_name", "") or rid)) for rid, r in realms.items()]
+        return sorted(out, key=lambda item: (item[1].lower(), item[0]))
+
+    def error_page(self, status: int, error: str, description: str) -> HTMLResponse:
+        e = html.escape
+        body = (
+            "<h1>We can't connect this app</h1>"
+            f'<div class="error" role="alert"><strong>{e(error)}</strong><br>{e(description)}</div>'
+            "<p>Check the app's settings (client ID and redirect URIs) and start again from the app.</p>"
+        )
+        return HTMLResponse(_page("Error", body), status_code=status, headers={**_PAGE_HEADERS, **_tid()})
+
+    def validate(self, req: _AuthzRequest) -> tuple[OAuthApp | None, Response | None, str | None]:
+        """(app, error page, redirect error) — an error page only while the redirect is untrusted."""
+        if not req.client_id:
+            return None, self.error_page(400, "invalid_request", "The client_id parameter is missing."), None
+        app = self.store.get_app(req.client_id)
+        if app is None:
+            return None, self.error_page(400, "invalid_client", "The client_id is not recognised."), None
+        if not req.redirect_uri:
+            return (
+                app,
+                self.error_page(400, "invalid_request", "The redirect_uri parameter is missing."),
+                None,
+            )
+        # Exact string match, as Intuit compares against the URIs registered for the app's keys.
+        if req.redirect_uri not in app.redirect_uris:
+            return (
+                app,
+                self.error_page(
+                    400,
+                    "invalid_request",
+                    "The redirect_uri is not registered for this app: " + req.redirect_uri,
+                ),
+                None,
+            )
+        if req.response_type != "code":
+            return app, None, "unsupported_response_type"
+        scopes = req.scopes()
+        if not scopes or any(s not in KNOWN_SCOPES for s in scopes) or ACCOUNTING_SCOPE not in scopes:
+            return app, None, "invalid_scope"
+        if not req.state:
+            return app, None, "invalid_request"
+        return app, None, None
+
+    def redirect_error(self, req: _AuthzRequest, error: str, description: str = "") -> RedirectResponse:
+        params = {"error": error}
+        if description:
+            params["error_description"] = description
+        if req.state:
+            params["state"] = req.state
+        return RedirectResponse(_with_query(req.redirect_uri, params), status_code=302, headers=_tid())
+
+    # -- authorize -------------------------------------------------------------------------------
+
+    async def authorize(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.decide(request)
+        req = _AuthzRequest(dict(request.query_params))
+        app, page, redirect_error = self.validate(req)
+        if page is not None:
+            return page
+        if redirect_error:
+            return self.redirect_error(req, redirect_error, _REDIRECT_ERROR_TEXT[redirect_error])
+        assert app is not None
+        nonce = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(24)
+        response = self.consent_page(req, app, nonce)
+        response.set_cookie(
+            FORM_COOKIE,
+            nonce,
+            path=AUTHORIZE_PATH,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    def consent_page(
+        self, req: _AuthzRequest, app: OAuthApp, nonce: str, error: str = "", status: int = 200
+    ) -> HTMLResponse:
+        e = html.escape
+        app_name = app.name or app.client_id
+        realms = self.realms()
+        hidden = "".join(
+            f'<input type="hidden" name="{name}" value="{e(value)}">'
+            for name, value in (
+                ("client_id", req.client_id),
+                ("redirect_uri", req.redirect_uri),
+                ("response_type", req.response_type),
+                ("scope", req.scope),
+                ("state", req.state),
+                ("form_token", self.store.form_token(nonce, req.signed_fields())),
+            )
+        )
+        scopes = "".join(f"<li>{e(_SCOPE_LABELS.get(s, s))}</li>" for s in req.scopes())
+        if realms:
+            choices = "".join(
+                f'<label class="realm"><input type="radio" name="realm_id" value="{e(rid)}"'
+                f"{' checked' if i == 0 else ''} required>"
+                f'<span><span class="name">{e(name)}</span><br><span class="rid">Company ID {e(rid)}</span>'
+                "</span></label>"
+                for i, (rid, name) in enumerate(realms)
+            )
+            picker = f"<fieldset><legend>Choose a company</legend>{choices}</fieldset>"
+            connect = '<button type="submit" name="decision" value="approve" class="primary">Connect</button>'
+        else:
+            picker = '<p class="error">This sandbox has no companies yet. Create one, then try again.</p>'
+            connect = ""
+        body = (
+            f"<h1>Connect {e(app_name)} to QuickBooks</h1>"
+            f'<p class="sub"><strong>{e(app_name)}</strong> wants to:</p>'
+            f'<ul class="scopes">{scopes}</ul>'
+            + (f'<div class="error" role="alert">{e(error)}</div>' if error else "")
+            + f'<form method="post" action="{AUTHORIZE_PATH}">{hidden}{picker}'
+            '<div class="actions">'
+            '<button type="submit" name="decision" value="deny" formnovalidate>Cancel</button>'
+            f"{connect}</div></form>"
+        )
+        return HTMLResponse(
+            _page(f"Connect {app_name}", body), status_code=status, headers={**_PAGE_HEADERS, **_tid()}
+        )
+
+    async def decide(self, request: Request) -> Response:
+        form = await _read_form(request)
+        req = _AuthzRequest(form)
+        app, page, redirect_error = self.validate(req)
+        if page is not None:
+            return page
+        if redirect_error:
+            return self.redirect_error(req, redirect_error, _REDIRECT_ERROR_TEXT[redirect_error])
+        assert app is not None
+        nonce = request.cookies.get(FORM_COOKIE, "")
+        if not self.store.check_form_token(form.get("form_token", ""), nonce, req.signed_fields()):
+            return self.error_page(
+                403,
+                "invalid_request",
+                "This form has expired or did not come from this page. Start again from the app.",
+            )
+        if form.get("decision") != "approve":
+            return self.redirect_error(req, "access_denied", "The user denied the request.")
+        realm_id = form.get("realm_id", "")
+        if realm_id not in dict(self.realms()):
+            return self.consent_page(req, app, nonce, error="Choose one of the companies below.", status=400)
+        code = self.store.create_code(
+            client_id=app.client_id, realm_id=realm_id, redirect_uri=req.redirect_uri, scope=req.scope
+        )
+        params = {"code": code, "state": req.state, "realmId": realm_id}
+        return RedirectResponse(_with_query(req.redirect_uri, params), status_code=302, headers=_tid())
+
+    # -- token and revoke ------------------------------------------------------------------------
+
+    def client_from(self, request: Request, form: dict[str, str]) -> OAuthApp:
+        creds = basic_auth(request.headers.get("authorization"))
+        if creds is None and form.get("client_id"):
+            # client_secret_post, listed in the discovery document next to client_secret_basic.
+            creds = (form.get("client_id", ""), form.get("client_secret", ""))
+        if creds is None:
+            raise OAuthError("invalid_client", "Client authentication is required", 401)
+        app = self.store.check_client(*creds)
+        if app is None:
+            raise OAuthError("invalid_client", "Client authentication failed", 401)
+        return app
+
+    async def token(self, request: Request) -> Response:
+        form = await _read_form(request)
+        try:
+            app = self.client_from(request, form)
+            hard = request.headers.get("x-include-refresh-token-hard-expires-in", "").lower() == "true"
+            grant_type = form.get("grant_type", "")
+            if grant_type == "authorization_code":
+                code, redirect_uri = form.get("code", ""), form.get("redirect_uri", "")
+                if not code or not redirect_uri:
+                    raise OAuthError("invalid_request", "code and redirect_uri are required")
+                body = self.store.exchange_code(
+                    app=app, code=code, redirect_uri=redirect_uri, include_hard_expiry=hard
+                )
+            elif grant_type == "refresh_token":
+                token = form.get("refresh_token", "")
+                if not token:
+                    raise OAuthError("invalid_request", "refresh_token is required")
+                body = self.store.refresh(app=app, refresh_token=token, include_hard_expiry=hard)
+            elif not grant_type:
+                raise OAuthError("invalid_request", "grant_type is required")
+            else:
+                raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type}")
+        except OAuthError as err:
+            return _oauth_error(err)
+        return _json(body)
+
+    async def revoke(self, request: Request) -> Response:
+        raw = await request.body()
+        form: dict[str, str] = {}
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                data = json.loads(raw or b"{}")
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                return _oauth_error(OAuthError("invalid_request", "Body must be a JSON object"))
+            form = {k: v for k, v in data.items() if isinstance(v, str)}
+        else:
+            form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+        try:
+            app = self.client_from(request, form)
+            token = form.get("token", "")
+            if not token:
+                raise OAuthError("invalid_request", "token is required")
+            # RFC 7009: an unknown token is answered 200 too, so a client can revoke idempotently.
+            self.store.revoke_token(app=app, token=token)
+        except OAuthError as err:
+            return _oauth_error(err)
+        return Response(status_code=200, headers={**_NO_STORE, **_tid()})
+
+    # -- OpenID bits -----------------------------------------------------------------------------
+
+    async def userinfo(self, request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        grant, reason = self.store.check_access(token) if token else (None, "invalid")
+        if grant is None:
+            challenge = f'Bearer error="invalid_token", error_description="{reason}"'
+            return _json({"error": "invalid_token"}, 401, {"WWW-Authenticate": challenge})
+        scopes = grant.scope.split()
+        if "openid" not in scopes:
+            return _json({"error": "insufficient_scope"}, 403)
+        sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"qbo-sandbox:{grant.client_id}:{grant.realm_id}"))
+        info: dict[str, Any] = {"sub": sub}
+        if "email" in scopes:
+            info.update(email="sandbox.user@example.com", emailVerified=True)
+        if "profile" in scopes:
+            info.update(givenName="Sandbox", familyName="User")
+        if "phone" in scopes:
+            info.update(phoneNumber="+1 555-0100", phoneNumberVerified=False)
+        if "address" in scopes:
+            info["address"] = {
+                "streetAddress": "1 Sandbox Way",
+                "locality": "Mountain View",
+                "region": "CA",
+                "postalCode": "94043",
+                "country": "US",
+            }
+        return _json(info)
+
+    async def jwks(self, request: Request) -> Response:
+        # No ID tokens are signed yet, so there is no key to publish; the URI still resolves because
+        # clients fetch it straight from the discovery document.
+        return _json({"keys": []})
+
+    async def discovery(self, request: Request) -> Response:
+        base = self.base_url(request)
+        doc = {
+            "issuer": base + ISSUER_PATH,
+            "authorization_endpoint": base + AUTHORIZE_PATH,
+            "token_endpoint": base + TOKEN_PATH,
+            "userinfo_endpoint": base + USERINFO_PATH,
+            "revocation_endpoint": base + REVOKE_PATH,
+            "jwks_uri": base + JWKS_PATH,
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
+        }
+        return JSONResponse(doc, headers=_tid())
+
+
+_REDIRECT_ERROR_TEXT = {
+    "unsupported_response_type": "response_type must be code",
+    "invalid_scope": f"scope must include {ACCOUNTING_SCOPE} and only known scopes",
+    "invalid_request": "state is required",
+}
