@@ -1,0 +1,319 @@
+"""Webhook deliveries from a running sandbox to real HTTP receivers on 127.0.0.1.
+
+Delays are shrunk through the config (aggregation window 0.2 s, retry schedule scaled by
+time_scale), so nothing here sleeps for more than a fraction of a second at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from qbo_sandbox.config import SandboxConfig
+from qbo_sandbox.oauth import OAuthStore
+from qbo_sandbox.webhooks import WebhookDispatcher, verify
+
+STAMP = "2026-11-28T08:15:30-08:00"
+
+
+class Receiver:
+    """An app's webhook endpoint: records every request and answers from a script of statuses."""
+
+    def __init__(self, statuses=(200,), delay: float = 0.0) -> None:
+        self.requests: list[dict] = []
+        self.statuses = itertools.chain(statuses, itertools.repeat(statuses[-1]))
+        self.delay = delay
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver.lock:
+                    receiver.requests.append({"headers": dict(self.headers.items()), "body": body})
+                    status = next(receiver.statuses)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhooks/quickbooks"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def receiver_factory():
+    made: list[Receiver] = []
+
+    def make(*statuses, delay: float = 0.0) -> Receiver:
+        receiver = Receiver(statuses or (200,), delay=delay)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for r in made:
+        r.close()
+
+
+class ThreadServer:
+    def __init__(self, app) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    cfg = SandboxConfig(webhook_delay_seconds=0.2, webhook_max_retries=3, time_scale=0.01)
+    cfg.webhook_timeout_seconds = 0.5  # not a SandboxConfig field yet; the dispatcher reads it if present
+    sb = SimpleNamespace(config=cfg, realms={}, oauth=OAuthStore(cfg))
+    sb.webhooks = WebhookDispatcher(sb)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await sb.webhooks.start()
+        yield
+        await sb.webhooks.stop()
+
+    # The dispatcher runs in the server's event loop, as in the real app; the tests below call
+    # entity_changed from another thread, as the control plane or CLI could.
+    with ThreadServer(Starlette(routes=sb.oauth.routes(sb), lifespan=lifespan)):
+        yield sb
+
+
+_realm_ids = itertools.count(9130356000)
+
+
+def connected_app(sandbox, receiver, **kwargs):
+    app = sandbox.oauth.register_app(webhook_url=receiver.url if receiver else None, **kwargs)
+    realm = str(next(_realm_ids))
+    sandbox.oauth.issue_tokens(client_id=app.client_id, realm_id=realm)
+    return app, realm
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def deliveries_for(sandbox, app):
+    return [d for d in sandbox.webhooks.deliveries if d.client_id == app.client_id]
+
+
+def expected_signature(body: bytes, token: str) -> str:
+    return base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def test_cloudevents_delivery_is_signed_and_aggregated(sandbox, receiver_factory):
+    receiver = receiver_factory()
+    app, realm = connected_app(sandbox, receiver)
+    assert app.webhook_format == "cloudevents"
+    hooks = sandbox.webhooks
+    hooks.entity_changed(realm, "Customer", "58", "Create", STAMP)
+    hooks.entity_changed(realm, "Invoice", "130", "Update", STAMP)
+    hooks.entity_changed(realm, "Payment", "7", "Delete", STAMP)
+    wait_for(lambda: receiver.requests)
+    time.sleep(0.3)  # nothing else should follow: the three changes share one window
+    assert len(receiver.requests) == 1
+    request = receiver.requests[0]
+    body = request["body"]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["content-type"] == "application/json"
+    assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
+    assert verify(body, headers["intuit-signature"], app.verifier_token)
+    assert not verify(body + b" ", headers["intuit-signature"], app.verifier_token)
+    events = json.loads(body)
+    assert isinstance(events, list)
+    assert [e["type"] for e in events] == [
+        "qbo.customer.created.v1",
+        "qbo.invoice.updated.v1",
+        "qbo.payment.deleted.v1",
+    ]
+    first = events[0]
+    assert first["specversion"] == "1.0"
+    assert first["datacontenttype"] == "application/json"
+    assert first["intuitaccountid"] == realm
+    assert first["intuitentityid"] == "58"
+    assert first["time"] == "2026-11-28T16:15:30.000Z"
+    assert first["source"].startswith("intuit.")
+    assert first["data"] == {}
+    assert len({e["id"] for e in events}) == 3
+    (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"])
+    assert delivery.events == 3
+    assert [a.status_code for a in delivery.attempts] == [200]
+
+
+def test_legacy_format_groups_realms(sandbox, receiver_factory):
+    receiver = receiver_factory()
+    app, realm_a = connected_app(sandbox, receiver, webhook_format="legacy")
+    realm_b = str(next(_realm_ids))
+    sandbox.oauth.issue_tokens(client_id=app.client_id, realm_id=realm_b)
+    sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Create", STAMP)
+    sandbox.webhooks.entity_changed(realm_b, "Invoice", "9", "Void", STAMP)
+    sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Update", STAMP)
+    wait_for(lambda: receiver.requests)
+    time.sleep(0.3)
+    assert len(receiver.requests) == 1
+    body = receiver.requests[0]["body"]
+    headers = {k.lower(): v for k, v in receiver.requests[0]["headers"].items()}
+    assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
+    payload = json.loads(body)
+    notes = {n["realmId"]: n["dataChangeEvent"]["entities"] for n in payload["eventNotifications"]}
+    assert notes[realm_a] == [
+        {"name": "Customer", "id": "1", "operation": "Create", "lastUpdated": STAMP},
+        {"name": "Customer", "id": "1", "operation": "Update", "lastUpdated": STAMP},
+    ]
+    assert notes[realm_b] == [{"name": "Invoice", "id": "9", "operation": "Void", "lastUpdated": STAMP}]
+
+
+def test_changes_after_the_window_make_a_second_notification(sandbox, receiver_factory):
+    receiver = receiver_factory()
+    _app, realm = connected_app(sandbox, receiver)
+    sandbox.webhooks.entity_changed(realm, "Customer", "1", "Create", STAMP)
+    wait_for(lambda: len(receiver.requests) == 1)
+    sandbox.webhooks.entity_changed(realm, "Customer", "1", "Update", STAMP)
+    wait_for(lambda: len(receiver.requests) == 2)
+    types = [json.loads(r["body"])[0]["type"] for r in receiver.requests]
+    assert types == ["qbo.customer.created.v1", "qbo.customer.updated.v1"]
+
+
+def test_retries_on_500_until_acknowledged(sandbox, receiver_factory):
+    receiver = receiver_factory(500, 503, 200)
+    app, realm = connected_app(sandbox, receiver)
+    sandbox.webhooks.entity_changed(realm, "Invoice", "5", "Create", STAMP)
+    (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"])
+    assert [a.status_code for a in delivery.attempts] == [500, 503, 200]
+    # Every retry carries the same body and signature, so a receiver can de-duplicate.
+    assert len({r["body"] for r in receiver.requests}) == 1
+
+
+def test_gives_up_after_max_retries(sandbox, receiver_factory):
+    receiver = receiver_factory(500)
+    app, realm = connected_app(sandbox, receiver)
+    sandbox.webhooks.entity_changed(realm, "Invoice", "5", "Create", STAMP)
+    (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "failed"])
+    assert len(delivery.attempts) == 1 + sandbox.config.webhook_max_retries
+    assert len(receiver.requests) == 1 + sandbox.config.webhook_max_retries
+
+
+def test_slow_receiver_times_out_and_is_retried(sandbox, receiver_factory):
+    receiver = receiver_factory(200, delay=0.8)
+    sandbox.config.webhook_max_retries = 1
+    try:
+        app, realm = connected_app(sandbox, receiver)
+        sandbox.webhooks.entity_changed(realm, "Customer", "3", "Create", STAMP)
+        (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "failed"])
+    finally:
+        sandbox.config.webhook_max_retries = 3
+    assert [a.status_code for a in delivery.attempts] == [None, None]
+    assert "Timeout" in delivery.attempts[0].error
+
+
+def test_later_notifications_wait_for_the_earlier_one(sandbox, receiver_factory):
+    receiver = receiver_factory(500, 500, 200)
+    _app, realm = connected_app(sandbox, receiver)
+    sandbox.webhooks.entity_changed(realm, "Customer", "1", "Create", STAMP)
+    wait_for(lambda: receiver.requests)
+    sandbox.webhooks.entity_changed(realm, "Customer", "2", "Create", STAMP)
+    wait_for(lambda: len(receiver.requests) == 4)
+    ids = [json.loads(r["body"])[0]["intuitentityid"] for r in receiver.requests]
+    assert ids == ["1", "1", "1", "2"]
+
+
+def test_only_connected_apps_with_a_url_and_matching_entities_hear(sandbox, receiver_factory):
+    listening = receiver_factory()
+    filtered = receiver_factory()
+    revoked = receiver_factory()
+    never = receiver_factory()
+    _app, realm = connected_app(sandbox, listening)
+    only_invoices = sandbox.oauth.register_app(webhook_url=filtered.url, webhook_entities=["Invoice"])
+    sandbox.oauth.issue_tokens(client_id=only_invoices.client_id, realm_id=realm)
+    gone = sandbox.oauth.register_app(webhook_url=revoked.url)
+    sandbox.oauth.issue_tokens(client_id=gone.client_id, realm_id=realm)
+    sandbox.oauth.revoke_realm(realm, gone.client_id)
+    sandbox.oauth.register_app(webhook_url=never.url)  # registered, never connected
+    no_url = sandbox.oauth.register_app()
+    sandbox.oauth.issue_tokens(client_id=no_url.client_id, realm_id=realm)
+
+    sandbox.webhooks.entity_changed(realm, "Customer", "1", "Create", STAMP)
+    sandbox.webhooks.entity_changed(realm, "Invoice", "2", "Create", STAMP)
+    wait_for(lambda: listening.requests and filtered.requests)
+    time.sleep(0.3)
+    assert len(json.loads(listening.requests[0]["body"])) == 2
+    assert [e["intuitentityid"] for e in json.loads(filtered.requests[0]["body"])] == ["2"]
+    assert revoked.requests == [] and never.requests == []
+    assert deliveries_for(sandbox, no_url) == []
+
+
+def test_flush_now_skips_the_window(sandbox, receiver_factory):
+    receiver = receiver_factory()
+    app, realm = connected_app(sandbox, receiver)
+    sandbox.config.webhook_delay_seconds = 30
+    try:
+        sandbox.webhooks.entity_changed(realm, "Customer", "1", "Create", STAMP)
+        time.sleep(0.1)
+        assert receiver.requests == []
+        assert sandbox.webhooks.pending_events() == 1
+        sandbox.webhooks.flush_now()
+        wait_for(lambda: receiver.requests, timeout=2)
+    finally:
+        sandbox.config.webhook_delay_seconds = 0.2
+    wait_for(sandbox.webhooks.idle)
+    log = deliveries_for(sandbox, app)[0].to_dict()
+    assert json.loads(log["body"])[0]["intuitentityid"] == "1"
+    assert log["status"] == "delivered"
+
+
+def test_retry_schedule_is_intuits_scaled():
+    cfg = SandboxConfig(time_scale=0.001)
+    hooks = WebhookDispatcher(SimpleNamespace(config=cfg))
+    assert [round(hooks.retry_delay(i), 4) for i in range(5)] == [0.0, 0.01, 0.02, 0.03, 0.3]
+    assert hooks.retry_delay(50) == pytest.approx(21.6)
+    custom = WebhookDispatcher(SimpleNamespace(config=cfg), retry_delays=[0.5])
+    assert custom.retry_delay(3) == 0.5
+
+
+def test_events_before_start_are_kept():
+    cfg = SandboxConfig()
+    hooks = WebhookDispatcher(SimpleNamespace(config=cfg))
+    hooks.entity_changed("1", "Customer", "1", "Create", STAMP)
+    assert hooks.pending_events() == 1
