@@ -1,0 +1,188 @@
+"""Clients > Accounts pages through HTTP: roles, firm isolation, paging, search, bad input."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from practice.clients.models import ClientAccount
+from practice.clients.services import account_archive, account_create
+from practice.firms.models import User
+
+MEMBERS = ["owner", "admin", "employee"]
+VALID = {"name": "New Client LLC", "kind": "company", "email": "hi@newclient.test", "phone": "555"}
+
+
+@pytest.fixture
+def account(firm):
+    return account_create(firm=firm, name="Alvarez & Sons", email="ana@alvarez.test", city="Austin")
+
+
+def snapshot(account):
+    return ClientAccount.objects.filter(pk=account.pk).values().get()
+
+
+# --- role matrix ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("who", ["anonymous", *MEMBERS, "other"])
+def test_list(client_as, account, who):
+    response = client_as(who).get(reverse("clients:account_list"))
+    if who == "anonymous":
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+        return
+    assert response.status_code == 200
+    assert (b"Alvarez &amp; Sons" in response.content) is (who != "other")
+
+
+@pytest.mark.parametrize("who", ["anonymous", *MEMBERS, "other"])
+def test_detail(client_as, account, who):
+    response = client_as(who).get(reverse("clients:account_detail", args=[account.pk]))
+    expected = {"anonymous": 302, "other": 404}.get(who, 200)
+    assert response.status_code == expected
+    if expected == 200:
+        assert b"ana@alvarez.test" in response.content
+
+
+@pytest.mark.parametrize("who", ["anonymous", *MEMBERS, "other"])
+def test_create(client_as, firm, other_firm, who):
+    c = client_as(who)
+    assert c.get(reverse("clients:account_create")).status_code == (302 if who == "anonymous" else 200)
+    response = c.post(reverse("clients:account_create"), VALID)
+    assert response.status_code == 302
+    created = ClientAccount.objects.filter(name=VALID["name"])
+    if who == "anonymous":
+        assert not created.exists()
+        return
+    # A member always creates in their own firm, whatever they post.
+    (new,) = created
+    assert new.firm == (other_firm if who == "other" else firm)
+    assert response["Location"] == reverse("clients:account_detail", args=[new.pk])
+
+
+@pytest.mark.parametrize("who", ["anonymous", *MEMBERS, "other"])
+def test_edit(client_as, account, who):
+    before = snapshot(account)
+    c = client_as(who)
+    url = reverse("clients:account_edit", args=[account.pk])
+    get_status = {"anonymous": 302, "other": 404}.get(who, 200)
+    assert c.get(url).status_code == get_status
+    response = c.post(url, {**VALID, "name": "Renamed"})
+    if who in MEMBERS:
+        assert response.status_code == 302
+        account.refresh_from_db()
+        assert account.name == "Renamed"
+    else:
+        assert response.status_code == get_status
+        assert snapshot(account) == before
+
+
+@pytest.mark.parametrize("who", ["anonymous", *MEMBERS, "other"])
+def test_archive_and_unarchive(client_as, account, who):
+    c = client_as(who)
+    expected = {"anonymous": 302, "employee": 403, "other": 404}.get(who, 302)
+    response = c.post(reverse("clients:account_archive", args=[account.pk]))
+    assert response.status_code == expected
+    account.refresh_from_db()
+    assert account.archived is (expected == 302 and who != "anonymous")
+
+    account_archive(account=account)
+    response = c.post(reverse("clients:account_unarchive", args=[account.pk]))
+    assert response.status_code == expected
+    account.refresh_from_db()
+    assert account.archived is not (expected == 302 and who != "anonymous")
+
+
+def test_archive_refuses_get(client_as, account):
+    assert client_as("owner").get(reverse("clients:account_archive", args=[account.pk])).status_code == 405
+    account.refresh_from_db()
+    assert account.archived is False
+
+
+def test_user_without_firm_gets_403(db, account):
+    User.objects.create_user("loner@example.test", "pw-loner-123456")
+    c = Client()
+    c.login(username="loner@example.test", password="pw-loner-123456")
+    assert c.get(reverse("clients:account_list")).status_code == 403
+    assert c.get(reverse("clients:account_detail", args=[account.pk])).status_code == 403
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 501}, "name"),
+        ({"name": "nul\x00byte"}, "name"),
+        ({"name": "ok", "email": "nope"}, "email"),
+        ({"name": "ok", "kind": "alien"}, "kind"),
+        ({"name": "ok", "phone": "9" * 31}, "phone"),
+        ({"name": "ok", "country": "\x00"}, "country"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(client_as, account, data, field):
+    c = client_as("employee")
+    before = snapshot(account)
+    count = ClientAccount.objects.count()
+    for url in (reverse("clients:account_create"), reverse("clients:account_edit", args=[account.pk])):
+        response = c.post(url, {"kind": "individual", **data})
+        assert response.status_code == 400
+        assert f'data-field="{field}"'.encode() in response.content
+    assert ClientAccount.objects.count() == count
+    assert snapshot(account) == before
+
+
+# --- list behaviour ------------------------------------------------------------------------
+
+
+def test_paging_25_per_page_keeps_search(client_as, firm):
+    ClientAccount.objects.bulk_create(
+        [ClientAccount(firm=firm, name=f"Client {i:02d}") for i in range(30)]
+        + [ClientAccount(firm=firm, name="Zed Unrelated")]
+    )
+    c = client_as("employee")
+    page1 = c.get(reverse("clients:account_list"), {"q": "client"})
+    assert page1.context["page_obj"].paginator.count == 30
+    assert len(page1.context["accounts"]) == 25
+    assert b"?q=client&amp;page=2" in page1.content
+    page2 = c.get(reverse("clients:account_list"), {"q": "client", "page": 2})
+    assert [a.name for a in page2.context["accounts"]] == [f"Client {i}" for i in range(25, 30)]
+    # Out-of-range or junk page numbers fall back instead of erroring.
+    assert c.get(reverse("clients:account_list"), {"page": "999"}).status_code == 200
+    assert c.get(reverse("clients:account_list"), {"page": "x"}).status_code == 200
+
+
+def test_archived_toggle(client_as, firm, account):
+    archived = account_create(firm=firm, name="Old Client")
+    account_archive(account=archived)
+    c = client_as("employee")
+    assert b"Old Client" not in c.get(reverse("clients:account_list")).content
+    assert b"Old Client" in c.get(reverse("clients:account_list"), {"archived": "1"}).content
+
+
+def test_list_query_count_does_not_grow_with_rows(client_as, firm, django_assert_max_num_queries):
+    ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"C{i}") for i in range(25)])
+    c = client_as("employee")
+    c.get(reverse("clients:account_list"))  # warm caches (session, content types)
+    with django_assert_max_num_queries(6):
+        c.get(reverse("clients:account_list"))
+
+
+def test_htmx_search_returns_only_the_table(client_as, account):
+    response = client_as("employee").get(
+        reverse("clients:account_list"), {"q": "alv"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="account-table"
+    )
+    assert response.status_code == 200
+    assert b"<html" not in response.content
+    assert b"Alvarez" in response.content
+
+
+def test_archive_button_only_for_managers(client_as, account):
+    url = reverse("clients:account_detail", args=[account.pk])
+    archive_url = reverse("clients:account_archive", args=[account.pk]).encode()
+    assert archive_url not in client_as("employee").get(url).content
+    assert archive_url in client_as("admin").get(url).content
