@@ -1,2 +1,162 @@
 """Connection to a QBO company (realm): tokens, health, setup choices."""
-__all__: list[str] = []
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from practice.common.models import TimeStampedModel
+
+__all__ = [
+    "AccountScope",
+    "Connection",
+    "ConnectionStatus",
+    "UnmatchedCustomer",
+]
+
+
+class ConnectionStatus(models.TextChoices):
+    """Health of the link to QBO, separate from per-record sync errors (product.md §2)."""
+
+    CONNECTED = "connected", _("Connected")
+    NEEDS_RECONNECT = "needs_reconnect", _("Needs reconnect")
+    DISCONNECTED = "disconnected", _("Disconnected")
+
+    @property
+    def colour(self) -> str:
+        """Badge colour (CSS `badge-<colour>`), kept next to the label so templates never guess."""
+        return _STATUS_COLOURS[self.value]
+
+
+_STATUS_COLOURS = {
+    ConnectionStatus.CONNECTED.value: "green",
+    ConnectionStatus.NEEDS_RECONNECT.value: "amber",
+    ConnectionStatus.DISCONNECTED.value: "grey",
+}
+
+
+class AccountScope(models.TextChoices):
+    """Which client accounts sync."""
+
+    WITH_ACTIVITY = "with_activity", _("Accounts with invoices or payments")
+    ALL = "all", _("All accounts")
+
+
+class UnmatchedCustomer(models.TextChoices):
+    """What to do when no QBO customer has the account's name."""
+
+    CREATE = "create", _("Create the customer in QuickBooks")
+    ASK = "ask", _("Ask me")
+
+
+class Connection(TimeStampedModel):
+    """A firm's link to one QBO company: credentials, health and the setup choices.
+
+    One row per firm, kept after a disconnect so links and history survive and a reconnect to
+    the same company resumes. Tokens are Fernet ciphertext (see `practice.quickbooks.tokens`);
+    they are written only through `practice.quickbooks.oauth`, which bumps `token_version` on
+    every change so concurrent refreshes can detect each other with a conditional UPDATE.
+    """
+
+    firm = models.OneToOneField("firms.Firm", on_delete=models.CASCADE, related_name="qbo_connection")
+    realm_id = models.CharField(_("company id"), max_length=32, blank=True, db_index=True)
+    company_name = models.CharField(_("company name"), max_length=255, blank=True)
+    # Which environment the tokens belong to ("sandbox-local", "sandbox", "production").
+    environment = models.CharField(_("environment"), max_length=32, blank=True)
+    status = models.CharField(
+        _("status"), max_length=20, choices=ConnectionStatus.choices, default=ConnectionStatus.DISCONNECTED
+    )
+
+    # Credentials: ciphertext only. Never rendered, logged or put in a URL.
+    access_token_enc = models.TextField(blank=True, editable=False)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    refresh_token_enc = models.TextField(blank=True, editable=False)
+    refresh_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Incremented on every token write; the single-flight refresh keys its conditional UPDATE on it.
+    token_version = models.PositiveIntegerField(default=0, editable=False)
+    # Cross-process refresh lock: who is refreshing and until when the claim holds.
+    refresh_lock_owner = models.CharField(max_length=64, blank=True, editable=False)
+    refresh_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # A different company chosen on reconnect, parked until the owner confirms "start over".
+    pending_realm_id = models.CharField(max_length=32, blank=True, editable=False)
+    pending_company_name = models.CharField(max_length=255, blank=True, editable=False)
+    pending_tokens_enc = models.TextField(blank=True, editable=False)
+
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connected_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    # Setup choices (product.md §2), editable by owner or admin.
+    setup_completed_at = models.DateTimeField(null=True, blank=True)
+    account_scope = models.CharField(
+        _("accounts that sync"),
+        max_length=20,
+        choices=AccountScope.choices,
+        default=AccountScope.WITH_ACTIVITY,
+    )
+    sync_start_date = models.DateField(_("sync start date"), null=True, blank=True)
+    unmatched_customer = models.CharField(
+        _("when no customer matches"),
+        max_length=10,
+        choices=UnmatchedCustomer.choices,
+        default=UnmatchedCustomer.CREATE,
+    )
+    income_account_id = models.CharField(max_length=32, blank=True)
+    income_account_name = models.CharField(_("service income account"), max_length=255, blank=True)
+    deposit_account_id = models.CharField(max_length=32, blank=True)
+    deposit_account_name = models.CharField(_("deposit payments to"), max_length=255, blank=True)
+    fees_enabled = models.BooleanField(_("record processing fees"), default=False)
+    fee_account_id = models.CharField(max_length=32, blank=True)
+    fee_account_name = models.CharField(_("processing fee account"), max_length=255, blank=True)
+    sync_manual_payments = models.BooleanField(_("sync manually created payments"), default=True)
+
+    # Per-realm lease of the sync engine (architecture.md §3 step 1): one runner at a time.
+    lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("QuickBooks connection")
+        verbose_name_plural = _("QuickBooks connections")
+
+    def __str__(self) -> str:
+        return f"{self.company_name or self.realm_id or 'QuickBooks'} ({self.status})"
+
+    def __repr__(self) -> str:
+        # Keep tokens (even encrypted) out of reprs that end up in tracebacks and logs.
+        return f"<Connection id={self.pk} firm={self.firm_id} realm={self.realm_id} status={self.status}>"
+
+    @property
+    def status_choice(self) -> ConnectionStatus:
+        return ConnectionStatus(self.status)
+
+    @property
+    def status_colour(self) -> str:
+        return self.status_choice.colour
+
+    @property
+    def is_connected(self) -> bool:
+        return self.status == ConnectionStatus.CONNECTED
+
+    @property
+    def needs_reconnect(self) -> bool:
+        return self.status == ConnectionStatus.NEEDS_RECONNECT
+
+    @property
+    def is_set_up(self) -> bool:
+        return self.setup_completed_at is not None
+
+    @property
+    def has_pending_company(self) -> bool:
+        return bool(self.pending_realm_id and self.pending_tokens_enc)
+
+    def access_token_expires_within(self, seconds: float) -> bool:
+        if self.access_token_expires_at is None:
+            return True
+        return (self.access_token_expires_at - timezone.now()).total_seconds() < seconds
