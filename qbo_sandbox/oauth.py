@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -153,6 +155,9 @@ class OAuthStore:
         self.codes: dict[str, AuthCode] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
+        self._refresh_by_grant: dict[str, set[str]] = {}
+        self._last_prune = 0.0
+        self._signing_key: RSAKey | None = None
         # Signs the authorize form's anti-forgery token; never leaves the process.
         self._form_secret = secrets.token_bytes(32)
         self.dev_app = self.register_app(
@@ -257,10 +262,11 @@ class OAuthStore:
     def _grant_live(self, grant: Grant, now: float) -> bool:
         if grant.revoked_at is not None:
             return False
-        return any(
-            rt.grant_id == grant.grant_id and self._refresh_usable(rt, now)
-            for rt in self.refresh_tokens.values()
-        )
+        return any(self._refresh_usable(rt, now) for rt in self._grant_refresh_tokens(grant.grant_id))
+
+    def _grant_refresh_tokens(self, grant_id: str) -> list[RefreshToken]:
+        tokens = self._refresh_by_grant.get(grant_id, set())
+        return [self.refresh_tokens[t] for t in tokens if t in self.refresh_tokens]
 
     def _refresh_usable(self, rt: RefreshToken, now: float) -> bool:
         if now >= rt.expires_at:
@@ -280,11 +286,12 @@ class OAuthStore:
 
     def _issue_for_grant(self, grant: Grant, *, include_hard_expiry: bool = False) -> dict[str, Any]:
         now = self.now()
-        self._prune(now)
+        if now - self._last_prune > 60:
+            self._prune(now)
         hard_expiry = grant.created_at + REFRESH_HARD_CAP_SECONDS
         # Every older refresh token of this grant is superseded now; each keeps its own grace window.
-        for rt in self.refresh_tokens.values():
-            if rt.grant_id == grant.grant_id and rt.superseded_at is None:
+        for rt in self._grant_refresh_tokens(grant.grant_id):
+            if rt.superseded_at is None:
                 rt.superseded_at = now
         access = AccessToken(
             token=_new_token(48), grant_id=grant.grant_id, expires_at=now + self.access_token_ttl
@@ -296,6 +303,7 @@ class OAuthStore:
         )
         self.access_tokens[access.token] = access
         self.refresh_tokens[refresh.token] = refresh
+        self._refresh_by_grant.setdefault(grant.grant_id, set()).add(refresh.token)
         body: dict[str, Any] = {
             "token_type": "bearer",
             "expires_in": int(self.access_token_ttl),
@@ -329,8 +337,41 @@ class OAuthStore:
             self.codes[code.code] = code
             return code.code
 
+    def signing_key(self) -> RSAKey:
+        """The RS256 key of ID tokens, made on first use (it costs ~0.1 s) and kept in snapshots."""
+        with self._lock:
+            if self._signing_key is None:
+                kid = _new_token(8)
+                self._signing_key = RSAKey.generate_key(
+                    2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"}
+                )
+            return self._signing_key
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self.signing_key().as_dict(private=False)]}
+
+    def id_token(self, grant: Grant, issuer: str) -> str:
+        key = self.signing_key()
+        now = int(self.now())
+        claims = {
+            "iss": issuer,
+            "sub": user_subject(grant),
+            "aud": [grant.client_id],
+            "realmid": grant.realm_id,
+            "auth_time": now,
+            "iat": now,
+            "exp": now + int(self.access_token_ttl),
+        }
+        return jwt.encode({"alg": "RS256", "kid": str(key.kid)}, claims, key)
+
     def exchange_code(
-        self, *, app: OAuthApp, code: str, redirect_uri: str, include_hard_expiry: bool = False
+        self,
+        *,
+        app: OAuthApp,
+        code: str,
+        redirect_uri: str,
+        include_hard_expiry: bool = False,
+        issuer: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             entry = self.codes.get(code)
@@ -345,6 +386,8 @@ class OAuthStore:
             entry.used = True
             grant = self._new_grant(app.client_id, entry.realm_id, entry.scope)
             body = self._issue_for_grant(grant, include_hard_expiry=include_hard_expiry)
+            if issuer and "openid" in grant.scope.split():
+                body["id_token"] = self.id_token(grant, issuer)
             return body
 
     def refresh(
@@ -445,7 +488,9 @@ class OAuthStore:
             del self.access_tokens[token]
         # An unusable refresh token and an unknown one both answer invalid_grant, so no tombstone.
         for token in [t for t, rt in self.refresh_tokens.items() if not self._refresh_usable(rt, now)]:
-            del self.refresh_tokens[token]
+            rt = self.refresh_tokens.pop(token)
+            self._refresh_by_grant.get(rt.grant_id, set()).discard(token)
+        self._last_prune = now
         for code in [c for c, ac in self.codes.items() if now > ac.expires_at + self.auth_code_ttl]:
             del self.codes[code]
 
@@ -471,6 +516,7 @@ class OAuthStore:
                 "access_tokens": [asdict(t) for t in self.access_tokens.values()],
                 "refresh_tokens": [asdict(t) for t in self.refresh_tokens.values()],
                 "clock_offset": self._clock_offset,
+                "signing_key": self._signing_key.as_dict(private=True) if self._signing_key else None,
             }
 
     def from_dict(self, d: dict[str, Any]) -> None:
@@ -485,6 +531,11 @@ class OAuthStore:
             self.codes = {c["code"]: AuthCode(**c) for c in d.get("codes", [])}
             self.access_tokens = {t["token"]: AccessToken(**t) for t in d.get("access_tokens", [])}
             self.refresh_tokens = {t["token"]: RefreshToken(**t) for t in d.get("refresh_tokens", [])}
+            self._refresh_by_grant = {}
+            for rt in self.refresh_tokens.values():
+                self._refresh_by_grant.setdefault(rt.grant_id, set()).add(rt.token)
+            key = d.get("signing_key")
+            self._signing_key = RSAKey.import_key(key) if key else None
             self._clock_offset = float(d.get("clock_offset", 0.0))
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -492,6 +543,11 @@ class OAuthStore:
     def routes(self, sandbox: Any) -> list[BaseRoute]:
         """Intuit's OAuth endpoints at Intuit's paths, all served from the sandbox's one origin."""
         return _OAuthHttp(self, sandbox).routes()
+
+
+def user_subject(grant: Grant) -> str:
+    """A stable ``sub`` for the (one, fictional) sandbox user as seen by one app."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"qbo-sandbox:{grant.client_id}:{grant.realm_id}"))
 
 
 def basic_auth(header: str | None) -> tuple[str, str] | None:
@@ -828,7 +884,11 @@ class _OAuthHttp:
                 if not code or not redirect_uri:
                     raise OAuthError("invalid_request", "code and redirect_uri are required")
                 body = self.store.exchange_code(
-                    app=app, code=code, redirect_uri=redirect_uri, include_hard_expiry=hard
+                    app=app,
+                    code=code,
+                    redirect_uri=redirect_uri,
+                    include_hard_expiry=hard,
+                    issuer=self.base_url(request) + ISSUER_PATH,
                 )
             elif grant_type == "refresh_token":
                 token = form.get("refresh_token", "")
@@ -879,8 +939,7 @@ class _OAuthHttp:
         scopes = grant.scope.split()
         if "openid" not in scopes:
             return _json({"error": "insufficient_scope"}, 403)
-        sub = str(uuid.uuid5(uuid.NAMESPACE_URL, f"qbo-sandbox:{grant.client_id}:{grant.realm_id}"))
-        info: dict[str, Any] = {"sub": sub}
+        info: dict[str, Any] = {"sub": user_subject(grant)}
         if "email" in scopes:
             info.update(email="sandbox.user@example.com", emailVerified=True)
         if "profile" in scopes:
@@ -898,9 +957,7 @@ class _OAuthHttp:
         return _json(info)
 
     async def jwks(self, request: Request) -> Response:
-        # No ID tokens are signed yet, so there is no key to publish; the URI still resolves because
-        # clients fetch it straight from the discovery document.
-        return _json({"keys": []})
+        return JSONResponse(self.store.jwks(), headers=_tid())
 
     async def discovery(self, request: Request) -> Response:
         base = self.base_url(request)

@@ -498,6 +498,22 @@ def test_userinfo_needs_openid_scope(http, app):
     assert http.get("/v1/openid_connect/userinfo").status_code == 401
 
 
+def test_id_token_with_openid_scope_verifies_against_jwks(http, server, app):
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    assert "id_token" not in connect(http, app)
+    code = callback_params(consent(http, app, scope=f"{ACCOUNTING_SCOPE} openid"))["code"]
+    tokens = exchange(http, app, code).json()
+    doc = http.get("/.well-known/openid_configuration").json()
+    keys = KeySet.import_key_set(http.get(doc["jwks_uri"]).json())
+    claims = jwt.decode(tokens["id_token"], keys).claims
+    assert claims["iss"] == doc["issuer"]
+    assert claims["aud"] == [app.client_id]
+    assert claims["realmid"] == "9130355001"
+    assert claims["exp"] > claims["iat"]
+
+
 def test_register_app_is_idempotent_per_client_id():
     store = make_sandbox().oauth
     first = store.register_app(client_id="abc", client_secret="s1", redirect_uris=["https://a/cb"])
@@ -517,6 +533,7 @@ def test_snapshot_round_trip():
     app = store.register_app(client_id="abc", redirect_uris=["https://a/cb"], webhook_format="legacy")
     tokens = store.issue_tokens(client_id="abc", realm_id="42")
     store.refresh(app=app, refresh_token=tokens["refresh_token"])
+    jwks = store.jwks()
     snapshot = json.loads(json.dumps(store.to_dict()))
     restored = make_sandbox().oauth
     restored.from_dict(snapshot)
@@ -525,3 +542,4 @@ def test_snapshot_round_trip():
     # The superseded refresh token is still inside its grace window after the restore.
     restored.refresh(app=restored.get_app("abc"), refresh_token=tokens["refresh_token"])
     assert [a.client_id for a in restored.apps_for_realm("42")] == ["abc"]
+    assert restored.jwks() == jwks
