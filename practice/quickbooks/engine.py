@@ -1,0 +1,608 @@
+"""The sync engine: plan and execute one realm's pending work, and record every outcome.
+
+Reconcile, don't replay (architecture.md §3, docs/adr/0003): a run compares the app's data with
+the `SyncLink` rows and pushes only what differs, so a lost trigger loses nothing.
+
+A run for one connection:
+
+1. **Claim** the realm's lease (conditional UPDATE on `Connection.lease_owner/lease_expires_at`,
+   checked by row count: works the same on SQLite and PostgreSQL). One runner per realm.
+2. **Replay** batches whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
+   bodies, same bIds, same `requestid`, so QBO answers with the original result.
+3. For every registered record kind in dependency order (customers first), **plan** the
+   writes, store their `requestid`/batch on the links and commit, then **execute** them in QBO
+   batches of ≤ 30, and **record** each item's outcome with a `SyncAttempt` in the transaction
+   that stores the QBO Id.
+4. Loop while a round did something; release the lease.
+
+Extension point: invoices and payments plug in as further `RecordKind`s (see `register`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from practice.quickbooks.errors import QBOError, RateLimited, ReauthRequired, RecordRejected, Retriable
+from practice.quickbooks.models import SyncAttempt, SyncLink
+from practice.quickbooks.statuses import Outcome, SyncStatus
+
+if TYPE_CHECKING:
+    from practice.quickbooks.client import QBOClient
+    from practice.quickbooks.models import Connection
+
+logger = logging.getLogger("practice.quickbooks.engine")
+
+BATCH_SIZE = 30  # QBO's maximum per batch (qbo-api.md §4)
+LEASE_SECONDS = 300
+MAX_ROUNDS = 25
+# Name-space for deterministic request ids (UUIDv5): the same logical write always gets the same id.
+_RID_NAMESPACE = uuid.UUID("6f1c2a52-3a0e-4d39-9f7e-4b1f3c7a9e10")
+
+
+def retry_base_seconds() -> float:
+    return float(getattr(settings, "QBO_RETRY_BASE_SECONDS", 15))
+
+
+def retry_max_seconds() -> float:
+    return float(getattr(settings, "QBO_RETRY_MAX_SECONDS", 3600))
+
+
+def max_attempts() -> int:
+    return int(getattr(settings, "QBO_MAX_ATTEMPTS", 8))
+
+
+# --------------------------------------------------------------------------------------------
+# Lease
+
+
+def claim_lease(connection_id: int, owner: str, *, seconds: int = LEASE_SECONDS) -> bool:
+    """Take the realm's lease if it is free, expired, or already ours. True when we hold it.
+
+    One UPDATE with the condition in its WHERE clause: the database serialises concurrent
+    claims, and exactly one of them sees a row count of 1.
+    """
+    from practice.quickbooks.models import Connection
+
+    now = timezone.now()
+    claimed = (
+        Connection.objects.filter(pk=connection_id)
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=owner))
+        .update(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return claimed == 1
+
+
+def renew_lease(connection_id: int, owner: str, *, seconds: int = LEASE_SECONDS) -> bool:
+    from practice.quickbooks.models import Connection
+
+    now = timezone.now()
+    return (
+        Connection.objects.filter(pk=connection_id, lease_owner=owner).update(
+            lease_expires_at=now + timedelta(seconds=seconds)
+        )
+        == 1
+    )
+
+
+def release_lease(connection_id: int, owner: str) -> None:
+    from practice.quickbooks.models import Connection
+
+    Connection.objects.filter(pk=connection_id, lease_owner=owner).update(
+        lease_owner="", lease_expires_at=None
+    )
+
+
+class LeaseLost(Exception):
+    """Another runner took the realm (ours expired): stop without writing anything more."""
+
+
+# --------------------------------------------------------------------------------------------
+# Run context and the record-kind registry
+
+
+@dataclass
+class Op:
+    """One write planned for one link."""
+
+    link: SyncLink
+    operation: str  # "create" | "update"
+    entity: str  # "Customer"
+    body: dict[str, Any]
+    request_id: str
+    label: str = ""  # the operation name in history ("create", "reactivate", ...)
+
+
+@dataclass
+class RunContext:
+    connection: Connection
+    client: QBOClient
+    owner: str
+    now: datetime
+    cache: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.summary[key] = self.summary.get(key, 0) + n
+
+
+@dataclass
+class Rejection:
+    """What a kind decided about a rejected item: an Error to show, or a link to record."""
+
+    error_kind: str = ""
+    message: str = ""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    link_to: dict[str, Any] | None = None  # a QBO entity to link instead (e.g. 6240 -> our own)
+
+
+@dataclass
+class RecordKind:
+    """A kind of app record the engine syncs. Register one per kind, in dependency order.
+
+    - `plan(ctx)`: decide what each pending record needs. Decisions that need no write (link
+      by name, Error) are recorded right away; writes are returned as `Op`s.
+    - `on_success(ctx, link, entity, op)`: update `link` (unsaved) from QBO's answer; the engine
+      saves it with a history row in one transaction.
+    - `on_rejected(ctx, link, error, op)`: turn a Fault into a `Rejection` (may read QBO; runs
+      outside any transaction).
+    """
+
+    name: str
+    entity: str
+    order: int
+    plan: Callable[[RunContext], list[Op]]
+    on_success: Callable[[RunContext, SyncLink, dict[str, Any], Op], None]
+    on_rejected: Callable[[RunContext, SyncLink, RecordRejected, Op], Rejection]
+
+
+_KINDS: dict[str, RecordKind] = {}
+
+
+def register(kind: RecordKind) -> RecordKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def kinds() -> list[RecordKind]:
+    _load_builtin_kinds()
+    return sorted(_KINDS.values(), key=lambda k: k.order)
+
+
+def _load_builtin_kinds() -> None:
+    # Imported lazily: the kinds import models and selectors of the domain apps.
+    from practice.quickbooks import services  # noqa: F401  (registers "customer")
+
+
+# --------------------------------------------------------------------------------------------
+# Ids and back-off
+
+
+def request_id_for(realm_id: str, kind: str, local_id: int, operation: str, seq: int) -> str:
+    """Deterministic per logical write (qbo-api.md §5): 36 chars, fits a batch requestid."""
+    return str(uuid.uuid5(_RID_NAMESPACE, f"{realm_id}:{kind}:{local_id}:{operation}:{seq}"))
+
+
+def batch_request_id_for(realm_id: str, item_request_ids: Sequence[str]) -> str:
+    return str(uuid.uuid5(_RID_NAMESPACE, f"{realm_id}:batch:" + ",".join(item_request_ids)))
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential back-off with jitter: base·2^(n-1), capped, plus up to 25 % random jitter.
+
+    Jitter spreads the retries of many realms after a QBO outage instead of a thundering herd.
+    A 429's Retry-After (or Intuit's advice: 60 s) is a floor.
+    """
+    delay = min(retry_base_seconds() * (2 ** max(0, attempt - 1)), retry_max_seconds())
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay + random.uniform(0, delay * 0.25)
+
+
+# --------------------------------------------------------------------------------------------
+# Recording outcomes
+
+
+def record_attempt(
+    link: SyncLink,
+    *,
+    operation: str,
+    outcome: str,
+    request_id: str = "",
+    fault_code: str = "",
+    fault_detail: str = "",
+    message: str = "",
+    actor: str = "",
+) -> SyncAttempt:
+    return SyncAttempt.objects.create(
+        link=link,
+        operation=operation,
+        outcome=outcome,
+        qbo_id=link.qbo_id,
+        request_id=request_id,
+        fault_code=fault_code,
+        fault_detail=fault_detail[:4000],
+        message=message,
+        actor=actor,
+    )
+
+
+def clear_pending(link: SyncLink) -> None:
+    link.pending_op = ""
+    link.desired_name = ""
+    link.target_qbo_id = ""
+    link.batch_request_id = ""
+    link.batch_bid = ""
+    link.pending_body = None
+    link.sent_at = None
+    link.attempts = 0
+    link.next_retry_at = None
+
+
+def clear_error(link: SyncLink) -> None:
+    link.error_kind = ""
+    link.error_code = ""
+    link.error_message = ""
+    link.error_detail = ""
+    link.candidates = []
+
+
+def mark_linked(link: SyncLink, entity: dict[str, Any], *, now: datetime) -> None:
+    """Point `link` at the QBO `entity` and mark it Synced (a Skipped link stays Skipped)."""
+    link.qbo_id = str(entity.get("Id", ""))
+    link.qbo_sync_token = str(entity.get("SyncToken", ""))
+    link.qbo_name = str(entity.get("DisplayName") or entity.get("Name") or "")
+    link.synced_at = now
+    clear_pending(link)
+    clear_error(link)
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.SYNCED
+
+
+def mark_error(
+    link: SyncLink,
+    *,
+    error_kind: str,
+    message: str,
+    code: str = "",
+    detail: str = "",
+    candidates: Iterable[dict[str, Any]] = (),
+    keep_in_flight: bool = False,
+) -> None:
+    if not keep_in_flight:
+        clear_pending(link)
+    link.next_retry_at = None
+    link.error_kind = error_kind
+    link.error_code = code
+    link.error_message = message
+    link.error_detail = detail
+    link.candidates = list(candidates)
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.ERROR
+
+
+def save_with_attempt(link: SyncLink, **attempt: Any) -> None:
+    """Save the link and its history row together (the QBO Id never lands without its row)."""
+    with transaction.atomic():
+        link.save()
+        record_attempt(link, **attempt)
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+
+def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str, ops: list[Op]) -> None:
+    """Send one batch (already stored on the links) and record every item's outcome."""
+    from practice.quickbooks.client import BatchOp
+
+    batch = [
+        BatchOp(bid=op.link.batch_bid, operation=op.operation, entity=op.entity, body=op.body)  # type: ignore[arg-type]
+        for op in ops
+    ]
+    try:
+        results = ctx.client.batch(batch, request_id=batch_rid)
+    except ReauthRequired:
+        raise
+    except Retriable as e:
+        _schedule_retry(ctx, ops, e, batch_rid=batch_rid)
+        return
+    except RecordRejected as e:
+        # A Fault for the whole batch (malformed request): nothing in it was written.
+        for op in ops:
+            _record_rejection(ctx, kind_by_entity[op.entity], op, e, batch_rid)
+        return
+    except QBOError as e:
+        _schedule_retry(ctx, ops, Retriable(str(e), status=e.status, code=e.code), batch_rid=batch_rid)
+        return
+    by_bid = {r.bid: r for r in results}
+    for op in ops:
+        result = by_bid.get(op.link.batch_bid)
+        kind = kind_by_entity[op.entity]
+        if result is None:
+            # QBO must answer every bId; a missing one is an unknown outcome: replay later.
+            _schedule_retry(ctx, [op], Retriable("no answer for this item"), batch_rid=batch_rid)
+        elif result.error is None and result.entity is not None:
+            _record_success(ctx, kind, op, result.entity, batch_rid)
+        elif isinstance(result.error, Retriable):
+            # A per-item transient failure is part of the cached batch answer, so replaying the
+            # batch would return it again: resend this item alone in a new batch.
+            _schedule_retry(ctx, [op], result.error, batch_rid="", new_request=True)
+        elif isinstance(result.error, RecordRejected):
+            _record_rejection(ctx, kind, op, result.error, batch_rid)
+        else:
+            _schedule_retry(ctx, [op], Retriable("unexpected batch answer"), batch_rid=batch_rid)
+
+
+def _record_success(ctx: RunContext, kind: RecordKind, op: Op, entity: dict[str, Any], rid: str) -> None:
+    with transaction.atomic():
+        link = SyncLink.objects.select_for_update().get(pk=op.link.pk)
+        kind.on_success(ctx, link, entity, op)
+        link.last_attempt_at = ctx.now
+        link.save()
+        record_attempt(link, operation=op.label or op.operation, outcome=Outcome.SUCCESS, request_id=rid)
+    ctx.count(f"{kind.name}.{op.label or op.operation}")
+    logger.info(
+        "qbo.push.ok",
+        extra={
+            "firm": link.firm_id,
+            "realm": ctx.connection.realm_id,
+            "record": link.pk,
+            "qbo_id": link.qbo_id,
+        },
+    )
+
+
+def _record_rejection(ctx: RunContext, kind: RecordKind, op: Op, err: RecordRejected, rid: str) -> None:
+    decision = kind.on_rejected(ctx, op.link, err, op)  # may read QBO: outside the transaction
+    with transaction.atomic():
+        link = SyncLink.objects.select_for_update().get(pk=op.link.pk)
+        link.last_attempt_at = ctx.now
+        if decision.link_to is not None:
+            mark_linked(link, decision.link_to, now=ctx.now)
+            link.save()
+            record_attempt(
+                link,
+                operation=op.label or op.operation,
+                outcome=Outcome.SUCCESS,
+                request_id=rid,
+                fault_code=err.code,
+                fault_detail=err.detail or err.message,
+                message=decision.message,
+            )
+            ctx.count(f"{kind.name}.linked_after_fault")
+            return
+        mark_error(
+            link,
+            error_kind=decision.error_kind or "rejected",
+            message=decision.message,
+            code=err.code,
+            detail=err.detail or err.message,
+            candidates=decision.candidates,
+        )
+        link.save()
+        record_attempt(
+            link,
+            operation=op.label or op.operation,
+            outcome=Outcome.REJECTED,
+            request_id=rid,
+            fault_code=err.code,
+            fault_detail=err.detail or err.message,
+            message=decision.message,
+        )
+    ctx.count(f"{kind.name}.rejected")
+    logger.warning(
+        "qbo.push.rejected",
+        extra={"firm": link.firm_id, "realm": ctx.connection.realm_id, "record": link.pk, "code": err.code},
+    )
+
+
+def _schedule_retry(
+    ctx: RunContext, ops: list[Op], err: Retriable, *, batch_rid: str, new_request: bool = False
+) -> None:
+    retry_after = err.retry_after
+    if isinstance(err, RateLimited) and retry_after is None:
+        retry_after = 60.0  # Intuit: "wait 60 seconds before retrying" (qbo-api.md §7)
+    with transaction.atomic():
+        for op in ops:
+            link = SyncLink.objects.select_for_update().get(pk=op.link.pk)
+            link.attempts += 1
+            link.last_attempt_at = ctx.now
+            if new_request:
+                # Not in flight any more: plan it afresh (new op_seq → new requestid).
+                link.batch_request_id = ""
+                link.batch_bid = ""
+                link.pending_body = None
+                link.sent_at = None
+            if link.attempts >= max_attempts():
+                mark_error(
+                    link,
+                    error_kind="unavailable",
+                    message=(
+                        "QuickBooks did not answer after several tries. Nothing was duplicated; "
+                        "use Retry to try again, or check QuickBooks' status page."
+                    ),
+                    code=err.code,
+                    detail=str(err),
+                    keep_in_flight=True,
+                )
+                outcome = Outcome.ERROR
+            else:
+                if link.status != SyncStatus.SKIPPED:
+                    link.status = SyncStatus.SYNCING
+                link.next_retry_at = ctx.now + timedelta(seconds=backoff_seconds(link.attempts, retry_after))
+                outcome = Outcome.RETRY
+            link.save()
+            record_attempt(
+                link,
+                operation=op.label or op.operation,
+                outcome=outcome,
+                request_id=batch_rid or op.request_id,
+                fault_code=err.code,
+                fault_detail=str(err),
+                message="Waiting to retry" if outcome == Outcome.RETRY else link.error_message,
+            )
+    ctx.count("retry_scheduled", len(ops))
+    logger.info(
+        "qbo.push.retry", extra={"realm": ctx.connection.realm_id, "items": len(ops), "error": str(err)}
+    )
+
+
+def dispatch(ctx: RunContext, ops: list[Op]) -> int:
+    """Store each chunk's requestid on its links (committed), then send it. Returns ops sent."""
+    kind_by_entity = {k.entity: k for k in kinds()}
+    sent = 0
+    realm = str(ctx.connection.realm_id)
+    for start in range(0, len(ops), BATCH_SIZE):
+        chunk = ops[start : start + BATCH_SIZE]
+        batch_rid = batch_request_id_for(realm, [op.request_id for op in chunk])
+        with transaction.atomic():
+            for i, op in enumerate(chunk):
+                op.link.batch_request_id = batch_rid
+                op.link.batch_bid = f"b{i}"
+                op.link.pending_body = {
+                    "operation": op.operation,
+                    "entity": op.entity,
+                    "body": op.body,
+                    "label": op.label,
+                    "request_id": op.request_id,
+                }
+                op.link.request_id = op.request_id
+                op.link.sent_at = ctx.now
+                if op.link.status != SyncStatus.SKIPPED:
+                    op.link.status = SyncStatus.SYNCING
+                op.link.save(
+                    update_fields=[
+                        "batch_request_id",
+                        "batch_bid",
+                        "pending_body",
+                        "request_id",
+                        "sent_at",
+                        "status",
+                        "op_seq",
+                        "pending_op",
+                        "desired_name",
+                        "target_qbo_id",
+                        "input_hash",
+                        "updated_at",
+                    ]
+                )
+        if not renew_lease(ctx.connection.pk, ctx.owner):
+            raise LeaseLost
+        _send(ctx, kind_by_entity, batch_rid, chunk)
+        sent += len(chunk)
+    return sent
+
+
+def replay_in_flight(ctx: RunContext) -> int:
+    """Re-send batches whose outcome is unknown, exactly as they were first sent."""
+    kind_by_entity = {k.entity: k for k in kinds()}
+    due = (
+        SyncLink.objects.filter(
+            connection=ctx.connection, status__in=[SyncStatus.SYNCING, SyncStatus.SKIPPED]
+        )
+        .exclude(batch_request_id="")
+        .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=ctx.now))
+        .order_by("batch_request_id", "batch_bid")
+    )
+    groups: dict[str, list[Op]] = {}
+    for link in due:
+        stored = link.pending_body or {}
+        if stored.get("entity") not in kind_by_entity:
+            continue
+        groups.setdefault(link.batch_request_id, []).append(
+            Op(
+                link=link,
+                operation=stored["operation"],
+                entity=stored["entity"],
+                body=stored["body"],
+                request_id=stored.get("request_id", link.request_id),
+                label=stored.get("label", ""),
+            )
+        )
+    sent = 0
+    for batch_rid, ops in groups.items():
+        ops.sort(key=lambda op: int(op.link.batch_bid[1:] or 0))
+        if not renew_lease(ctx.connection.pk, ctx.owner):
+            raise LeaseLost
+        ctx.count("replayed", len(ops))
+        _send(ctx, kind_by_entity, batch_rid, ops)
+        sent += len(ops)
+    return sent
+
+
+@dataclass
+class RunResult:
+    ran: bool
+    reason: str = ""
+    summary: dict[str, int] = field(default_factory=dict)
+
+
+def is_connected(connection: Connection) -> bool:
+    return str(getattr(connection, "status", "")) == "connected"
+
+
+def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient | None = None) -> RunResult:
+    """One run for one connection: claim, replay, plan + execute per kind, loop, release."""
+    from practice.quickbooks.client import QBOClient
+    from practice.quickbooks.models import Connection
+
+    owner = owner or f"run-{uuid.uuid4().hex[:16]}"
+    if not claim_lease(connection_id, owner):
+        return RunResult(ran=False, reason="busy")
+    try:
+        connection = Connection.objects.select_related("firm").get(pk=connection_id)
+        if not is_connected(connection):
+            # Needs reconnect / disconnected: everything waits, nothing is marked failed.
+            return RunResult(ran=False, reason=f"connection {connection.status}")
+        if not connection.is_set_up:
+            # Nothing goes to QBO before the owner confirmed the setup preview (product.md §2).
+            return RunResult(ran=False, reason="setup not confirmed")
+        ctx = RunContext(
+            connection=connection,
+            client=client or QBOClient(connection),
+            owner=owner,
+            now=timezone.now(),
+        )
+        try:
+            for _round in range(MAX_ROUNDS):
+                ctx.now = timezone.now()
+                did = replay_in_flight(ctx)
+                for kind in kinds():
+                    ops = kind.plan(ctx)
+                    did += len(ops)
+                    did += ctx.cache.pop("recorded_without_write", 0)
+                    did += dispatch(ctx, ops)
+                if not did:
+                    break
+        except ReauthRequired as e:
+            # The client has already marked the connection "needs reconnect"; in-flight writes
+            # keep their requestid and are replayed after reconnecting.
+            logger.warning("qbo.run.reauth", extra={"realm": connection.realm_id, "error": str(e)})
+            _mark_needs_reconnect(connection)
+            return RunResult(ran=True, reason="reauth", summary=ctx.summary)
+        except LeaseLost:
+            logger.warning("qbo.run.lease_lost", extra={"realm": connection.realm_id})
+            return RunResult(ran=True, reason="lease lost", summary=ctx.summary)
+        return RunResult(ran=True, summary=ctx.summary)
+    finally:
+        release_lease(connection_id, owner)
+
+
+def _mark_needs_reconnect(connection: Connection) -> None:
+    from practice.quickbooks.models import Connection
+
+    status_field = Connection._meta.get_field("status")
+    choices = {c[0] for c in (status_field.choices or [])}
+    if "needs_reconnect" in choices:
+        Connection.objects.filter(pk=connection.pk, status="connected").update(status="needs_reconnect")

@@ -1,0 +1,1 @@
+"""Pure functions: app object -> QBO JSON body. No database access, no HTTP."""

@@ -1,0 +1,667 @@
+"""Account sync: the "customer" record kind of the engine, and the manual actions on accounts.
+
+The public surface for the rest of the app (views, the API, management commands):
+`request_sync`, `account_sync_link`, `account_sync_create`, `account_sync_reactivate`,
+`account_unsync`, `account_sync_retry`, `accounts_sync_bulk`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from practice.clients.models import ClientAccount
+from practice.quickbooks import engine
+from practice.quickbooks.client import quote
+from practice.quickbooks.errors import QBOError, RecordRejected
+from practice.quickbooks.mappers.customer import body_hash, customer_body, input_hash
+from practice.quickbooks.matching import (
+    Decision,
+    NameIndex,
+    QBOName,
+    clean_display_name,
+    customer_from_qbo,
+    decide,
+    name_problem,
+    normalize,
+)
+from practice.quickbooks.models import Connection, SyncLink
+from practice.quickbooks.statuses import Outcome, SyncStatus
+
+if TYPE_CHECKING:
+    from practice.firms.models import Firm
+    from practice.quickbooks.client import QBOClient
+
+logger = logging.getLogger("practice.quickbooks.sync")
+
+KIND = "customer"
+ENTITY = "Customer"
+# Error kinds a change of the account's name re-decides automatically (the others need a person,
+# or are about QBO's side and are re-tried with Retry).
+_REDECIDE_ON_RENAME = {
+    "invalid_name",
+    "near_match",
+    "no_match",
+    "vendor_clash",
+    "employee_clash",
+    "inactive_match",
+    "ambiguous",
+    "linked_elsewhere",
+    "duplicate_name",
+    "rejected",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Eligibility
+
+
+def connection_for(firm: Firm) -> Connection | None:
+    return Connection.objects.filter(firm=firm).first()
+
+
+def eligible_account_ids(connection: Connection) -> set[int] | None:
+    """Ids of accounts that sync by the firm's rule; None means "every active account"."""
+    if connection.account_scope == "all":
+        return None
+    from practice.billing.selectors import account_ids_with_billing
+
+    return set(account_ids_with_billing(firm=connection.firm))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the realm's names (once per run)
+
+
+def _read_index(ctx: engine.RunContext) -> NameIndex:
+    if "index" not in ctx.cache:
+        client = ctx.client
+        # "Active IN (true, false)": without a mention of Active, QBO only returns active names.
+        customers = [customer_from_qbo(c) for c in client.query_all(ENTITY, "Active IN (true, false)")]
+        others: list[QBOName] = []
+        for entity in ("Vendor", "Employee"):
+            for body in client.query_all(entity, "Active IN (true, false)"):
+                others.append(
+                    QBOName(
+                        id=str(body.get("Id", "")),
+                        name=str(body.get("DisplayName", "")),
+                        entity=entity,
+                        active=bool(body.get("Active", True)),
+                    )
+                )
+        ctx.cache["index"] = NameIndex.build(customers, others)
+        ctx.count("customers_read", len(customers))
+    index: NameIndex = ctx.cache["index"]
+    return index
+
+
+def _individual_type_id(ctx: engine.RunContext) -> str | None:
+    """The id of an active CustomerType named "Individual", read once per run (or None)."""
+    if "individual_type" not in ctx.cache:
+        found = None
+        try:
+            for body in ctx.client.query_all("CustomerType", "Active IN (true, false)"):
+                if str(body.get("Name", "")).strip().casefold() == "individual" and body.get("Active", True):
+                    found = str(body.get("Id"))
+                    break
+        except RecordRejected:
+            found = None  # a company without customer types: leave the field empty
+        ctx.cache["individual_type"] = found
+    value: str | None = ctx.cache["individual_type"]
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The "customer" record kind
+
+
+def _next_request_id(ctx: engine.RunContext, link: SyncLink, operation: str) -> str:
+    link.op_seq += 1
+    return engine.request_id_for(str(ctx.connection.realm_id), KIND, link.local_id, operation, link.op_seq)
+
+
+def _get_or_make_link(connection: Connection, account: ClientAccount) -> SyncLink:
+    link, _created = SyncLink.objects.get_or_create(
+        connection=connection,
+        kind=KIND,
+        local_id=account.pk,
+        defaults={"firm_id": connection.firm_id, "status": SyncStatus.NOT_SYNCED},
+    )
+    return link
+
+
+def _is_due(link: SyncLink, now: Any) -> bool:
+    return link.next_retry_at is None or link.next_retry_at <= now
+
+
+def _record_decision(ctx: engine.RunContext, link: SyncLink, account: ClientAccount, result: Any) -> None:
+    """Store a decision that needs no write to QBO (a link by name, or an Error)."""
+    link.input_hash = input_hash(account)
+    link.last_attempt_at = ctx.now
+    if result.decision == Decision.LINK:
+        c: QBOName = result.customer
+        engine.mark_linked(link, {"Id": c.id, "SyncToken": c.sync_token, "DisplayName": c.name}, now=ctx.now)
+        engine.save_with_attempt(
+            link, operation="match", outcome=Outcome.SUCCESS, message=f"Linked by name to “{c.name}”."
+        )
+        ctx.count("customer.linked_by_name")
+    else:
+        engine.mark_error(
+            link,
+            error_kind=result.decision.value,
+            message=result.message,
+            candidates=[c.as_candidate() for c in result.candidates],
+        )
+        engine.save_with_attempt(link, operation="match", outcome=Outcome.ERROR, message=result.message)
+        ctx.count(f"customer.{result.decision.value}")
+    ctx.cache["recorded_without_write"] = ctx.cache.get("recorded_without_write", 0) + 1
+
+
+def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
+    """Decide, for every account that needs it, to link, create, reactivate, or show an Error."""
+    connection = ctx.connection
+    eligible = eligible_account_ids(connection)
+    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
+    accounts = ClientAccount.objects.filter(firm_id=connection.firm_id, archived=False).order_by("pk")
+
+    todo: list[tuple[ClientAccount, SyncLink | None]] = []
+    for account in accounts.iterator(chunk_size=2000):
+        link = links.get(account.pk)
+        if link is None:
+            if eligible is None or account.pk in eligible:
+                todo.append((account, None))
+            continue
+        if link.batch_request_id or link.status in (SyncStatus.SKIPPED, SyncStatus.SYNCED):
+            continue  # in flight (replayed by the engine), turned off, or done
+        if link.status == SyncStatus.ERROR:
+            if link.error_kind in _REDECIDE_ON_RENAME and link.input_hash != input_hash(account):
+                todo.append((account, link))
+            continue
+        due = link.status == SyncStatus.SYNCING and _is_due(link, ctx.now)
+        wanted = link.status == SyncStatus.NOT_SYNCED and (eligible is None or account.pk in eligible)
+        if due or wanted:
+            todo.append((account, link))
+    if not todo:
+        return []
+
+    # Names already spoken for: QBO customers linked to an account, and creates in flight.
+    taken_ids = {link.qbo_id for link in links.values() if link.qbo_id}
+    claimed: set[str] = set()
+    for link in links.values():
+        if link.batch_request_id and isinstance(link.pending_body, dict):
+            name = (link.pending_body.get("body") or {}).get("DisplayName")
+            if name:
+                claimed.add(normalize(str(name)))
+
+    ops: list[engine.Op] = []
+    create_when_missing = connection.unmatched_customer != "ask"
+    for account, existing in todo:
+        link = existing or _get_or_make_link(connection, account)
+        if link.pending_op == "reactivate" and link.target_qbo_id:
+            op = _plan_reactivate(ctx, link)
+            if op is not None:
+                ops.append(op)
+            continue
+        if link.pending_op == "create":
+            name = link.desired_name or account.name
+            problem = name_problem(name)
+            if problem:
+                engine.mark_error(link, error_kind="invalid_name", message=problem)
+                engine.save_with_attempt(link, operation="create", outcome=Outcome.ERROR, message=problem)
+                continue
+            if normalize(name) in claimed:
+                continue  # another account is creating this name right now; decide next round
+            claimed.add(normalize(name))
+            ops.append(_create_op(ctx, link, account, name))
+            continue
+        result = decide(
+            account.name, _read_index(ctx), create_when_missing=create_when_missing, taken_ids=taken_ids
+        )
+        if result.decision == Decision.CREATE:
+            key = normalize(account.name)
+            if key in claimed:
+                continue  # same name as an account created in this run: next round links or errs
+            claimed.add(key)
+            link.input_hash = input_hash(account)
+            ops.append(_create_op(ctx, link, account, account.name))
+        else:
+            _record_decision(ctx, link, account, result)
+            if result.decision == Decision.LINK and result.customer is not None:
+                taken_ids.add(result.customer.id)
+    return ops
+
+
+def _create_op(ctx: engine.RunContext, link: SyncLink, account: ClientAccount, name: str) -> engine.Op:
+    body = customer_body(account, display_name=name, customer_type_id=_individual_type_id(ctx))
+    link.pending_op = "create"
+    link.desired_name = clean_display_name(name)
+    return engine.Op(
+        link=link,
+        operation="create",
+        entity=ENTITY,
+        body=body,
+        request_id=_next_request_id(ctx, link, "create"),
+        label="create",
+    )
+
+
+def _plan_reactivate(ctx: engine.RunContext, link: SyncLink) -> engine.Op | None:
+    """Sparse update Active=true; the SyncToken comes from a fresh read."""
+    try:
+        current = ctx.client.read(ENTITY, link.target_qbo_id)
+    except RecordRejected as e:
+        message = (
+            "The QuickBooks customer to reactivate no longer exists. Pick another customer or create one."
+        )
+        engine.mark_error(link, error_kind="rejected", message=message, code=e.code, detail=e.detail)
+        engine.save_with_attempt(
+            link,
+            operation="reactivate",
+            outcome=Outcome.REJECTED,
+            message=message,
+            fault_code=e.code,
+            fault_detail=e.detail,
+        )
+        return None
+    customer = current.get(ENTITY, current)
+    body = {
+        "Id": str(customer.get("Id")),
+        "SyncToken": str(customer.get("SyncToken", "0")),
+        "sparse": True,
+        "Active": True,
+    }
+    return engine.Op(
+        link=link,
+        operation="update",
+        entity=ENTITY,
+        body=body,
+        request_id=_next_request_id(ctx, link, "reactivate"),
+        label="reactivate",
+    )
+
+
+def on_customer_success(
+    ctx: engine.RunContext, link: SyncLink, entity: dict[str, Any], op: engine.Op
+) -> None:
+    engine.mark_linked(link, entity, now=ctx.now)
+    link.pushed_hash = body_hash(op.body)
+    index = ctx.cache.get("index")
+    if isinstance(index, NameIndex):
+        index.add_customer(customer_from_qbo(entity))
+
+
+def _query_by_name(client: QBOClient, entity: str, name: str) -> list[dict[str, Any]]:
+    where = f"DisplayName = {quote(name)} AND Active IN (true, false)"
+    return list(client.query_all(entity, where))
+
+
+def on_customer_rejected(
+    ctx: engine.RunContext, link: SyncLink, err: RecordRejected, op: engine.Op
+) -> engine.Rejection:
+    """Turn a Fault into words. 6240 on create is looked into: whose name is it?"""
+    name = str(op.body.get("DisplayName", ""))
+    if err.is_duplicate_name and op.operation == "create":
+        try:
+            customers = _query_by_name(ctx.client, ENTITY, name)
+            active = [c for c in customers if c.get("Active", True)]
+            taken = set(
+                SyncLink.objects.filter(connection=ctx.connection, kind=KIND)
+                .exclude(pk=link.pk)
+                .exclude(qbo_id="")
+                .values_list("qbo_id", flat=True)
+            )
+            if len(active) == 1 and str(active[0].get("Id")) not in taken:
+                # The name is an active customer nobody else links to: most likely the one our
+                # own earlier, unanswered attempt created. Linking it is the match rule anyway.
+                return engine.Rejection(
+                    link_to=active[0], message=f"“{name}” already existed in QuickBooks; linked to it."
+                )
+            if customers and not active:
+                c = customer_from_qbo(customers[0])
+                return engine.Rejection(
+                    error_kind="inactive_match",
+                    message=(
+                        f"The QuickBooks customer “{c.name}” is inactive. Reactivate and link it, "
+                        "pick another customer, or create a new one."
+                    ),
+                    candidates=[c.as_candidate()],
+                )
+            for entity, what in (("Vendor", "a vendor"), ("Employee", "an employee")):
+                found = _query_by_name(ctx.client, entity, name)
+                if found:
+                    return engine.Rejection(
+                        error_kind="vendor_clash" if entity == "Vendor" else "employee_clash",
+                        message=(
+                            f"“{name}” is already {what} in QuickBooks, and QuickBooks does not allow "
+                            "a customer with the same name. Link this account to an existing customer, "
+                            f"or create the customer under a different name (for example “{name} "
+                            "(client)”)."
+                        ),
+                        candidates=[
+                            {
+                                "id": str(found[0].get("Id")),
+                                "name": found[0].get("DisplayName", name),
+                                "active": bool(found[0].get("Active", True)),
+                                "entity": entity,
+                            }
+                        ],
+                    )
+        except QBOError:
+            pass  # fall through to the generic message; the person can Retry
+        return engine.Rejection(
+            error_kind="duplicate_name",
+            message=(
+                f"QuickBooks says the name “{name}” is already used by another customer, vendor or "
+                "employee. Link this account to the existing customer or create one with a different name."
+            ),
+        )
+    return engine.Rejection(error_kind="rejected", message=_plain_fault(err))
+
+
+def _plain_fault(err: RecordRejected) -> str:
+    if err.code == "2050":
+        field = f" ({err.element})" if err.element else ""
+        return f"A value is longer than QuickBooks allows{field}. Shorten it on the account, then Retry."
+    if err.code in ("610", "2500"):
+        return (
+            "Something this customer refers to was deleted or made inactive in QuickBooks. "
+            "Check the customer type and the customer in QuickBooks, then Retry."
+        )
+    if err.code == "5010":
+        return "Someone changed this customer in QuickBooks at the same time. Retry to apply the change."
+    if err.code == "6000":
+        return f"QuickBooks refused the customer: {err.detail or err.message}. Fix the account, then Retry."
+    detail = err.detail or err.message
+    return f"QuickBooks refused the customer ({err.message}): {detail}. Fix the account, then Retry."
+
+
+engine.register(
+    engine.RecordKind(
+        name=KIND,
+        entity=ENTITY,
+        order=10,
+        plan=plan_customers,
+        on_success=on_customer_success,
+        on_rejected=on_customer_rejected,
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Triggering runs
+
+
+def request_sync(connection: Connection | None, *, delay_seconds: float = 0) -> bool:
+    """Enqueue `sync_realm` for the connection on commit, unless one is already queued."""
+    if connection is None or not connection.is_connected:
+        return False
+    from practice.quickbooks.tasks import enqueue_sync
+
+    return enqueue_sync(connection.pk, delay_seconds=delay_seconds)
+
+
+def on_record_changed(*, firm: Any, kind: str, obj_id: int, **extra: Any) -> None:
+    """events subscriber: any account/billing change may change what should be in QBO."""
+    firm_id = getattr(firm, "pk", firm)
+    connection = Connection.objects.filter(firm_id=firm_id).first()
+    request_sync(connection)
+
+
+# --------------------------------------------------------------------------------------------
+# Manual actions (owner and admin; views check the role, these check the firm)
+
+
+class SyncActionError(Exception):
+    """A manual action that cannot be done now, with a message for the person."""
+
+
+@dataclass
+class LinkCheck:
+    """What linking to a customer would do (for the confirm step)."""
+
+    customer: dict[str, Any]
+    linked_to: list[ClientAccount]
+
+
+def _require_connection(firm: Firm) -> Connection:
+    connection = connection_for(firm)
+    if connection is None or not connection.realm_id:
+        raise SyncActionError("QuickBooks is not connected.")
+    return connection
+
+
+def _locked_link(connection: Connection, account: ClientAccount) -> SyncLink:
+    if account.firm_id != connection.firm_id:
+        raise PermissionDenied
+    link = _get_or_make_link(connection, account)
+    return SyncLink.objects.select_for_update().get(pk=link.pk)
+
+
+def _refuse_in_flight(link: SyncLink) -> None:
+    if link.batch_request_id:
+        raise SyncActionError("A sync of this account is in progress. Try again in a moment.")
+
+
+def customer_lookup(*, firm: Firm, customer_id: str, client: QBOClient | None = None) -> dict[str, Any]:
+    """Read one QBO customer live (for link and its confirm step)."""
+    from practice.quickbooks.client import QBOClient
+
+    connection = _require_connection(firm)
+    client = client or QBOClient(connection)
+    body = client.read(ENTITY, customer_id)
+    customer: dict[str, Any] = body.get(ENTITY, body)
+    return customer
+
+
+def accounts_linked_to(
+    *, firm: Firm, customer_id: str, exclude: ClientAccount | None = None
+) -> list[ClientAccount]:
+    connection = connection_for(firm)
+    if connection is None:
+        return []
+    ids = (
+        SyncLink.objects.filter(connection=connection, kind=KIND, qbo_id=customer_id)
+        .exclude(status=SyncStatus.SKIPPED)
+        .values_list("local_id", flat=True)
+    )
+    qs = ClientAccount.objects.filter(firm=firm, pk__in=list(ids))
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    return list(qs)
+
+
+def account_sync_link(
+    *,
+    firm: Firm,
+    account: ClientAccount,
+    customer_id: str,
+    actor: str = "",
+    confirmed: bool = False,
+    client: QBOClient | None = None,
+) -> LinkCheck | SyncLink:
+    """Link the account to an existing QBO customer (read live first).
+
+    Returns a `LinkCheck` (nothing changed) when the customer is already linked to another
+    account and the person has not confirmed yet.
+    """
+    customer_id = str(customer_id).strip()
+    if not customer_id.isdigit():
+        raise ValidationError({"customer_id": "Choose a QuickBooks customer."})
+    try:
+        customer = customer_lookup(firm=firm, customer_id=customer_id, client=client)
+    except RecordRejected as e:
+        raise SyncActionError("That QuickBooks customer no longer exists. Choose another one.") from e
+    except QBOError as e:
+        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+    if not customer.get("Active", True):
+        raise SyncActionError(
+            f"“{customer.get('DisplayName')}” is inactive in QuickBooks. Use “Reactivate and link” instead."
+        )
+    others = accounts_linked_to(firm=firm, customer_id=customer_id, exclude=account)
+    if others and not confirmed:
+        return LinkCheck(customer=customer, linked_to=others)
+    connection = _require_connection(firm)
+    with transaction.atomic():
+        link = _locked_link(connection, account)
+        _refuse_in_flight(link)
+        link.status = SyncStatus.SYNCED  # mark_linked keeps Skipped; a manual link turns sync on
+        engine.mark_linked(link, customer, now=timezone.now())
+        link.input_hash = input_hash(account)
+        link.save()
+        engine.record_attempt(
+            link,
+            operation="link",
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            message=f"Linked by hand to “{link.qbo_name}”.",
+        )
+    request_sync(connection)  # its invoices and payments can go now
+    return link
+
+
+def account_sync_create(*, firm: Firm, account: ClientAccount, name: str, actor: str = "") -> SyncLink:
+    """Create a new QBO customer for the account (name editable), through the engine."""
+    problem = name_problem(name)
+    if problem:
+        raise ValidationError({"name": problem})
+    connection = _require_connection(firm)
+    with transaction.atomic():
+        link = _locked_link(connection, account)
+        _refuse_in_flight(link)
+        if link.qbo_id and link.status == SyncStatus.SYNCED:
+            raise SyncActionError("This account is already linked. Unsync it first to link it elsewhere.")
+        link.pending_op = "create"
+        link.desired_name = clean_display_name(name)
+        link.target_qbo_id = ""
+        link.qbo_id = ""
+        link.qbo_name = ""
+        link.status = SyncStatus.SYNCING
+        link.attempts = 0
+        link.next_retry_at = None
+        engine.clear_error(link)
+        link.save()
+        engine.record_attempt(
+            link,
+            operation="create",
+            outcome=Outcome.INFO,
+            actor=actor,
+            message=f"Asked to create “{link.desired_name}”.",
+        )
+    request_sync(connection)
+    return link
+
+
+def account_sync_reactivate(
+    *, firm: Firm, account: ClientAccount, customer_id: str | None = None, actor: str = ""
+) -> SyncLink:
+    """Reactivate the inactive QBO customer that matches (or `customer_id`) and link it."""
+    connection = _require_connection(firm)
+    with transaction.atomic():
+        link = _locked_link(connection, account)
+        _refuse_in_flight(link)
+        target = customer_id or next(
+            (
+                str(c.get("id"))
+                for c in (link.candidates or [])
+                if not c.get("active", True) and c.get("entity", "Customer") == "Customer"
+            ),
+            "",
+        )
+        if not target or not str(target).isdigit():
+            raise SyncActionError("There is no inactive QuickBooks customer to reactivate for this account.")
+        link.pending_op = "reactivate"
+        link.target_qbo_id = str(target)
+        link.status = SyncStatus.SYNCING
+        link.attempts = 0
+        link.next_retry_at = None
+        engine.clear_error(link)
+        link.save()
+        engine.record_attempt(
+            link,
+            operation="reactivate",
+            outcome=Outcome.INFO,
+            actor=actor,
+            message="Asked to reactivate and link the QuickBooks customer.",
+        )
+    request_sync(connection)
+    return link
+
+
+def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
+    """Turn sync off for the account (Skipped). Deletes nothing in QBO; keeps the link's QBO Id."""
+    connection = _require_connection(firm)
+    with transaction.atomic():
+        link = _locked_link(connection, account)
+        link.status = SyncStatus.SKIPPED
+        if not link.batch_request_id:
+            engine.clear_pending(link)
+        engine.clear_error(link)
+        link.save()
+        engine.record_attempt(
+            link,
+            operation="unsync",
+            outcome=Outcome.INFO,
+            actor=actor,
+            message="Sync turned off for this account.",
+        )
+    return link
+
+
+def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
+    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume)."""
+    connection = _require_connection(firm)
+    with transaction.atomic():
+        link = _locked_link(connection, account)
+        if link.status == SyncStatus.SYNCED:
+            return link
+        link.attempts = 0
+        link.next_retry_at = None
+        engine.clear_error(link)
+        if link.batch_request_id:
+            link.status = SyncStatus.SYNCING  # the unanswered batch is replayed as it was
+        elif link.qbo_id and link.status == SyncStatus.SKIPPED:
+            link.status = SyncStatus.SYNCED  # linked before: resume; waiting records go now
+        else:
+            link.status = SyncStatus.SYNCING
+            if link.pending_op not in ("create", "reactivate"):
+                link.pending_op = ""
+            link.input_hash = ""
+        link.save()
+        engine.record_attempt(
+            link, operation="sync", outcome=Outcome.INFO, actor=actor, message="Asked to sync again."
+        )
+    request_sync(connection)
+    return link
+
+
+def accounts_sync_bulk(*, firm: Firm, action: str, account_ids: Iterable[int], actor: str = "") -> int:
+    """Bulk actions of the accounts list: "sync", "unsync" (selected ids) or "retry_errors" (all)."""
+    connection = _require_connection(firm)
+    if action == "retry_errors":
+        ids = list(
+            SyncLink.objects.filter(connection=connection, kind=KIND, status=SyncStatus.ERROR).values_list(
+                "local_id", flat=True
+            )
+        )
+    else:
+        ids = [int(i) for i in account_ids]
+    accounts = ClientAccount.objects.filter(firm=firm, pk__in=ids)
+    done = 0
+    for account in accounts:
+        try:
+            if action == "unsync":
+                account_unsync(firm=firm, account=account, actor=actor)
+            elif action in ("sync", "retry_errors"):
+                account_sync_retry(firm=firm, account=account, actor=actor)
+            else:
+                raise ValidationError({"action": "Unknown action."})
+            done += 1
+        except SyncActionError:
+            continue
+    return done
