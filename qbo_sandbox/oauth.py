@@ -54,6 +54,8 @@ DEV_REDIRECT_URIS = (
     "http://localhost:8000/quickbooks/callback/",
 )
 
+FORM_TOKEN_TTL = 3600
+
 # Refresh tokens have a hard cap of five years from the original consent (BLOG-RT).
 REFRESH_HARD_CAP_SECONDS = 5 * 365 * 24 * 3600
 
@@ -158,6 +160,8 @@ class OAuthStore:
         self._refresh_by_grant: dict[str, set[str]] = {}
         self._last_prune = 0.0
         self._signing_key: RSAKey | None = None
+        # Called after every change worth persisting (the sandbox marks its snapshot dirty).
+        self.on_change: Callable[[], None] | None = None
         # Signs the authorize form's anti-forgery token; never leaves the process.
         self._form_secret = secrets.token_bytes(32)
         self.dev_app = self.register_app(
@@ -168,6 +172,10 @@ class OAuthStore:
             webhook_url=_cfg(config, "dev_webhook_url", None),
             name="QBO Sandbox development app",
         )
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -234,6 +242,7 @@ class OAuthStore:
                     existing.webhook_format = webhook_format
                 if webhook_entities is not None:
                     existing.webhook_entities = list(webhook_entities)
+                self._changed()
                 return existing
             app = OAuthApp(
                 client_id=client_id or "AB" + _new_token(24),
@@ -246,6 +255,7 @@ class OAuthStore:
                 webhook_entities=list(webhook_entities) if webhook_entities is not None else None,
             )
             self.apps[app.client_id] = app
+            self._changed()
             return app
 
     def get_app(self, client_id: str) -> OAuthApp | None:
@@ -313,6 +323,7 @@ class OAuthStore:
         }
         if include_hard_expiry:
             body["x_refresh_token_hard_expires_in"] = max(0, int(hard_expiry - now))
+        self._changed()
         return body
 
     def issue_tokens(self, *, client_id: str, realm_id: str, scope: str = ACCOUNTING_SCOPE) -> dict[str, Any]:
@@ -335,6 +346,7 @@ class OAuthStore:
                 expires_at=self.now() + self.auth_code_ttl,
             )
             self.codes[code.code] = code
+            self._changed()
             return code.code
 
     def signing_key(self) -> RSAKey:
@@ -465,6 +477,8 @@ class OAuthStore:
                     continue
                 grant.revoked_at = now
                 count += 1
+            if count:
+                self._changed()
             return count
 
     def apps_for_realm(self, realm_id: str) -> list[OAuthApp]:
@@ -496,14 +510,24 @@ class OAuthStore:
 
     # -- anti-forgery token of the authorize form ------------------------------------------------
 
-    def form_token(self, browser_nonce: str, params: Iterable[str]) -> str:
-        msg = "\x1f".join([browser_nonce, *params]).encode()
-        return hmac.new(self._form_secret, msg, hashlib.sha256).hexdigest()
+    def form_token(self, browser_nonce: str, params: Iterable[str], issued: int | None = None) -> str:
+        """Binds the consent form to the browser's cookie, the request's parameters and a time.
+
+        A page fetched by someone else (their cookie) or edited hidden fields fail the check, and
+        so does a form left open longer than FORM_TOKEN_TTL.
+        """
+        issued = int(self.now()) if issued is None else issued
+        msg = "\x1f".join([str(issued), browser_nonce, *params]).encode()
+        return f"{issued}.{hmac.new(self._form_secret, msg, hashlib.sha256).hexdigest()}"
 
     def check_form_token(self, token: str, browser_nonce: str, params: Iterable[str]) -> bool:
-        if not token or not browser_nonce:
+        issued_text, _, _ = token.partition(".")
+        if not browser_nonce or not issued_text.isdigit():
             return False
-        return hmac.compare_digest(token, self.form_token(browser_nonce, params))
+        issued = int(issued_text)
+        if not 0 <= self.now() - issued <= FORM_TOKEN_TTL:
+            return False
+        return hmac.compare_digest(token, self.form_token(browser_nonce, list(params), issued))
 
     # -- snapshots -------------------------------------------------------------------------------
 

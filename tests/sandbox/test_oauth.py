@@ -292,6 +292,15 @@ def test_post_without_form_token_or_cookie_is_refused(http, server, app):
     assert resp.status_code == 403
 
 
+def test_consent_form_goes_stale(http, store, app):
+    page = http.get("/connect/oauth2", params=authorize_params(app))
+    store.advance_clock(3601)
+    resp = http.post(
+        "/connect/oauth2", data={**form_fields(page.text), "decision": "approve", "realm_id": "9130355001"}
+    )
+    assert resp.status_code == 403
+
+
 def test_unknown_realm_choice_redisplays_the_page(http, app):
     resp = consent(http, app, realm_id="404")
     assert resp.status_code == 400
@@ -526,6 +535,16 @@ def test_register_app_is_idempotent_per_client_id():
     )
     assert store.dev_app.client_id == DEV_CLIENT_ID
     assert store.get_app(DEV_CLIENT_ID) is store.dev_app
+
+
+def test_changes_are_reported_for_snapshots():
+    store = make_sandbox().oauth
+    calls = []
+    store.on_change = lambda: calls.append(1)
+    tokens = store.issue_tokens(client_id=DEV_CLIENT_ID, realm_id="1")
+    store.refresh(app=store.dev_app, refresh_token=tokens["refresh_token"])
+    store.revoke_realm("1")
+    assert len(calls) == 3
 
 
 def test_snapshot_round_trip():
