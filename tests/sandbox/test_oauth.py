@@ -562,3 +562,61 @@ def test_snapshot_round_trip():
     restored.refresh(app=restored.get_app("abc"), refresh_token=tokens["refresh_token"])
     assert [a.client_id for a in restored.apps_for_realm("42")] == ["abc"]
     assert restored.jwks() == jwks
+
+
+# -- a real browser -------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_consent_page_in_chromium(server, store, tmp_path):
+    """Cookie, form token, CSP and the cross-origin redirect after the post all work in a browser."""
+    import os
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip("no Chromium at " + chromium)
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<!doctype html><title>callback</title><p id=ok>callback reached</p>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    callback = HTTPServer(("127.0.0.1", 0), Callback)
+    threading.Thread(target=callback.serve_forever, args=(0.05,), daemon=True).start()
+    redirect = f"http://localhost:{callback.server_address[1]}/quickbooks/callback/"
+    app = store.register_app(name="Browser App", redirect_uris=[redirect])
+    query = httpx.QueryParams(authorize_params(app, redirect_uri=redirect))
+    env = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox"], env={**os.environ, **env}
+            )
+            page = browser.new_page()
+            page.goto(f"{server.url}/connect/oauth2?{query}")
+            page.get_by_label("Sandbox Company_US_1").check()
+            page.get_by_role("button", name="Connect").click()
+            page.wait_for_selector("#ok")
+            landed = page.url
+            page.goto(f"{server.url}/connect/oauth2?{query}")
+            page.get_by_role("button", name="Cancel").click()
+            page.wait_for_selector("#ok")
+            cancelled = page.url
+            browser.close()
+    finally:
+        callback.shutdown()
+        callback.server_close()
+    params = {k: v[0] for k, v in parse_qs(urlsplit(landed).query).items()}
+    assert params["realmId"] == "9130355001"
+    assert params["state"] == "st-123"
+    assert store.codes[params["code"]].redirect_uri == redirect
+    assert parse_qs(urlsplit(cancelled).query)["error"] == ["access_denied"]
