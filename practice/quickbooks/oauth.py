@@ -544,6 +544,7 @@ def _store_tokens(connection: Connection, token_set: TokenSet) -> None:
     connection.token_version = (connection.token_version or 0) + 1
     connection.refresh_lock_owner = ""
     connection.refresh_lock_until = None
+    connection._write_credentials = True  # see Connection.save
 
 
 def _reset_setup(connection: Connection) -> None:
@@ -576,7 +577,7 @@ def connection_connect(
             connection.pending_realm_id = realm_id
             connection.pending_company_name = company_name[:255]
             connection.pending_tokens_enc = tokens.encrypt(token_set.to_json())
-            connection.save()
+            connection.save(update_fields=["pending_realm_id", "pending_company_name", "pending_tokens_enc"])
             return connection, True
         if different:
             _reset_setup(connection)

@@ -1,11 +1,269 @@
+"""Settings > Integrations > QuickBooks: connect, callback, setup, disconnect, start over.
+
+Owner only: connect, callback, disconnect, start over. Owner or admin: the settings page and
+the setup choices. Every failure on the way (denial, a forged or stale `state`, a reused code,
+QBO down, bad credentials) lands back on the settings page with a message in plain words.
+"""
+
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import logging
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-from practice.common.permissions import manager_required
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from practice.common.permissions import manager_required, owner_required
+from practice.quickbooks import oauth
+from practice.quickbooks.client import QBOClient
+from practice.quickbooks.errors import QBOError, ReauthRequired, Retriable
+from practice.quickbooks.forms import SetupForm
+from practice.quickbooks.models import Connection, ConnectionStatus
+
+log = logging.getLogger("practice.quickbooks.views")
+
+# Realm ids are numeric strings at Intuit; accept a conservative superset.
+_REALM_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+View = Callable[..., HttpResponse]
+
+
+def _settings_redirect() -> HttpResponseRedirect:
+    return redirect("quickbooks:settings")
+
+
+def _never_500(view: View) -> View:
+    """Unexpected failures in the OAuth round trip become a message, not an error page."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except Exception:
+            # The traceback holds no tokens: they live only in locals of oauth/client frames,
+            # which logging does not print.
+            firm = getattr(request, "firm", None)
+            log.exception("qbo.view.failed view=%s firm=%s", view.__name__, firm.pk if firm else None)
+            messages.error(request, _("Something went wrong while talking to QuickBooks. Please try again."))
+            return _settings_redirect()
+
+    return wrapped
+
+
+def _connection(request: HttpRequest) -> Connection | None:
+    return Connection.objects.filter(firm=request.firm).first()  # type: ignore[attr-defined]
 
 
 @manager_required
+@require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "base.html")
+    connection = _connection(request)
+    try:
+        env = oauth.environment()
+        env_name, configured = env.name, env.is_configured
+    except QBOError:
+        env_name, configured = "", False
+    return render(
+        request,
+        "quickbooks/settings.html",
+        {
+            "connection": connection,
+            "statuses": ConnectionStatus,
+            "environment_name": env_name,
+            "configured": configured,
+            "can_connect": request.membership.role == "owner",  # type: ignore[attr-defined]
+        },
+    )
+
+
+@owner_required
+@require_POST
+@_never_500
+def connect(request: HttpRequest) -> HttpResponse:
+    """Start (or restart, for Reconnect) the authorization-code flow."""
+    try:
+        url = oauth.authorization_url(request, firm=request.firm)  # type: ignore[attr-defined]
+    except Retriable:
+        messages.error(
+            request, _("QuickBooks sign-in cannot be reached right now. Please try again in a few minutes.")
+        )
+        return _settings_redirect()
+    except QBOError:
+        messages.error(request, _("QuickBooks is not set up on this server yet. Ask your administrator."))
+        return _settings_redirect()
+    # The target comes from the environment's discovery document (configuration), never from
+    # request input, so this is not an open redirect.
+    return HttpResponseRedirect(url)
+
+
+@owner_required
+@require_GET
+@_never_500
+def callback(request: HttpRequest) -> HttpResponse:
+    """Intuit redirects here with `code`, `state` and `realmId` (or `error`)."""
+    firm = request.firm  # type: ignore[attr-defined]
+    try:
+        stored = oauth.consume_state(request, firm=firm, state=request.GET.get("state"))
+    except oauth.StateMismatch:
+        log.warning("qbo.connect.state_mismatch firm=%s", firm.pk)
+        messages.error(
+            request,
+            _("We could not verify that QuickBooks sign-in. Nothing was changed; please connect again."),
+        )
+        return _settings_redirect()
+
+    error = request.GET.get("error")
+    if error:
+        log.info("qbo.connect.denied firm=%s error=%s", firm.pk, error[:40])
+        if error == "access_denied":
+            messages.warning(request, _("QuickBooks was not connected: the connection was cancelled."))
+        else:
+            messages.error(
+                request, _("QuickBooks did not allow the connection. Nothing was changed; please try again.")
+            )
+        return _settings_redirect()
+
+    code = request.GET.get("code", "")
+    realm_id = request.GET.get("realmId", "")
+    if not code or not _REALM_ID.match(realm_id):
+        messages.error(
+            request, _("QuickBooks sent an incomplete answer. Nothing was changed; please connect again.")
+        )
+        return _settings_redirect()
+
+    env = oauth.environment(stored.get("environment") or None)
+    try:
+        token_set = oauth.exchange_code(code, env=env)
+    except ReauthRequired:
+        messages.error(
+            request,
+            _("That QuickBooks sign-in has expired or was already used. Please connect again."),
+        )
+        return _settings_redirect()
+    except Retriable:
+        messages.error(request, _("QuickBooks could not be reached. Please try again in a few minutes."))
+        return _settings_redirect()
+    except QBOError as exc:
+        log.warning("qbo.connect.exchange_failed firm=%s code=%s", firm.pk, exc.code)
+        messages.error(
+            request,
+            _(
+                "QuickBooks refused this app's credentials. "
+                "Ask your administrator to check the QuickBooks keys."
+            ),
+        )
+        return _settings_redirect()
+
+    company_name = ""
+    try:
+        info = QBOClient(
+            oauth.transient_connection(firm=firm, realm_id=realm_id, token_set=token_set, env=env)
+        ).company_info()
+        company_name = str(info.get("CompanyName") or info.get("LegalName") or "")
+    except QBOError as exc:
+        # Connecting still works without the name; it is shown as the company id meanwhile.
+        log.warning(
+            "qbo.connect.companyinfo_failed firm=%s realm=%s error=%s", firm.pk, realm_id, type(exc).__name__
+        )
+
+    connection, needs_confirmation = oauth.connection_connect(
+        firm=firm,
+        user=request.user,  # type: ignore[arg-type]
+        realm_id=realm_id,
+        company_name=company_name,
+        token_set=token_set,
+        env=env,
+    )
+    if needs_confirmation:
+        return redirect("quickbooks:start_over")
+    messages.success(
+        request, _("Connected to %(company)s.") % {"company": connection.company_name or realm_id}
+    )
+    if not connection.is_set_up:
+        return redirect("quickbooks:setup")
+    return _settings_redirect()
+
+
+@manager_required
+@require_http_methods(["GET", "POST"])
+@_never_500
+def setup(request: HttpRequest) -> HttpResponse:
+    """The setup choices; the account lists are read live from the QBO company."""
+    connection = _connection(request)
+    if connection is None or not connection.is_connected:
+        messages.error(request, _("Connect QuickBooks first; the setup needs the company's accounts."))
+        return _settings_redirect()
+    try:
+        accounts = list(QBOClient(connection).query_all("Account"))
+    except ReauthRequired:
+        messages.error(request, _("QuickBooks needs to be reconnected before the setup can be changed."))
+        return _settings_redirect()
+    except QBOError as exc:
+        log.warning("qbo.setup.accounts_failed connection=%s error=%s", connection.pk, type(exc).__name__)
+        messages.error(
+            request, _("We could not read the accounts from QuickBooks. Please try again in a minute.")
+        )
+        return _settings_redirect()
+    form = SetupForm(request.POST or None, connection=connection, accounts=accounts)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        log.info("qbo.setup.saved connection=%s by=%s", connection.pk, request.user.pk)
+        messages.success(request, _("QuickBooks settings saved."))
+        return _settings_redirect()
+    return render(request, "quickbooks/setup.html", {"connection": connection, "form": form})
+
+
+@owner_required
+@require_POST
+@_never_500
+def disconnect(request: HttpRequest) -> HttpResponse:
+    connection = _connection(request)
+    if connection is None or connection.status == ConnectionStatus.DISCONNECTED:
+        messages.info(request, _("QuickBooks is not connected."))
+        return _settings_redirect()
+    revoked = oauth.connection_disconnect(connection=connection)
+    if revoked:
+        messages.success(
+            request, _("QuickBooks is disconnected. Links and history are kept; reconnect any time.")
+        )
+    else:
+        messages.warning(
+            request,
+            _(
+                "QuickBooks is disconnected here, but QuickBooks could not be told. "
+                "You can also remove the app in QuickBooks under Apps."
+            ),
+        )
+    return _settings_redirect()
+
+
+@owner_required
+@require_http_methods(["GET", "POST"])
+@_never_500
+def start_over(request: HttpRequest) -> HttpResponse:
+    """Another company was chosen while links to the current one exist: confirm or cancel."""
+    connection = _connection(request)
+    if connection is None or not connection.has_pending_company:
+        return _settings_redirect()
+    if request.method == "POST":
+        if request.POST.get("action") == "confirm":
+            oauth.connection_start_over(connection=connection, user=request.user)  # type: ignore[arg-type]
+            messages.success(
+                request,
+                _("Connected to %(company)s. Links to the previous company were cleared.")
+                % {"company": connection.company_name or connection.realm_id},
+            )
+            return redirect("quickbooks:setup")
+        oauth.connection_start_over_cancel(connection=connection)
+        messages.info(
+            request, _("Kept the connection to %(company)s.") % {"company": connection.company_name}
+        )
+        return _settings_redirect()
+    links = connection.sync_links.count() if hasattr(connection, "sync_links") else 0
+    return render(request, "quickbooks/settings_start_over.html", {"connection": connection, "links": links})

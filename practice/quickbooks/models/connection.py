@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -49,6 +51,26 @@ class UnmatchedCustomer(models.TextChoices):
 
     CREATE = "create", _("Create the customer in QuickBooks")
     ASK = "ask", _("Ask me")
+
+
+# Columns owned by `practice.quickbooks.oauth` (credentials and health). A plain `save()` of a
+# Connection loaded earlier must not write them back: a refresh in another process may have
+# rotated the tokens meanwhile, and writing the old refresh token back would lose the new one.
+CREDENTIAL_FIELDS = frozenset(
+    {
+        "status",
+        "access_token_enc",
+        "access_token_expires_at",
+        "refresh_token_enc",
+        "refresh_token_expires_at",
+        "token_version",
+        "refresh_lock_owner",
+        "refresh_lock_until",
+        "pending_realm_id",
+        "pending_company_name",
+        "pending_tokens_enc",
+    }
+)
 
 
 class Connection(TimeStampedModel):
@@ -124,6 +146,20 @@ class Connection(TimeStampedModel):
     class Meta:
         verbose_name = _("QuickBooks connection")
         verbose_name_plural = _("QuickBooks connections")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Saves everything except `CREDENTIAL_FIELDS` unless `update_fields` names them or the
+        OAuth module flagged this instance (`_write_credentials`)."""
+        write_all = getattr(self, "_write_credentials", False)
+        self._write_credentials = False
+        protect = not (write_all or self._state.adding or args or kwargs.get("force_insert"))
+        if protect and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in CREDENTIAL_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.company_name or self.realm_id or 'QuickBooks'} ({self.status})"
