@@ -42,7 +42,7 @@ from practice.billing.models import (
 from practice.clients.models import ClientAccount
 from practice.firms.models import Firm
 
-MONEY = DecimalField(max_digits=14, decimal_places=2)
+MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=14, decimal_places=2)
 
 
 def _sum_subquery(qs: QuerySet[Any], field: str = "amount") -> Coalesce:
@@ -146,7 +146,9 @@ def invoice_detail(*, firm: Firm, pk: Any) -> Invoice | None:
 def open_invoices(*, firm: Firm, account: ClientAccount | int) -> list[Invoice]:
     """Issued invoices of the account that still have a balance, oldest first (to pay first)."""
     qs = _invoice_totals(Invoice.objects.filter(firm=firm, account=account, state=InvoiceState.ISSUED))
-    qs = qs.filter(total_amount__gt=F("allocated_amount")).order_by("due_date", "issue_date", "id")
+    # (mypy's Django plugin does not know about annotations, hence the ignore.)
+    qs = qs.filter(total_amount__gt=F("allocated_amount"))  # type: ignore[misc]
+    qs = qs.order_by("due_date", "issue_date", "id")
     return list(qs)
 
 
@@ -205,8 +207,13 @@ def allocation_get(*, firm: Firm, payment: Payment, pk: Any) -> PaymentAllocatio
 # --- accounts ----------------------------------------------------------------------------------
 
 
-def account_choices(*, firm: Firm) -> QuerySet[ClientAccount]:
-    return ClientAccount.objects.filter(firm=firm, archived=False).order_by("name", "id")
+def account_choices(*, firm: Firm, keep_id: int | None = None) -> QuerySet[ClientAccount]:
+    """Accounts to bill: the active ones, plus `keep_id` (an archived account on its own draft)."""
+    return (
+        ClientAccount.objects.filter(firm=firm)
+        .filter(Q(archived=False) | Q(pk=keep_id))
+        .order_by("name", "id")
+    )
 
 
 def account_get(*, firm: Firm, pk: Any) -> ClientAccount | None:

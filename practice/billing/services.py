@@ -155,9 +155,16 @@ def _history(
     )
 
 
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _account_for(*, firm: Firm, account: ClientAccount | int | None, field: str = "account") -> ClientAccount:
     """The firm's account; another firm's account is reported as not found, never used."""
-    account_id = account.pk if isinstance(account, ClientAccount) else account
+    account_id = _int_or_none(account.pk if isinstance(account, ClientAccount) else account)
     found = ClientAccount.objects.filter(firm=firm, pk=account_id).first() if account_id else None
     if found is None:
         _raise(field, _("Choose a client account."))
@@ -280,6 +287,15 @@ class LineInput:
         return money(self.quantity * self.rate)
 
 
+def _service_id(ref: Any) -> int | None:
+    if isinstance(ref, Service):
+        return ref.pk
+    try:
+        return int(ref)
+    except (TypeError, ValueError):
+        return None
+
+
 def _clean_lines(
     *, firm: Firm, lines: Iterable[Mapping[str, Any]], existing_service_ids: set[int]
 ) -> list[LineInput]:
@@ -292,16 +308,14 @@ def _clean_lines(
     raw = list(lines)
     if len(raw) > MAX_LINES:
         _raise("lines", _("An invoice can have at most %(max)d lines.") % {"max": MAX_LINES})
-    service_ids = {
-        (line.get("service").pk if isinstance(line.get("service"), Service) else line.get("service"))
-        for line in raw
+    service_ids = {_service_id(line.get("service")) for line in raw}
+    services = {
+        s.pk: s for s in Service.objects.filter(firm=firm, pk__in=[i for i in service_ids if i is not None])
     }
-    services = {s.pk: s for s in Service.objects.filter(firm=firm, pk__in=[i for i in service_ids if i])}
     result: list[LineInput] = []
     for index, line in enumerate(raw):
         prefix = f"lines-{index}-"
-        service_ref = line.get("service")
-        service_id = service_ref.pk if isinstance(service_ref, Service) else service_ref
+        service_id = _service_id(line.get("service"))
         service = services.get(service_id) if service_id else None
         if service is None:
             errors.setdefault(prefix + "service", []).append(_("Choose a service."))
@@ -592,9 +606,10 @@ def _allocate(
     *, payment: Payment, invoice_id: Any, amount: Decimal, field: str, actor: Any
 ) -> PaymentAllocation:
     """Apply `amount` of a locked payment to one invoice, checking every rule."""
+    invoice_pk = _int_or_none(invoice_id)
     invoice = (
-        Invoice.objects.select_for_update().filter(firm_id=payment.firm_id, pk=invoice_id).first()
-        if invoice_id
+        Invoice.objects.select_for_update().filter(firm_id=payment.firm_id, pk=invoice_pk).first()
+        if invoice_pk
         else None
     )
     if invoice is None:
@@ -683,7 +698,7 @@ def payment_record(
     if "amount" not in errors and sum((w[1] for w in wanted), ZERO) > clean_amount:
         errors.setdefault("allocations", []).append(_("The amounts applied add up to more than the payment."))
     _check(errors)
-    assert account_obj is not None
+    assert account_obj is not None and clean_date is not None
     payment = Payment.objects.create(
         firm=firm,
         account=account_obj,
@@ -798,6 +813,7 @@ def refund_record(
                 _("You can refund at most the unapplied amount (%(left)s).") % {"left": unapplied}
             )
     _check(errors)
+    assert clean_date is not None
     refund = Refund.objects.create(
         firm_id=locked.firm_id, payment=locked, date=clean_date, amount=value, reason=clean_reason
     )
