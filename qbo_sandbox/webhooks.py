@@ -231,8 +231,12 @@ class WebhookDispatcher:
         )
         with self._lock:
             self._pending.setdefault(event.realm_id, []).append(event)
-            self._due.setdefault(event.realm_id, time.monotonic() + self.delay())
-        self._poke()
+            opens_window = event.realm_id not in self._due
+            if opens_window:
+                self._due[event.realm_id] = time.monotonic() + self.delay()
+        # Later events join a window the loop already waits for; only a new window needs a wake-up.
+        if opens_window:
+            self._poke()
 
     def flush_now(self) -> None:
         """Make every buffered event due at once (for a control-plane "send now")."""
