@@ -136,6 +136,9 @@ STATICFILES_DIRS = [BASE_DIR / "practice" / "static"]
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 # A task RUNNING longer than this is taken to belong to a killed worker and is put back.
 TASK_REAPER_STALE_SECONDS = int(os.environ.get("TASK_REAPER_STALE_SECONDS", "900"))
+# How often `run_worker` runs the reaper, and how many claims a task gets before it is FAILED.
+TASK_REAPER_INTERVAL_SECONDS = int(os.environ.get("TASK_REAPER_INTERVAL_SECONDS", "60"))
+TASK_REAPER_MAX_ATTEMPTS = int(os.environ.get("TASK_REAPER_MAX_ATTEMPTS", "5"))
 
 # Sessions and cookies (Intuit security review: Secure, HttpOnly, SameSite).
 SESSION_COOKIE_HTTPONLY = True

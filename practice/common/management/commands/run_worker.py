@@ -1,0 +1,90 @@
+"""`manage.py run_worker`: django-tasks-db's `db_worker`, with the reaper beside it.
+
+The reaper runs once before the first task is claimed (a restarted worker picks up what its
+killed predecessor left RUNNING) and then every --reap-every seconds in a thread, so a pool of
+workers keeps the queue healthy with no cron job. Several workers reaping at once is safe: the
+reaper's updates are conditional (see practice.common.tasks.reap_stale_tasks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from practice.common.tasks import ReaperThread, reap_stale_tasks
+
+
+class Command(BaseCommand):
+    help = "Run a background worker (db_worker) and reap tasks left RUNNING by killed workers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        # The db_worker options people use, passed through unchanged.
+        parser.add_argument("--queue-name", default="default", help="Queues, comma-separated, or '*'.")
+        parser.add_argument("--exclude-queues", default="", help="With --queue-name='*'.")
+        parser.add_argument("--interval", type=float, default=1.0, help="Seconds between polls when idle.")
+        parser.add_argument("--batch", action="store_true", help="Run what is queued, then exit.")
+        parser.add_argument("--max-tasks", type=int, default=None)
+        parser.add_argument("--worker-id", default=None, help="Unique per worker (default: random).")
+        parser.add_argument("--backend", default="default", dest="backend_name")
+        parser.add_argument("--no-startup-delay", action="store_false", dest="startup_delay")
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart on code changes (development only; off unless given, unlike db_worker).",
+        )
+        parser.add_argument(
+            "--reap-every",
+            type=float,
+            default=None,
+            help="Seconds between reaper runs (default: TASK_REAPER_INTERVAL_SECONDS; 0: at start only).",
+        )
+        parser.add_argument(
+            "--stale-seconds",
+            type=float,
+            default=None,
+            help="Reap tasks RUNNING longer than this (default: settings.TASK_REAPER_STALE_SECONDS).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stale = options["stale_seconds"]
+        if stale is None:
+            stale = settings.TASK_REAPER_STALE_SECONDS
+        every = options["reap_every"]
+        if every is None:
+            every = getattr(settings, "TASK_REAPER_INTERVAL_SECONDS", 60)
+
+        result = reap_stale_tasks(stale)
+        if result:
+            self.stdout.write(
+                f"Reaper: requeued {len(result.requeued)}, failed {len(result.failed)} stale task(s)."
+            )
+        close_old_connections()
+
+        reaper = None
+        if every > 0 and not options["batch"]:
+            reaper = ReaperThread(every_seconds=every, older_than_seconds=stale)
+            reaper.start()
+
+        worker_options: dict[str, Any] = {
+            "queue_name": options["queue_name"],
+            "interval": options["interval"],
+            "batch": options["batch"],
+            "backend_name": options["backend_name"],
+            "startup_delay": options["startup_delay"],
+            "reload": options["reload"],
+            "max_tasks": options["max_tasks"],
+            "verbosity": options["verbosity"],
+        }
+        if options["exclude_queues"]:
+            worker_options["exclude_queues"] = options["exclude_queues"]
+        if options["worker_id"]:
+            worker_options["worker_id"] = options["worker_id"]
+        try:
+            call_command("db_worker", **worker_options)
+        finally:
+            if reaper is not None:
+                reaper.stop()

@@ -1,0 +1,249 @@
+"""Background-work plumbing: enqueue on commit, the reaper, run_worker; a real killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections, transaction
+from django.utils import timezone
+from django_tasks_db.compat import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from practice.common.tasks import WORKER_LOST, ReaperThread, enqueue_on_commit, reap_stale_tasks
+from tests.common.sample_tasks import record_run
+
+MANAGE = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+
+
+def make_running(marker: str, *, age_seconds: float, worker_ids: list[str] | None = None) -> DBTaskResult:
+    """A task row as a worker leaves it when it is killed mid-task."""
+    result = record_run.enqueue(marker)
+    row = DBTaskResult.objects.get(pk=result.id)
+    row.status = TaskResultStatus.RUNNING
+    row.started_at = timezone.now() - timedelta(seconds=age_seconds)
+    row.worker_ids = worker_ids if worker_ids is not None else ["dead-worker"]
+    row.save()
+    return row
+
+
+# --- enqueue_on_commit -----------------------------------------------------------------------
+
+
+def test_enqueue_on_commit_waits_for_commit(db, tmp_path, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        enqueue_on_commit(record_run, str(tmp_path / "m"), first_run_sleep=0)
+        assert DBTaskResult.objects.count() == 0
+    (row,) = DBTaskResult.objects.all()
+    assert row.status == TaskResultStatus.READY
+    assert row.args_kwargs == {"args": [str(tmp_path / "m")], "kwargs": {"first_run_sleep": 0}}
+
+
+def test_enqueue_on_commit_drops_the_task_on_rollback(db, tmp_path, django_capture_on_commit_callbacks):
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(ValueError),
+        transaction.atomic(),
+    ):
+        enqueue_on_commit(record_run, str(tmp_path / "m"))
+        raise ValueError
+    assert DBTaskResult.objects.count() == 0
+
+
+# --- reaper ----------------------------------------------------------------------------------
+
+
+def test_reaper_requeues_only_stale_running_tasks(db, tmp_path):
+    stale = make_running(str(tmp_path / "a"), age_seconds=120)
+    fresh = make_running(str(tmp_path / "b"), age_seconds=5)
+    ready = DBTaskResult.objects.get(pk=record_run.enqueue(str(tmp_path / "c")).id)
+
+    result = reap_stale_tasks(60)
+
+    assert result.requeued == [str(stale.pk)]
+    assert result.failed == []
+    stale.refresh_from_db()
+    fresh.refresh_from_db()
+    ready.refresh_from_db()
+    assert (stale.status, stale.started_at) == (TaskResultStatus.READY, None)
+    assert stale.worker_ids == ["dead-worker"]  # the claim history is kept: it counts attempts
+    assert fresh.status == TaskResultStatus.RUNNING
+    assert ready.status == TaskResultStatus.READY
+    assert not reap_stale_tasks(60)  # nothing left to do: idempotent
+
+
+def test_reaper_uses_the_setting_by_default(db, tmp_path, settings):
+    settings.TASK_REAPER_STALE_SECONDS = 1000
+    row = make_running(str(tmp_path / "a"), age_seconds=900)
+    assert not reap_stale_tasks()
+    settings.TASK_REAPER_STALE_SECONDS = 800
+    assert reap_stale_tasks().requeued == [str(row.pk)]
+
+
+def test_reaper_fails_a_task_that_keeps_killing_workers(db, tmp_path):
+    row = make_running(str(tmp_path / "a"), age_seconds=120, worker_ids=["w1", "w2", "w3"])
+    result = reap_stale_tasks(60, max_attempts=3)
+    assert result.failed == [str(row.pk)]
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.FAILED
+    assert row.exception_class_path == WORKER_LOST
+    assert "3 times" in row.traceback
+    assert row.finished_at is not None
+
+
+def test_reap_tasks_command(db, tmp_path, capsys):
+    row = make_running(str(tmp_path / "a"), age_seconds=30)
+    call_command("reap_tasks", "--older-than", "10")
+    assert "Requeued 1 task(s)" in capsys.readouterr().out
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.READY
+
+
+@pytest.mark.django_db(transaction=True)  # the worker closes connections between tasks
+def test_run_worker_reaps_at_start_then_runs_the_task(tmp_path):
+    marker = tmp_path / "m"
+    row = make_running(str(marker), age_seconds=120)
+    call_command("run_worker", "--batch", "--no-startup-delay", "--stale-seconds", "60", verbosity=0)
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.SUCCESSFUL
+    assert marker.read_text().count("done") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reaper_thread_runs_periodically(tmp_path):
+    row = make_running(str(tmp_path / "a"), age_seconds=120)
+    reaper = ReaperThread(every_seconds=0.05, older_than_seconds=60)
+    reaper.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            row.refresh_from_db()
+            if row.status == TaskResultStatus.READY:
+                break
+            time.sleep(0.05)
+    finally:
+        reaper.stop()
+        reaper.join(timeout=5)
+    assert row.status == TaskResultStatus.READY
+    assert not reaper.is_alive()
+
+
+# --- a real worker, killed mid-task ----------------------------------------------------------
+
+
+class SharedDatabase:
+    """The test database, reachable by worker subprocesses.
+
+    PostgreSQL: the subprocesses connect to the test database itself. SQLite: the test database
+    lives in memory, so it is copied (schema and rows) to a file they open instead, and rows
+    are read back from that file.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.conn = connections["default"]
+        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TEST_DB_NAME"}}
+        self.env["TASK_REAPER_STALE_SECONDS"] = "3600"
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self.sqlite_path: Path | None = None
+        s = self.conn.settings_dict
+        if self.conn.vendor == "sqlite":
+            self.sqlite_path = tmp_path / "shared.sqlite3"
+            self.env["SQLITE_PATH"] = str(self.sqlite_path)
+        else:
+            password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+            self.env["DATABASE_URL"] = (
+                f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+            )
+
+    def publish(self) -> None:
+        """Make rows written so far visible to subprocesses."""
+        if self.sqlite_path is not None:
+            self.conn.ensure_connection()
+            dest = sqlite3.connect(self.sqlite_path)
+            self.conn.connection.backup(dest)
+            dest.close()
+
+    def task_row(self, task_id: str) -> tuple[str, list[str]]:
+        if self.sqlite_path is not None:
+            import json
+
+            with sqlite3.connect(self.sqlite_path) as db:
+                status, worker_ids = db.execute(
+                    "SELECT status, worker_ids FROM django_tasks_database_dbtaskresult WHERE id = ?",
+                    (uuid.UUID(task_id).hex,),
+                ).fetchone()
+            return status, json.loads(worker_ids)
+        row = DBTaskResult.objects.get(pk=task_id)
+        return row.status, row.worker_ids
+
+    def manage(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*MANAGE, *args],
+            env=self.env,
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_task_is_reaped_and_completes_exactly_once(tmp_path):
+    started = time.monotonic()
+    shared = SharedDatabase(tmp_path)
+    marker = tmp_path / "runs.txt"
+    task_id = str(record_run.enqueue(str(marker), first_run_sleep=60).id)
+    shared.publish()
+
+    worker = subprocess.Popen(
+        [*MANAGE, "run_worker", "--no-startup-delay", "--interval", "0.1", "--reap-every", "0"],
+        env=shared.env,
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 12
+        while not (marker.exists() and "start" in marker.read_text()):
+            assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+            assert time.monotonic() < deadline, "the worker never started the task"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)  # mid-task, as the OOM killer would
+        worker.wait(timeout=5)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    status, worker_ids = shared.task_row(task_id)
+    assert status == TaskResultStatus.RUNNING
+    assert len(worker_ids) == 1
+
+    # Without the reaper a new worker skips the orphan (stack-notes G3)...
+    shared.manage("db_worker", "--batch", "--no-startup-delay", "--no-reload")
+    assert shared.task_row(task_id)[0] == TaskResultStatus.RUNNING
+
+    # ...the reaper puts it back, and the next worker runs it to the end, once.
+    out = shared.manage("reap_tasks", "--older-than", "0").stdout
+    assert "Requeued 1 task(s)" in out
+    assert shared.task_row(task_id)[0] == TaskResultStatus.READY
+    shared.manage("run_worker", "--batch", "--no-startup-delay")
+
+    status, worker_ids = shared.task_row(task_id)
+    assert status == TaskResultStatus.SUCCESSFUL
+    assert len(worker_ids) == 2 and worker_ids[0] != worker_ids[1]
+    lines = marker.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "start", "done"]
+    assert time.monotonic() - started < 20
