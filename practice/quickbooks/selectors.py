@@ -204,7 +204,11 @@ def _detail_context(request: HttpRequest, context: dict[str, Any]) -> dict[str, 
         return {}
     connection = _request_connection(request)
     link = links_by_account(connection, [account.pk]).get(account.pk)
-    return {"qbo": status_view(link, connection), "qbo_connection": connection}
+    return {
+        "qbo": status_view(link, connection),
+        "qbo_connection": connection,
+        "qbo_history": attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
+    }
 
 
 def install_hooks() -> None:

@@ -476,6 +476,26 @@ def accounts_linked_to(
     return list(qs)
 
 
+def linked_accounts_by_customer(*, firm: Firm, customer_ids: list[str]) -> dict[str, list[str]]:
+    """{QBO customer id: names of the firm's accounts linked to it} (two queries)."""
+    connection = connection_for(firm)
+    if connection is None or not customer_ids:
+        return {}
+    pairs = list(
+        SyncLink.objects.filter(connection=connection, kind=KIND, qbo_id__in=customer_ids)
+        .exclude(status=SyncStatus.SKIPPED)
+        .values_list("qbo_id", "local_id")
+    )
+    names = dict(
+        ClientAccount.objects.filter(firm=firm, pk__in=[p[1] for p in pairs]).values_list("pk", "name")
+    )
+    out: dict[str, list[str]] = {}
+    for qbo_id, local_id in pairs:
+        if local_id in names:
+            out.setdefault(qbo_id, []).append(names[local_id])
+    return out
+
+
 def account_sync_link(
     *,
     firm: Firm,

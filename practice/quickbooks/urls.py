@@ -13,3 +13,22 @@ urlpatterns = [
     path("disconnect/", views.disconnect, name="disconnect"),
     path("start-over/", views.start_over, name="start_over"),
 ]
+
+# Account sync (practice/quickbooks/sync_views.py).
+from practice.quickbooks import sync_views  # noqa: E402
+
+urlpatterns += [
+    path("accounts/<int:pk>/panel/", sync_views.account_sync_panel, name="account_sync_panel"),
+    path("accounts/<int:pk>/customers/", sync_views.customer_picker, name="customer_picker"),
+    path("accounts/<int:pk>/link/", sync_views.account_link, name="account_link"),
+    path(
+        "accounts/<int:pk>/create-customer/",
+        sync_views.account_create_customer,
+        name="account_create_customer",
+    ),
+    path("accounts/<int:pk>/reactivate/", sync_views.account_reactivate, name="account_reactivate"),
+    path("accounts/<int:pk>/unsync/", sync_views.account_unsync, name="account_unsync"),
+    path("accounts/<int:pk>/retry/", sync_views.account_retry, name="account_retry"),
+    path("accounts/bulk/", sync_views.accounts_bulk, name="accounts_bulk"),
+    path("accounts/status/", sync_views.account_status_poll, name="account_status_poll"),
+]

@@ -1,0 +1,255 @@
+"""Account sync views: the Info-tab panel and its actions, the customer picker, bulk actions and
+the status poll of the accounts list. Thin: parse, call a service, render.
+
+Roles: everyone in the firm sees statuses; actions are for owner and admin (403 for employees,
+checked before anything is read). Accounts of other firms are 404 (firm-scoped selector).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import retarget
+
+from practice.clients.models import ClientAccount
+from practice.clients.selectors import account_get
+from practice.common.permissions import manager_required, member_required
+from practice.quickbooks import selectors, services
+from practice.quickbooks.errors import QBOError
+
+PICKER_PAGE_SIZE = 20
+
+
+def _actor(request: HttpRequest) -> str:
+    return str(getattr(request.user, "email", "") or "")
+
+
+def _panel_context(request: HttpRequest, account: ClientAccount) -> dict[str, Any]:
+    connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
+    link = selectors.links_by_account(connection, [account.pk]).get(account.pk)
+    return {
+        "account": account,
+        "qbo": selectors.status_view(link, connection),
+        "qbo_connection": connection,
+        "qbo_history": selectors.attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
+    }
+
+
+def _panel(request: HttpRequest, account: ClientAccount, *, status: int = 200) -> HttpResponse:
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("clients:account_detail", pk=account.pk)
+    return render(
+        request,
+        "quickbooks/partials/account_sync_panel.html",
+        _panel_context(request, account),
+        status=status,
+    )
+
+
+def _account(request: HttpRequest, pk: int) -> ClientAccount:
+    return account_get(firm=request.firm, pk=pk)  # type: ignore[attr-defined]
+
+
+def _fail(request: HttpRequest, account: ClientAccount, message: str) -> HttpResponse:
+    if request.htmx:  # type: ignore[attr-defined]
+        ctx = _panel_context(request, account)
+        ctx["qbo_action_error"] = message
+        return render(request, "quickbooks/partials/account_sync_panel.html", ctx, status=409)
+    messages.error(request, message)
+    return redirect("clients:account_detail", pk=account.pk)
+
+
+@member_required
+@require_GET
+def account_sync_panel(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _account(request, pk)
+    return render(request, "quickbooks/partials/account_sync_panel.html", _panel_context(request, account))
+
+
+@manager_required
+@require_GET
+def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
+    """QBO customers read live (searchable, paged): display name, company, email, active."""
+    account = _account(request, pk)
+    connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
+    search = request.GET.get("q", "").strip().replace("\x00", "")[:100]
+    try:
+        page = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page = 1
+    ctx: dict[str, Any] = {"account": account, "search": search, "page": page, "customers": [], "error": ""}
+    if connection is None or not connection.is_connected:
+        ctx["error"] = _("QuickBooks is not connected.")
+        return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
+    from practice.quickbooks.client import QBOClient, quote
+
+    where = "Active IN (true, false)"
+    if search:
+        # LIKE with % on both sides: "contains", case-insensitive in QBO's name fields.
+        where += f" AND DisplayName LIKE {quote('%' + search + '%')}"
+    start = (page - 1) * PICKER_PAGE_SIZE + 1
+    statement = (
+        f"SELECT * FROM Customer WHERE {where} ORDERBY DisplayName "  # noqa: S608 - QBO query, quoted
+        f"STARTPOSITION {start} MAXRESULTS {PICKER_PAGE_SIZE + 1}"
+    )
+    try:
+        rows = QBOClient(connection).query(statement).get("Customer", [])
+    except QBOError:
+        ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
+        return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
+    linked = services.linked_accounts_by_customer(
+        firm=request.firm,  # type: ignore[attr-defined]
+        customer_ids=[str(r.get("Id")) for r in rows],
+    )
+    ctx["has_next"] = len(rows) > PICKER_PAGE_SIZE
+    ctx["customers"] = [
+        {
+            "id": str(r.get("Id")),
+            "name": r.get("DisplayName", ""),
+            "company": r.get("CompanyName", ""),
+            "email": (r.get("PrimaryEmailAddr") or {}).get("Address", ""),
+            "active": bool(r.get("Active", True)),
+            "linked_to": linked.get(str(r.get("Id")), []),
+        }
+        for r in rows[:PICKER_PAGE_SIZE]
+    ]
+    return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
+
+
+@manager_required
+@require_POST
+def account_link(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _account(request, pk)
+    customer_id = request.POST.get("customer_id", "")
+    try:
+        result = services.account_sync_link(
+            firm=request.firm,  # type: ignore[attr-defined]
+            account=account,
+            customer_id=customer_id,
+            actor=_actor(request),
+            confirmed=request.POST.get("confirm") == "1",
+        )
+    except ValidationError as e:
+        return _fail(request, account, " ".join(e.messages))
+    except services.SyncActionError as e:
+        return _fail(request, account, str(e))
+    if isinstance(result, services.LinkCheck):
+        ctx = {"account": account, "customer": result.customer, "linked_to": result.linked_to}
+        response = render(request, "quickbooks/partials/customer_picker_confirm.html", ctx)
+        return retarget(response, "#qbo-picker-results") if request.htmx else response  # type: ignore[attr-defined]
+    if not request.htmx:  # type: ignore[attr-defined]
+        messages.success(request, _("Linked to “%(name)s”.") % {"name": result.qbo_name})
+    return _panel(request, account)
+
+
+@manager_required
+@require_POST
+def account_create_customer(request: HttpRequest, pk: int) -> HttpResponse:
+    account = _account(request, pk)
+    name = request.POST.get("name", "")
+    try:
+        services.account_sync_create(
+            firm=request.firm,  # type: ignore[attr-defined]
+            account=account,
+            name=name,
+            actor=_actor(request),
+        )
+    except ValidationError as e:
+        if request.htmx:  # type: ignore[attr-defined]
+            ctx = {"account": account, "name": name, "name_error": " ".join(e.messages)}
+            response = render(request, "quickbooks/partials/customer_create_form.html", ctx, status=400)
+            return retarget(response, "#qbo-create-form")
+        messages.error(request, " ".join(e.messages))
+        return redirect("clients:account_detail", pk=account.pk)
+    except services.SyncActionError as e:
+        return _fail(request, account, str(e))
+    return _panel(request, account)
+
+
+def _simple_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    account = _account(request, pk)
+    firm = request.firm  # type: ignore[attr-defined]
+    try:
+        if action == "unsync":
+            services.account_unsync(firm=firm, account=account, actor=_actor(request))
+        elif action == "retry":
+            services.account_sync_retry(firm=firm, account=account, actor=_actor(request))
+        elif action == "reactivate":
+            services.account_sync_reactivate(
+                firm=firm,
+                account=account,
+                customer_id=request.POST.get("customer_id") or None,
+                actor=_actor(request),
+            )
+    except services.SyncActionError as e:
+        return _fail(request, account, str(e))
+    return _panel(request, account)
+
+
+@manager_required
+@require_POST
+def account_unsync(request: HttpRequest, pk: int) -> HttpResponse:
+    return _simple_action(request, pk, "unsync")
+
+
+@manager_required
+@require_POST
+def account_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _simple_action(request, pk, "retry")
+
+
+@manager_required
+@require_POST
+def account_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    return _simple_action(request, pk, "reactivate")
+
+
+@manager_required
+@require_POST
+def accounts_bulk(request: HttpRequest) -> HttpResponse:
+    action = request.POST.get("action", "")
+    raw_ids = request.POST.getlist("ids")
+    ids = [int(i) for i in raw_ids if i.isdigit()][:1000]
+    back = request.POST.get("next", "")
+    target = back if back.startswith("/") and not back.startswith("//") else reverse("clients:account_list")
+    if action not in ("sync", "unsync", "retry_errors"):
+        messages.error(request, _("Choose an action."))
+        return redirect(target)
+    if action != "retry_errors" and not ids:
+        messages.error(request, _("Select at least one account."))
+        return redirect(target)
+    try:
+        done = services.accounts_sync_bulk(
+            firm=request.firm,  # type: ignore[attr-defined]
+            action=action,
+            account_ids=ids,
+            actor=_actor(request),
+        )
+    except services.SyncActionError as e:
+        messages.error(request, str(e))
+        return redirect(target)
+    messages.success(request, _("%(count)d account(s) updated.") % {"count": done})
+    return redirect(target)
+
+
+@member_required
+@require_GET
+def account_status_poll(request: HttpRequest) -> HttpResponse:
+    """Fresh status badges (out-of-band swaps) for the accounts shown on the list page."""
+    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
+    firm = request.firm  # type: ignore[attr-defined]
+    connection = selectors.connection_for(firm)
+    # Only this firm's accounts: foreign ids are silently dropped.
+    own = list(ClientAccount.objects.filter(firm=firm, pk__in=ids).values_list("pk", flat=True))
+    links = selectors.links_by_account(connection, own)
+    views = [(pk, selectors.status_view(links.get(pk), connection)) for pk in own]
+    any_syncing = any(v.is_syncing for _pk, v in views)
+    ctx = {"views": views, "any_syncing": any_syncing, "ids": ",".join(str(pk) for pk in own)}
+    return render(request, "quickbooks/partials/account_status_poll.html", ctx)
