@@ -35,6 +35,21 @@ class SandboxConfig:
     default_minor_version: int = 75
     # Fault injection "timeout" sleeps this long before answering (longer than a sane client timeout).
     timeout_fault_seconds: float = 30.0
+    # DisplayName uniqueness across Customer/Vendor/Employee (§2.1 emulator choice), and string
+    # comparisons in queries.
+    name_unique_case_insensitive: bool = True
+    name_unique_includes_inactive: bool = True
+    query_case_insensitive: bool = True
+    # MAXRESULTS above the cap: silently capped (False) or a 4001 fault (True); unverified (§12).
+    max_results_error: bool = False
+    # requestid: answer 600 when a reused id carries a different request (§5 option), instead of replaying.
+    requestid_mismatch_fault: bool = False
+    # 429 body: "xml" as QBO sends it, or "json"; optional Retry-After header (unverified, §7).
+    throttle_body: str = "xml"
+    retry_after_header: bool = False
+    requests_per_second: int = 10
+    # Snapshot file autosave interval when state changed (0 = only on shutdown / explicit snapshot).
+    snapshot_interval_seconds: float = 2.0
     # Keep a per-realm request log of at most this many entries.
     request_log_size: int = 2000
     # Rough latency added to every API call, for realistic benchmarks of clients (0 = off).

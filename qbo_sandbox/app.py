@@ -1,0 +1,903 @@
+"""HTTP surface: Intuit's Accounting API v3 under /v3/company/{realmId}/..., OAuth routes (oauth.py),
+and the control plane under /_sandbox/ (no auth; never exposed beyond localhost)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from qbo_sandbox import clock, errors, query
+from qbo_sandbox.config import SandboxConfig
+from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
+from qbo_sandbox.state import RealmRuntime, Sandbox, fault_dict
+from qbo_sandbox.store import Realm
+
+log = logging.getLogger("qbo_sandbox")
+
+JSON_TYPE = "application/json;charset=UTF-8"
+CDC_UNSUPPORTED = {"JournalCode", "TaxAgency", "TimeActivity", "TaxCode", "TaxRate"}
+
+
+class Reply:
+    """A finished API answer before it becomes an ASGI response (kept as bytes for requestid replay)."""
+
+    __slots__ = ("body", "content_type", "drop", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, content_type: str = JSON_TYPE) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers: dict[str, str] = {}
+        self.drop = False
+
+
+def _json_reply(data: Any, status: int = 200) -> Reply:
+    return Reply(status, errors.dumps(data))
+
+
+def _fault_reply(err: errors.QBOError) -> Reply:
+    return Reply(err.status, errors.dumps(err.body()))
+
+
+def _gateway_reply(status: int, detail: str) -> Reply:
+    return Reply(status, errors.dumps(errors.gateway_body(status, detail)))
+
+
+def _html_reply(status: int) -> Reply:
+    return Reply(status, errors.html_error(status).encode(), "text/html")
+
+
+class Ctx:
+    """What one API request is about; used for fault matching, logging and counters."""
+
+    __slots__ = (
+        "client",
+        "entity",
+        "method",
+        "operation",
+        "options",
+        "params",
+        "path",
+        "raw",
+        "requestid",
+        "rest",
+    )
+
+    def __init__(self, method: str, path: str, rest: list[str], params: dict[str, str]) -> None:
+        self.method = method
+        self.path = path
+        self.rest = rest
+        self.params = params
+        self.entity: str | None = None
+        self.operation = "unknown"
+        self.options: set[str] = set()
+        self.requestid: str | None = params.get("requestid")
+        self.client = ""
+        self.raw = b""
+
+
+def _params(raw: bytes) -> dict[str, str]:
+    if not raw:
+        return {}
+    return {k.lower(): v[-1] for k, v in parse_qs(raw.decode("latin-1"), keep_blank_values=True).items()}
+
+
+def classify(ctx: Ctx, body: Any) -> None:
+    """Fill entity/operation from the path, the `operation`/`include` parameters and the body."""
+    rest = ctx.rest
+    head = rest[0] if rest else ""
+    op_param = ctx.params.get("operation", "").lower()
+    includes = {p.strip().lower() for p in ctx.params.get("include", "").split(",") if p.strip()}
+    ctx.options = includes
+    if head in ("query", "batch", "cdc"):
+        ctx.operation = head
+        return
+    spec = BY_PATH.get(head)
+    ctx.entity = spec.name if spec else head
+    if ctx.method == "GET":
+        ctx.operation = "read"
+    elif op_param == "delete":
+        ctx.operation = "delete"
+    elif op_param == "void" or "void" in includes:
+        ctx.operation = "void"
+    elif len(rest) >= 3 and rest[2] == "send":
+        ctx.operation = "send"
+    elif (isinstance(body, dict) and body.get("Id") not in (None, "")) or (
+        spec is not None
+        and spec.name
+        in (
+            "Preferences",
+            "CompanyInfo",
+        )
+    ):
+        ctx.operation = "update"
+    else:
+        ctx.operation = "create"
+
+
+class Api:
+    """ASGI endpoint for /v3/company/{realm}/{rest:path}."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        sb = self.sandbox
+        cfg = sb.config
+        realm_id = scope["path_params"]["realm"]
+        rest = [p for p in scope["path_params"]["rest"].split("/") if p]
+        ctx = Ctx(scope["method"], scope["path"], rest, _params(scope.get("query_string", b"")))
+        tid = str(uuid.uuid4())
+        realm = sb.realms.get(realm_id)
+        rt: RealmRuntime | None = sb.runtime.get(realm_id) if realm else None
+        raw = await request.body() if ctx.method == "POST" else b""
+        ctx.raw = raw
+        reply: Reply | None = None
+        fault_kind = ""
+        replayed = False
+        items = 0
+        body: Any = None
+        counted_flight = False
+        try:
+            if rt is not None:
+                rt.bump("requests")
+            reply = self.authenticate(request, realm_id, ctx)
+            if reply is None and realm is None:
+                reply = _gateway_reply(403, "Realm not found or not authorized")
+            if reply is None and realm is not None and rt is not None:
+                try:
+                    body = self.parse_body(ctx, raw)
+                except errors.QBOError as err:
+                    body = None
+                    reply = _fault_reply(err)
+                classify(ctx, body)
+                if reply is None:
+                    rule = sb.take_fault(
+                        realm_id, ctx.method, ctx.path, ctx.entity, ctx.operation, post=False
+                    )
+                    if rule is not None:
+                        fault_kind = rule.kind
+                        reply = await self.injected(rule, realm_id, ctx)
+                if reply is None:
+                    reply = self.throttle(rt, ctx)
+                    if reply is not None:
+                        rt.bump("throttled")
+                if reply is None:
+                    rt.in_flight[ctx.client] = rt.in_flight.get(ctx.client, 0) + 1
+                    counted_flight = True
+                    if cfg.latency_seconds > 0:
+                        await asyncio.sleep(cfg.latency_seconds)
+                    reply, replayed, items = self.execute(realm, rt, ctx, body, raw)
+                    rule = sb.take_fault(realm_id, ctx.method, ctx.path, ctx.entity, ctx.operation, post=True)
+                    if rule is not None:
+                        fault_kind = rule.kind
+                        reply.drop = True
+        except Exception:
+            log.exception("sandbox internal error")
+            reply = _fault_reply(errors.system_fault())
+        finally:
+            if counted_flight and rt is not None:
+                rt.in_flight[ctx.client] -= 1
+        assert reply is not None
+        if rt is not None:
+            if reply.status >= 400 or b'"Fault"' in reply.body[:20]:
+                rt.bump("errors")
+            entry = {
+                "at": clock.envelope_stamp(),
+                "tid": tid,
+                "method": ctx.method,
+                "path": ctx.path,
+                "query": scope.get("query_string", b"").decode("latin-1"),
+                "entity": ctx.entity,
+                "operation": ctx.operation,
+                "status": reply.status,
+                "requestid": ctx.requestid,
+                "replayed": replayed,
+                "fault": fault_kind or None,
+                "dropped": reply.drop,
+                "batch_items": items,
+                "ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            rt.log.append(entry)
+            while len(rt.log) > cfg.request_log_size:
+                rt.log.popleft()
+        if reply.drop:
+            await self.drop_connection(send, scope, receive)
+            return
+        headers = {"intuit_tid": tid, "content-type": reply.content_type, **reply.headers}
+        await Response(reply.body, status_code=reply.status, headers=headers)(scope, receive, send)
+
+    # ---------------------------------------------------------------- pre-flight
+
+    def authenticate(self, request: Request, realm_id: str, ctx: Ctx) -> Reply | None:
+        header = request.headers.get("authorization", "")
+        if not self.sandbox.config.auth_required and not header:
+            ctx.client = "anonymous"
+            return None
+        if not header.lower().startswith("bearer "):
+            return _gateway_reply(401, "Authorization header missing or not a bearer token")
+        token = header[7:].strip()
+        if len(token) < 8 or len(token) > 4096:
+            return _gateway_reply(401, "Malformed bearer token: too short or too long")
+        reason = self.sandbox.oauth.authenticate(token, realm_id)
+        if reason == "wrong_realm":
+            return _gateway_reply(403, "Token not valid for this realm")
+        if reason is not None:
+            details = {
+                "expired": "Token expired",
+                "revoked": "Token revoked",
+                "invalid": "Token invalid",
+            }
+            return _gateway_reply(401, details.get(reason, reason))
+        grant = self.sandbox.oauth.grant_for_access_token(token)
+        ctx.client = grant.client_id if grant is not None else token[:16]
+        return None
+
+    def parse_body(self, ctx: Ctx, raw: bytes) -> Any:
+        if not raw or ctx.rest[:1] == ["query"]:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise errors.QBOError(
+                "2010",
+                "Request has invalid or unsupported property",
+                "Unable to parse the request body as JSON",
+                "",
+            ) from None
+
+    def throttle(self, rt: RealmRuntime, ctx: Ctx) -> Reply | None:
+        cfg = self.sandbox.config
+        if not cfg.throttling_enabled:
+            return None
+        now = time.monotonic()
+        scale = cfg.time_scale
+        limited = rt.minute.count(now, 60 * scale) >= cfg.requests_per_minute
+        if not limited and rt.in_flight.get(ctx.client, 0) >= cfg.max_concurrent:
+            limited = True
+        second = rt.per_app_second.setdefault(ctx.client, _window())
+        if (
+            not limited
+            and cfg.requests_per_second > 0
+            and second.count(now, scale) >= cfg.requests_per_second
+        ):
+            limited = True
+        batch = None
+        if not limited and ctx.operation == "batch":
+            batch = rt.per_app_batch.setdefault(ctx.client, _window())
+            limited = batch.count(now, 60 * scale) >= cfg.batch_per_minute
+        if limited:
+            if cfg.throttle_body == "json":
+                reply = Reply(429, errors.dumps(errors.throttle_json()))
+            else:
+                reply = Reply(429, errors.throttle_xml().encode(), "application/xml")
+            if cfg.retry_after_header:
+                reply.headers["Retry-After"] = str(max(1, round(60 * scale)))
+            return reply
+        rt.minute.events.append(now)
+        second.events.append(now)
+        if batch is not None:
+            batch.events.append(now)
+        return None
+
+    async def injected(self, rule: Any, realm_id: str, ctx: Ctx) -> Reply:
+        kind = rule.kind
+        if kind == "429":
+            return Reply(429, errors.throttle_xml().encode(), "application/xml")
+        if kind in ("500", "502", "503", "504"):
+            return _html_reply(int(kind))
+        if kind == "timeout":
+            await asyncio.sleep(
+                rule.seconds if rule.seconds is not None else self.sandbox.config.timeout_fault_seconds
+            )
+            return _html_reply(504)
+        if kind == "fault_200":
+            code = rule.code or "6190"
+            err = errors.QBOError(
+                code,
+                "Invalid Company Status",
+                "Subscription period has ended or been canceled, or there was a billing problem. "
+                "You can't access QuickBooks data until the subscription is current.",
+                "",
+            )
+            return _json_reply(err.body(), 200)
+        if kind == "revoke":
+            self.sandbox.oauth.revoke_realm(realm_id)
+            return _gateway_reply(401, "Token revoked")
+        if kind == "403":
+            return _gateway_reply(403, "Application not authorized for this company")
+        return _gateway_reply(401, "Token expired")
+
+    async def drop_connection(self, send: Send, scope: Scope, receive: Receive) -> None:
+        """Close the socket without a response: the write is committed but the client never hears back."""
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if transport is not None:
+            cycle.keep_alive = False  # type: ignore[union-attr]
+            cycle.disconnected = True  # type: ignore[union-attr]
+            transport.abort()
+            return
+        # Fallback for servers whose send is not bound to a protocol object: promise a body and cut it short.
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100000")]}
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": False})
+
+    # ---------------------------------------------------------------- execution
+
+    def execute(
+        self, realm: Realm, rt: RealmRuntime, ctx: Ctx, body: Any, raw: bytes
+    ) -> tuple[Reply, bool, int]:
+        cfg = self.sandbox.config
+        items = 0
+        rid = ctx.requestid
+        if ctx.method == "POST" and rid is not None:
+            limit = 36 if ctx.operation == "batch" else 50
+            if len(rid) > limit or not rid:
+                err = errors.too_long("requestid", limit, len(rid))
+                rt.bump("operations")
+                return _fault_reply(err), False, 0
+            fingerprint = hashlib.sha256(
+                ctx.path.encode() + b"?" + ctx.operation.encode() + b"\n" + raw
+            ).hexdigest()
+            cached = rt.requestids.get(rid)
+            now = time.monotonic()
+            if cached is not None and now - cached[0] <= cfg.requestid_retention_seconds * cfg.time_scale:
+                rt.bump("replays")
+                if cached[1] != fingerprint and cfg.requestid_mismatch_fault:
+                    err = errors.QBOError(
+                        "600",
+                        "Duplicate Request ID",
+                        "The request ID you're trying to use already exists in the QuickBooks Online "
+                        "Accounting "
+                        "API or QuickBooks Payments API. Our system detected the duplicate.",
+                        "",
+                    )
+                    return _fault_reply(err), True, 0
+                return Reply(cached[2], cached[3], cached[4]), True, 0
+        try:
+            reply, items = self.dispatch(realm, rt, ctx, body)
+        except errors.QBOError as err:
+            reply = _fault_reply(err)
+        if ctx.method == "POST" and rid is not None and reply.status < 500 and reply.status != 429:
+            rt.requestids[rid] = (time.monotonic(), fingerprint, reply.status, reply.body, reply.content_type)
+            if len(rt.requestids) > 50000:
+                self._prune_requestids(rt)
+        return reply, False, items
+
+    def _prune_requestids(self, rt: RealmRuntime) -> None:
+        cfg = self.sandbox.config
+        cutoff = time.monotonic() - cfg.requestid_retention_seconds * cfg.time_scale
+        for key in [k for k, v in rt.requestids.items() if v[0] < cutoff]:
+            del rt.requestids[key]
+
+    def dispatch(self, realm: Realm, rt: RealmRuntime, ctx: Ctx, body: Any) -> tuple[Reply, int]:
+        op = ctx.operation
+        if op != "batch":
+            rt.bump("operations")
+        self.check_minor_version(ctx)
+        if op == "query":
+            rt.bump("queries")
+            text = ctx.params.get("query") if ctx.method == "GET" else None
+            if text is None:
+                text = (self._raw_text(body, ctx) or "").strip()
+            return _json_reply(
+                {
+                    "QueryResponse": query.run(text, realm.data, self.sandbox.config),
+                    "time": clock.envelope_stamp(),
+                }
+            ), 0
+        if op == "batch":
+            return self.batch(realm, rt, ctx, body)
+        if op == "cdc":
+            rt.bump("queries")
+            return _json_reply(self.cdc(realm, ctx)), 0
+        spec = SPECS.get(ctx.entity or "")
+        if spec is None:
+            raise errors.unsupported(
+                f"Could not find resource for relative : /v3/company/{realm.realm_id}/"
+                f"{'/'.join(ctx.rest)} of "
+                f"full path: {ctx.path}"
+            )
+        if op == "read":
+            rt.bump("reads")
+            return _json_reply(
+                {spec.name: self.read(realm, spec.name, ctx), "time": clock.envelope_stamp()}
+            ), 0
+        if ctx.method != "POST":
+            raise errors.unsupported(f"{ctx.method} {ctx.path}")
+        if not isinstance(body, dict):
+            raise errors.bad_request("Request body must be a JSON object", "")
+        rt.bump("writes")
+        result = self.write(realm, spec.name, op, body, ctx.options)
+        return _json_reply({spec.name: result, "time": clock.envelope_stamp()}), 0
+
+    def _raw_text(self, body: Any, ctx: Ctx) -> str:
+        return ctx.raw.decode("utf-8", "replace")
+
+    def check_minor_version(self, ctx: Ctx) -> None:
+        raw = ctx.params.get("minorversion")
+        if raw is None or raw == "":
+            return
+        if not raw.strip().isdigit():
+            raise errors.QBOError(
+                "2010",
+                "Request has invalid or unsupported property",
+                f"Invalid minorversion value: {raw}. It must be an integer.",
+                "minorversion",
+            )
+        # <75 is served as 75 and higher values as the newest schema (BLOG-MV): nothing else to do.
+
+    def read(self, realm: Realm, entity: str, ctx: Ctx) -> dict[str, Any]:
+        if entity == "Preferences":
+            return realm.preferences()
+        if len(ctx.rest) < 2:
+            raise errors.unsupported(f"GET {ctx.path}")
+        obj_id = ctx.rest[1]
+        if entity == "CompanyInfo":
+            if obj_id != realm.realm_id:
+                raise errors.not_found(deleted=False)
+            return next(iter(realm.data["CompanyInfo"].values()))
+        if len(ctx.rest) >= 3 and ctx.rest[2] == "pdf":
+            raise errors.unsupported(f"PDF for {entity}")
+        return realm.read(entity, obj_id)
+
+    def write(
+        self, realm: Realm, entity: str, op: str, body: dict[str, Any], options: set[str]
+    ) -> dict[str, Any]:
+        if entity in ("Preferences", "CompanyInfo"):
+            body = dict(body)
+            current = next(iter(realm.data[entity].values()))
+            body.setdefault("Id", current["Id"])
+            return realm.update(entity, body, options)
+        if op == "delete":
+            return realm.delete(entity, body)
+        if op == "void":
+            return realm.void(entity, body)
+        if op == "update":
+            return realm.update(entity, body, options)
+        if op == "create":
+            return realm.create(entity, body, options)
+        raise errors.unsupported(f"{op} for {entity}")
+
+    # ---------------------------------------------------------------- batch
+
+    def batch(self, realm: Realm, rt: RealmRuntime, ctx: Ctx, body: Any) -> tuple[Reply, int]:
+        cfg = self.sandbox.config
+        rt.bump("batch_calls")
+        items = body.get("BatchItemRequest") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            rt.bump("operations")
+            raise errors.required("BatchItemRequest")
+        if len(items) > cfg.batch_max_items:
+            rt.bump("operations")
+            raise errors.QBOError(
+                "1040",
+                "Batch size exceeds allowed limit",
+                f"Batch size {len(items)} exceeds the maximum of {cfg.batch_max_items} items per batch.",
+                "",
+            )
+        seen: set[str] = set()
+        for item in items:
+            bid = str(item.get("bId", "")) if isinstance(item, dict) else ""
+            if not bid:
+                rt.bump("operations")
+                raise errors.required("BatchItemRequest.bId")
+            if bid in seen:
+                rt.bump("operations")
+                raise errors.QBOError(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f"Duplicate bId {bid} in the batch",
+                    "bId",
+                )
+            if ctx.requestid and len(bid) > 10:
+                rt.bump("operations")
+                raise errors.too_long("bId", 10, len(bid))
+            seen.add(bid)
+        out = []
+        rt.bump("operations", len(items))
+        rt.bump("batch_items", len(items))
+        for item in items:
+            out.append(self.batch_item(realm, rt, item))
+        return _json_reply({"BatchItemResponse": out, "time": clock.envelope_stamp()}), len(items)
+
+    def batch_item(self, realm: Realm, rt: RealmRuntime, item: dict[str, Any]) -> dict[str, Any]:
+        bid = str(item["bId"])
+        try:
+            if "Query" in item:
+                rt.bump("queries")
+                return {
+                    "bId": bid,
+                    "QueryResponse": query.run(str(item["Query"]), realm.data, self.sandbox.config),
+                }
+            entity_keys = [k for k in item if k in SPECS]
+            if len(entity_keys) != 1:
+                raise errors.bad_request("Batch item must carry exactly one entity object", "")
+            entity = entity_keys[0]
+            payload = item[entity]
+            if not isinstance(payload, dict):
+                raise errors.bad_request("Batch item entity must be an object", entity)
+            operation = str(item.get("operation", "")).lower()
+            options_data = {
+                o.strip().lower() for o in str(item.get("optionsData", "")).split(",") if o.strip()
+            }
+            if "void" in options_data or operation == "void":
+                op = "void"
+            elif operation in ("create", "update", "delete"):
+                op = operation
+            else:
+                raise errors.invalid_enum("operation", operation or "(missing)")
+            if op == "create" and payload.get("Id"):
+                raise errors.bad_request("Id must not be supplied on create", "Id")
+            options = (
+                {"allowduplicatedocnum"}
+                if options_data & {"allowduplicatedocnum", "allowduplicatedocnumber"}
+                else set()
+            )
+            rt.bump("writes")
+            result = self.write(realm, entity, op, payload, options)
+            return {"bId": bid, entity: result}
+        except errors.QBOError as err:
+            return {"bId": bid, "Fault": err.fault()}
+
+    # ---------------------------------------------------------------- CDC
+
+    def cdc(self, realm: Realm, ctx: Ctx) -> dict[str, Any]:
+        cfg = self.sandbox.config
+        names = [n.strip() for n in ctx.params.get("entities", "").split(",") if n.strip()]
+        if not names:
+            raise errors.required("entities")
+        since_raw = ctx.params.get("changedsince", "")
+        if not since_raw:
+            raise errors.required("changedSince")
+        since = clock.parse_stamp(since_raw)
+        if since is None:
+            raise errors.QBOError(
+                "4001",
+                "Invalid query",
+                f"QueryValidationError: Invalid changedSince {since_raw}",
+                "changedSince",
+            )
+        now = clock.now()
+        if (now - since).total_seconds() > cfg.cdc_window_days * 86400:
+            raise errors.QBOError(
+                "4001",
+                "Invalid query",
+                f"QueryValidationError: changedSince must be within the last {cfg.cdc_window_days} days",
+                "changedSince",
+            )
+        cutoff = since.timestamp()
+        specs = []
+        for name in names:
+            spec = next((s for s in SPECS.values() if s.name.lower() == name.lower()), None)
+            if spec is None or name in CDC_UNSUPPORTED or not spec.cdc:
+                raise errors.QBOError(
+                    "4001",
+                    "Invalid query",
+                    f"QueryValidationError: CDC is not supported for entity {name}",
+                    "entities",
+                )
+            specs.append(spec)
+        found: list[tuple[float, str, dict[str, Any]]] = []
+        for spec in specs:
+            for obj in realm.data.get(spec.name, {}).values():
+                stamp = clock.parse_stamp((obj.get("MetaData") or {}).get("LastUpdatedTime", ""))
+                if stamp is not None and stamp.timestamp() >= cutoff:
+                    found.append((stamp.timestamp(), spec.name, obj))
+            for tomb in realm.tombstones.get(spec.name, {}).values():
+                stamp = clock.parse_stamp(tomb["MetaData"]["LastUpdatedTime"])
+                if stamp is not None and stamp.timestamp() >= cutoff:
+                    found.append((stamp.timestamp(), spec.name, tomb))
+        found.sort(key=lambda t: t[0])
+        found = found[: cfg.cdc_max_results]
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for _, name, obj in found:
+            groups.setdefault(name, []).append(obj)
+        responses: list[dict[str, Any]] = [
+            {name: objs, "startPosition": 1, "maxResults": len(objs)} for name, objs in groups.items()
+        ] or [{}]
+        return {"CDCResponse": [{"QueryResponse": responses}], "time": clock.envelope_stamp()}
+
+
+def _window() -> Any:
+    from qbo_sandbox.state import Window
+
+    return Window()
+
+
+# ==================================================================== control plane
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    return json.loads(raw)
+
+
+class Control:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sb = sandbox
+
+    def routes(self) -> list[BaseRoute]:
+        p = "/_sandbox"
+        return [
+            Route(f"{p}/health", self.health, methods=["GET"]),
+            Route(f"{p}/config", self.get_config, methods=["GET"]),
+            Route(f"{p}/config", self.set_config, methods=["POST"]),
+            Route(f"{p}/realms", self.list_realms, methods=["GET"]),
+            Route(f"{p}/realms", self.create_realm, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}", self.get_realm, methods=["GET"]),
+            Route(f"{p}/realms/{{realm}}", self.delete_realm, methods=["DELETE"]),
+            Route(f"{p}/realms/{{realm}}/reset", self.reset_realm, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/faults", self.add_fault, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/faults", self.list_faults, methods=["GET"]),
+            Route(f"{p}/realms/{{realm}}/faults", self.clear_faults, methods=["DELETE"]),
+            Route(f"{p}/realms/{{realm}}/requests", self.requests, methods=["GET"]),
+            Route(f"{p}/realms/{{realm}}/requests", self.clear_requests, methods=["DELETE"]),
+            Route(f"{p}/realms/{{realm}}/counters", self.counters, methods=["GET"]),
+            Route(f"{p}/realms/{{realm}}/counters/reset", self.reset_counters, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/bulk/{{entity}}", self.bulk, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/revoke", self.revoke, methods=["POST"]),
+            Route(f"{p}/apps", self.create_app, methods=["POST"]),
+            Route(f"{p}/tokens", self.tokens, methods=["POST"]),
+            Route(f"{p}/snapshot", self.snapshot, methods=["POST"]),
+        ]
+
+    def _realm(self, request: Request) -> Realm | None:
+        return self.sb.realms.get(request.path_params["realm"])
+
+    def _missing(self) -> JSONResponse:
+        return _json({"error": "realm not found"}, 404)
+
+    async def health(self, request: Request) -> Response:
+        return _json(
+            {"ok": True, "realms": len(self.sb.realms), "uptime": round(time.time() - self.sb.started, 3)}
+        )
+
+    async def get_config(self, request: Request) -> Response:
+        return _json(self.sb.config.to_dict())
+
+    async def set_config(self, request: Request) -> Response:
+        data = await _body(request)
+        if not isinstance(data, dict):
+            return _json({"error": "expected an object"}, 400)
+        unknown = self.sb.config.update(data)
+        if unknown:
+            return _json(
+                {"error": f"unknown config keys: {', '.join(unknown)}", "config": self.sb.config.to_dict()},
+                400,
+            )
+        return _json(self.sb.config.to_dict())
+
+    async def list_realms(self, request: Request) -> Response:
+        return _json({"realms": [self.sb.describe_realm(r) for r in self.sb.realms.values()]})
+
+    async def create_realm(self, request: Request) -> Response:
+        data = await _body(request)
+        try:
+            realm = self.sb.create_realm(
+                seed=str(data.get("seed") or "empty"), name=data.get("name"), realm_id=data.get("realm_id")
+            )
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(self.sb.describe_realm(realm), 201)
+
+    async def get_realm(self, request: Request) -> Response:
+        realm = self._realm(request)
+        return _json(self.sb.describe_realm(realm)) if realm else self._missing()
+
+    async def delete_realm(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        self.sb.delete_realm(request.path_params["realm"])
+        return _json({"deleted": True})
+
+    async def reset_realm(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        return _json(self.sb.describe_realm(self.sb.reset_realm(request.path_params["realm"])))
+
+    async def add_fault(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        data = await _body(request)
+        try:
+            rule = self.sb.add_fault(request.path_params["realm"], data)
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json(fault_dict(rule), 201)
+
+    async def list_faults(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        return _json({"faults": [fault_dict(f) for f in self.sb.rt(request.path_params["realm"]).faults]})
+
+    async def clear_faults(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        self.sb.rt(request.path_params["realm"]).faults.clear()
+        return _json({"faults": []})
+
+    async def requests(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        entries = list(self.sb.rt(request.path_params["realm"]).log)
+        limit = request.query_params.get("limit")
+        if limit:
+            entries = entries[-int(limit) :]
+        return _json({"requests": entries})
+
+    async def clear_requests(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        self.sb.rt(request.path_params["realm"]).log.clear()
+        return _json({"requests": []})
+
+    async def counters(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        return _json(dict(self.sb.rt(request.path_params["realm"]).counters))
+
+    async def reset_counters(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        rt = self.sb.rt(request.path_params["realm"])
+        for key in rt.counters:
+            rt.counters[key] = 0
+        return _json(dict(rt.counters))
+
+    async def bulk(self, request: Request) -> Response:
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        entity = request.path_params["entity"]
+        spec = SPECS.get(entity) or BY_PATH.get(entity.lower())
+        if spec is None:
+            return _json({"error": f"unknown entity {entity}"}, 404)
+        bodies = await _body(request)
+        if not isinstance(bodies, list):
+            return _json({"error": "expected a JSON list of entity bodies"}, 400)
+        webhooks = request.query_params.get("webhooks", "false").lower() == "true"
+        hook = realm.on_change
+        if not webhooks:
+            sb = self.sb
+
+            def quiet(*_: Any) -> None:
+                sb.dirty = True
+
+            realm.on_change = quiet
+        created: list[dict[str, Any]] = []
+        faults: list[dict[str, Any]] = []
+        try:
+            for index, body in enumerate(bodies):
+                try:
+                    if not isinstance(body, dict):
+                        raise errors.bad_request("entity body must be an object", "")
+                    obj = (
+                        realm.create(spec.name, body) if spec.kind == TRANSACTION or spec.creatable else None
+                    )
+                    if obj is None:
+                        raise errors.unsupported(f"Create for {spec.name}")
+                    created.append(obj)
+                except errors.QBOError as err:
+                    faults.append({"index": index, "Fault": err.fault()})
+        finally:
+            realm.on_change = hook
+        full = request.query_params.get("full", "false").lower() == "true"
+        return _json(
+            {
+                "created": len(created),
+                "ids": [o["Id"] for o in created],
+                "objects": created if full else [],
+                "errors": faults,
+            }
+        )
+
+    async def revoke(self, request: Request) -> Response:
+        if not self._realm(request):
+            return self._missing()
+        data = await _body(request)
+        count = self.sb.oauth.revoke_realm(request.path_params["realm"], data.get("client_id"))
+        return _json({"revoked_grants": count})
+
+    async def create_app(self, request: Request) -> Response:
+        data = await _body(request)
+        redirect = data.get("redirect_uris") or data.get("redirect_uri") or []
+        if isinstance(redirect, str):
+            redirect = [redirect]
+        try:
+            app = self.sb.oauth.register_app(
+                client_id=data.get("client_id"),
+                client_secret=data.get("client_secret"),
+                redirect_uris=tuple(redirect),
+                webhook_url=data.get("webhook_url"),
+                verifier_token=data.get("verifier_token"),
+                name=data.get("name", ""),
+            )
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, 400)
+        self.sb.dirty = True
+        out = {k: v for k, v in vars(app).items() if not k.startswith("_")}
+        return _json(out, 201)
+
+    async def tokens(self, request: Request) -> Response:
+        data = await _body(request)
+        realm_id = str(data.get("realm_id") or data.get("realm") or "")
+        if realm_id not in self.sb.realms:
+            return _json({"error": "realm not found"}, 404)
+        client_id = data.get("client_id") or self.sb.oauth.dev_app.client_id
+        try:
+            tokens = self.sb.oauth.issue_tokens(client_id=client_id, realm_id=realm_id)
+        except Exception as exc:
+            return _json({"error": str(exc)}, 400)
+        self.sb.dirty = True
+        return _json({**tokens, "realm_id": realm_id, "client_id": client_id})
+
+    async def snapshot(self, request: Request) -> Response:
+        data = await _body(request)
+        try:
+            path = self.sb.save(data.get("path"))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"path": path})
+
+
+# ==================================================================== factory
+
+
+def create_app(config: SandboxConfig | None = None, state_file: str | None = None) -> Starlette:
+    sandbox = Sandbox(config, state_file)
+    api = Api(sandbox)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await sandbox.webhooks.start()
+        saver = asyncio.create_task(_autosave(sandbox)) if state_file else None
+        try:
+            yield
+        finally:
+            if saver is not None:
+                saver.cancel()
+            await sandbox.webhooks.stop()
+            if state_file:
+                sandbox.save()
+
+    routes: list[BaseRoute] = [Route("/v3/company/{realm}/{rest:path}", api, methods=["GET", "POST"])]
+    routes += Control(sandbox).routes()
+    routes += sandbox.oauth.routes(sandbox)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app
+
+
+async def _autosave(sandbox: Sandbox) -> None:
+    while True:
+        interval = sandbox.config.snapshot_interval_seconds
+        await asyncio.sleep(interval if interval > 0 else 5)
+        if interval > 0 and sandbox.dirty:
+            try:
+                sandbox.save()
+            except OSError:
+                log.exception("snapshot failed")

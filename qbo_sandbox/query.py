@@ -1,0 +1,429 @@
+"""The QBO query language (qbo-api.md §3): a small SQL subset, AND-only, one entity per statement."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from qbo_sandbox import clock, errors
+from qbo_sandbox.config import SandboxConfig
+from qbo_sandbox.entities import SPECS, EntitySpec
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:\\.|[^'\\])*')
+  | (?P<unterminated>'(?:\\.|[^'\\])*$)
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),*])
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_KEYWORDS = {
+    "select",
+    "from",
+    "where",
+    "and",
+    "or",
+    "in",
+    "like",
+    "orderby",
+    "order",
+    "by",
+    "asc",
+    "desc",
+    "startposition",
+    "maxresults",
+    "count",
+    "true",
+    "false",
+    "not",
+    "is",
+    "null",
+}
+_KIND_NAMES = {
+    "string": "<STRING_LITERAL>",
+    "number": "<INTEGER>",
+    "ident": "<IDENTIFIER>",
+    "op": "<OPERATOR>",
+}
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    col: int
+
+    @property
+    def kw(self) -> str:
+        return self.text.lower() if self.kind == "ident" and self.text.lower() in _KEYWORDS else ""
+
+
+@dataclass
+class Condition:
+    path: list[str]
+    op: str
+    values: list[Any]
+
+
+@dataclass
+class Query:
+    entity: str
+    count: bool = False
+    conditions: list[Condition] = field(default_factory=list)
+    order: list[tuple[list[str], bool]] = field(default_factory=list)
+    start: int = 1
+    max_results: int | None = None
+
+
+def _tokenize(text: str) -> list[Token]:
+    tokens = []
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup or "other"
+        if kind == "ws":
+            continue
+        if kind == "unterminated":
+            raise errors.query_parse(
+                f'Lexical error at line 1, column {len(text) + 1}.  Encountered: <EOF> after : "{m.group()}"'
+            )
+        tokens.append(Token(kind, m.group(), m.start() + 1))
+    tokens.append(Token("eof", "", len(text) + 1))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> Token:
+        return self.tokens[self.i]
+
+    def take(self) -> Token:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def fail(self, expected: list[str]) -> errors.QBOError:
+        tok = self.peek()
+        if tok.kind == "eof":
+            found = '"<EOF>"'
+        else:
+            kind = "<" + tok.kw.upper() + ">" if tok.kw else _KIND_NAMES.get(tok.kind, f'"{tok.text}"')
+            found = f'" {kind} "{tok.text} ""'
+        expect = "\n    ".join(expected)
+        return errors.query_parse(
+            f"Encountered {found} at line 1, column {tok.col}.\nWas expecting one of:\n    {expect} ..."
+        )
+
+    def expect_kw(self, *words: str) -> str:
+        tok = self.peek()
+        if tok.kw in words:
+            self.i += 1
+            return tok.kw
+        raise self.fail([f'"{w}"' for w in words])
+
+    def expect_punct(self, char: str) -> None:
+        tok = self.peek()
+        if tok.kind == "punct" and tok.text == char:
+            self.i += 1
+            return
+        raise self.fail([f'"{char}"'])
+
+    def ident(self) -> str:
+        tok = self.peek()
+        if tok.kind == "ident" and not tok.kw:
+            self.i += 1
+            return tok.text
+        raise self.fail(["<IDENTIFIER>"])
+
+    def value(self) -> Any:
+        tok = self.take()
+        if tok.kind == "string":
+            return _unescape(tok.text[1:-1])
+        if tok.kind == "number":
+            return float(tok.text)
+        if tok.kw in ("true", "false"):
+            return tok.kw == "true"
+        self.i -= 1
+        raise self.fail(["<STRING_LITERAL>", "<INTEGER>", '"true"', '"false"'])
+
+    def integer(self) -> int:
+        tok = self.take()
+        if tok.kind == "number" and "." not in tok.text:
+            return int(tok.text)
+        self.i -= 1
+        raise self.fail(["<INTEGER>"])
+
+    def parse(self) -> Query:
+        self.expect_kw("select")
+        count = False
+        tok = self.peek()
+        if tok.kind == "punct" and tok.text == "*":
+            self.i += 1
+        elif tok.kw == "count":
+            self.i += 1
+            self.expect_punct("(")
+            self.expect_punct("*")
+            self.expect_punct(")")
+            count = True
+        else:
+            raise self.fail(['"*"', '"count"'])
+        self.expect_kw("from")
+        query = Query(self.ident(), count=count)
+        if self.peek().kw == "where":
+            self.i += 1
+            query.conditions.append(self.condition())
+            while self.peek().kw == "and":
+                self.i += 1
+                query.conditions.append(self.condition())
+        if self.peek().kw in ("orderby", "order"):
+            if self.take().kw == "order":
+                self.expect_kw("by")
+            while True:
+                path = self.ident().split(".")
+                desc = False
+                if self.peek().kw in ("asc", "desc"):
+                    desc = self.take().kw == "desc"
+                query.order.append((path, desc))
+                tok = self.peek()
+                if tok.kind == "punct" and tok.text == ",":
+                    self.i += 1
+                    continue
+                break
+        if self.peek().kw == "startposition":
+            self.i += 1
+            query.start = self.integer()
+        if self.peek().kw == "maxresults":
+            self.i += 1
+            query.max_results = self.integer()
+        if self.peek().kind != "eof":
+            raise self.fail(['"and"', '"orderby"', '"startposition"', '"maxresults"', "<EOF>"])
+        return query
+
+    def condition(self) -> Condition:
+        path = self.ident().split(".")
+        tok = self.peek()
+        if tok.kind == "op":
+            self.i += 1
+            op = "!=" if tok.text == "<>" else tok.text
+            return Condition(path, op, [self.value()])
+        if tok.kw == "in":
+            self.i += 1
+            self.expect_punct("(")
+            values = [self.value()]
+            while self.peek().kind == "punct" and self.peek().text == ",":
+                self.i += 1
+                values.append(self.value())
+            self.expect_punct(")")
+            return Condition(path, "in", values)
+        if tok.kw == "like":
+            self.i += 1
+            value = self.value()
+            if not isinstance(value, str):
+                raise errors.query_invalid("LIKE requires a string value")
+            pattern = "".join(".*" if ch == "%" else re.escape(ch) for ch in value)
+            return Condition(path, "like", [re.compile(f"^{pattern}$", re.IGNORECASE | re.DOTALL)])
+        raise self.fail(['"="', '"<"', '">"', '"<="', '">="', '"!="', '"in"', '"like"'])
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def parse(text: str) -> Query:
+    if not text or not text.strip():
+        raise errors.query_parse("The query provided was empty")
+    return _Parser(text).parse()
+
+
+# ---------------------------------------------------------------- evaluation
+
+_REF_KEYS = ("value", "Address", "FreeFormNumber", "URI")
+
+
+def _lookup(obj: dict[str, Any], path: list[str]) -> Any:
+    node: Any = obj
+    for part in path:
+        if not isinstance(node, dict):
+            return None
+        if part in node:
+            node = node[part]
+            continue
+        low = part.lower()
+        for key, value in node.items():
+            if key.lower() == low:
+                node = value
+                break
+        else:
+            return None
+    if isinstance(node, dict):
+        for key in _REF_KEYS:
+            if key in node:
+                return node[key]
+        return None
+    return node
+
+
+def _as_datetime(value: str) -> datetime | None:
+    if len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-" and value[:4].isdigit():
+        return clock.parse_stamp(value)
+    return None
+
+
+class _Comparator:
+    def __init__(self, fold: bool) -> None:
+        self.fold = fold
+
+    def key(self, value: Any) -> tuple[int, Any]:
+        """Total order across types: missing < numbers/bools < dates < strings."""
+        if value is None or value == "":
+            return (0, 0)
+        if isinstance(value, bool):
+            return (1, int(value))
+        if isinstance(value, int | float):
+            return (1, float(value))
+        text = str(value)
+        dt = _as_datetime(text)
+        if dt is not None:
+            return (2, dt.timestamp())
+        try:
+            return (1, float(text))
+        except ValueError:
+            return (3, text.casefold() if self.fold else text)
+
+    def coerce_pair(self, field_value: Any, literal: Any) -> tuple[Any, Any] | None:
+        if isinstance(field_value, bool):
+            if isinstance(literal, str):
+                if literal.lower() not in ("true", "false"):
+                    return None
+                literal = literal.lower() == "true"
+            return field_value, bool(literal)
+        if isinstance(field_value, int | float):
+            try:
+                return float(field_value), float(literal)
+            except (TypeError, ValueError):
+                return None
+        text = str(field_value)
+        if isinstance(literal, bool):
+            return text.lower(), "true" if literal else "false"
+        if isinstance(literal, float):
+            try:
+                return float(text), literal
+            except ValueError:
+                return None
+        lit = str(literal)
+        fdt = _as_datetime(text)
+        if fdt is not None:
+            ldt = _as_datetime(lit)
+            if ldt is not None:
+                return fdt.timestamp(), ldt.timestamp()
+        if text.isdigit() and lit.isdigit():
+            return int(text), int(lit)
+        if self.fold:
+            return text.casefold(), lit.casefold()
+        return text, lit
+
+    def matches(self, cond: Condition, obj: dict[str, Any]) -> bool:
+        value = _lookup(obj, cond.path)
+        if cond.op == "like":
+            return value is not None and bool(cond.values[0].match(str(value)))
+        if cond.op in ("=", "in"):
+            for literal in cond.values:
+                if literal == " ":
+                    if value is None or value == "":
+                        return True
+                    continue
+                if value is None:
+                    continue
+                pair = self.coerce_pair(value, literal)
+                if pair is not None and pair[0] == pair[1]:
+                    return True
+            return False
+        literal = cond.values[0]
+        if value is None:
+            return cond.op == "!=" and literal != " "
+        if literal == " ":
+            return cond.op == "!=" and value != ""
+        pair = self.coerce_pair(value, literal)
+        if pair is None:
+            return cond.op == "!="
+        left, right = pair
+        try:
+            if cond.op == "!=":
+                return bool(left != right)
+            if cond.op == "<":
+                return bool(left < right)
+            if cond.op == ">":
+                return bool(left > right)
+            if cond.op == "<=":
+                return bool(left <= right)
+            if cond.op == ">=":
+                return bool(left >= right)
+        except TypeError:
+            return False
+        return False
+
+
+def _id_key(obj: dict[str, Any]) -> tuple[int, str]:
+    raw = str(obj.get("Id", ""))
+    return (int(raw), "") if raw.isdigit() else (1 << 62, raw)
+
+
+def resolve_entity(name: str) -> EntitySpec:
+    spec = SPECS.get(name)
+    if spec is None:
+        # Entity names are case sensitive (QRY); a wrong-case name is reported like an unknown one.
+        raise errors.query_invalid(f"Unsupported Entity '{name}' for the given query.")
+    return spec
+
+
+def execute(
+    query: Query, tables: dict[str, dict[str, dict[str, Any]]], config: SandboxConfig
+) -> dict[str, Any]:
+    """Run a parsed query; returns the `QueryResponse` object."""
+    spec = resolve_entity(query.entity)
+    for cond in query.conditions:
+        if cond.path[0].lower() == "line":
+            raise errors.query_invalid(f"property '{'.'.join(cond.path)}' is not queryable")
+    cmp = _Comparator(config.query_case_insensitive)
+    conditions = list(query.conditions)
+    mentions_active = any(c.path[-1].lower() == "active" and len(c.path) == 1 for c in conditions)
+    implicit_active = spec.has_active and not mentions_active and spec.name != "TaxCode"
+    rows = []
+    for obj in tables.get(spec.name, {}).values():
+        if implicit_active and obj.get("Active") is False:
+            continue
+        if all(cmp.matches(c, obj) for c in conditions):
+            rows.append(obj)
+    if query.count:
+        return {"totalCount": len(rows)}
+    if spec.name_field and spec.kind == "name":
+        name_key = spec.name_field
+        rows.sort(key=lambda o: (cmp.key(o.get("FullyQualifiedName") or o.get(name_key)), _id_key(o)))
+    else:
+        rows.sort(key=_id_key)
+    for path, desc in reversed(query.order):
+        rows.sort(key=lambda o, p=path: cmp.key(_lookup(o, p)), reverse=desc)  # type: ignore[misc]
+    start = max(query.start, 1)
+    limit = config.default_max_results if query.max_results is None else query.max_results
+    if limit > config.max_results_cap:
+        if config.max_results_error:
+            raise errors.query_invalid(f"MAXRESULTS must not exceed {config.max_results_cap}")
+        limit = config.max_results_cap
+    if limit < 1:
+        limit = config.default_max_results
+    page = rows[start - 1 : start - 1 + limit]
+    if not page:
+        return {}
+    return {spec.name: page, "startPosition": start, "maxResults": len(page)}
+
+
+def run(text: str, tables: dict[str, dict[str, dict[str, Any]]], config: SandboxConfig) -> dict[str, Any]:
+    return execute(parse(text), tables, config)

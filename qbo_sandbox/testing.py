@@ -1,0 +1,177 @@
+"""Run a sandbox inside a test process and drive its control plane over HTTP.
+
+with SandboxServer(SandboxConfig(time_scale=0.01)) as sb:
+    realm = sb.create_realm(seed="sample-us")
+    tokens = sb.issue_tokens(realm)
+    httpx.get(f"{sb.url}/v3/company/{realm}/customer/1",
+              headers={"Authorization": f"Bearer {tokens['access_token']}", "Accept": "application/json"})
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+import uvicorn
+
+from qbo_sandbox.app import create_app
+from qbo_sandbox.config import SandboxConfig
+from qbo_sandbox.state import Sandbox
+
+
+class SandboxServer:
+    """uvicorn serving the sandbox on a free 127.0.0.1 port, in a background thread."""
+
+    def __init__(self, config: SandboxConfig | None = None, state_file: str | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.state_file = state_file
+        self.app = create_app(self.config, state_file)
+        # Direct access for assertions in tests; mutate only through HTTP (the server thread owns it).
+        self.sandbox: Sandbox = self.app.state.sandbox
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._client: httpx.Client | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> SandboxServer:
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="qbo-sandbox", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("qbo_sandbox did not start")
+            time.sleep(0.01)
+        self._client = httpx.Client(base_url=self.url, timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- control plane
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            raise RuntimeError("SandboxServer is not started")
+        return self._client
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.client.request(method, path, **kw)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"sandbox control plane {method} {path}: {resp.status_code} {resp.text}")
+        return resp.json()
+
+    def create_realm(self, seed: str = "empty", name: str | None = None, realm_id: str | None = None) -> str:
+        body: dict[str, Any] = {"seed": seed}
+        if name:
+            body["name"] = name
+        if realm_id:
+            body["realm_id"] = realm_id
+        return str(self._call("POST", "/_sandbox/realms", json=body)["realm_id"])
+
+    def reset_realm(self, realm_id: str) -> None:
+        self._call("POST", f"/_sandbox/realms/{realm_id}/reset")
+
+    def delete_realm(self, realm_id: str) -> None:
+        self._call("DELETE", f"/_sandbox/realms/{realm_id}")
+
+    def register_app(
+        self,
+        redirect_uris: list[str] | tuple[str, ...] = (),
+        webhook_url: str | None = None,
+        verifier_token: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, str]:
+        body = {
+            "redirect_uris": list(redirect_uris),
+            "webhook_url": webhook_url,
+            "verifier_token": verifier_token,
+            **extra,
+        }
+        data = self._call("POST", "/_sandbox/apps", json=body)
+        return data["client_id"], data["client_secret"]
+
+    def issue_tokens(self, realm_id: str, client_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"realm_id": realm_id}
+        if client_id:
+            body["client_id"] = client_id
+        return dict(self._call("POST", "/_sandbox/tokens", json=body))
+
+    def inject_fault(self, realm_id: str, kind: str, count: int = 1, **match: Any) -> dict[str, Any]:
+        """Queue a failure for the next `count` matching API requests of the realm.
+
+        kind: 429, 500, 502, 503, 504, timeout (seconds=), drop, fault_200 (code=), revoke, 401, 403.
+        match: method, path (substring), entity, operation (create/update/delete/void/read/query/batch/cdc).
+        """
+        return dict(
+            self._call(
+                "POST", f"/_sandbox/realms/{realm_id}/faults", json={"kind": kind, "count": count, **match}
+            )
+        )
+
+    def clear_faults(self, realm_id: str) -> None:
+        self._call("DELETE", f"/_sandbox/realms/{realm_id}/faults")
+
+    def counters(self, realm_id: str) -> dict[str, int]:
+        return dict(self._call("GET", f"/_sandbox/realms/{realm_id}/counters"))
+
+    def reset_counters(self, realm_id: str) -> None:
+        self._call("POST", f"/_sandbox/realms/{realm_id}/counters/reset")
+
+    def requests(self, realm_id: str) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/_sandbox/realms/{realm_id}/requests")["requests"])
+
+    def bulk_insert(self, realm_id: str, entity: str, bodies: list[dict[str, Any]]) -> list[str]:
+        data = self._call("POST", f"/_sandbox/realms/{realm_id}/bulk/{entity}", json=bodies)
+        if data["errors"]:
+            raise RuntimeError(f"bulk insert rejected {len(data['errors'])} bodies: {data['errors'][:3]}")
+        return list(data["ids"])
+
+    def set_config(self, **kw: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "/_sandbox/config", json=kw))
+
+    def snapshot(self, path: str | None = None) -> str:
+        return str(self._call("POST", "/_sandbox/snapshot", json={"path": path} if path else {})["path"])
+
+    # ---------------------------------------------------------------- API convenience
+
+    def api(self, realm_id: str, access_token: str) -> httpx.Client:
+        """An httpx client pointed at a realm's API base with auth and JSON headers set."""
+        return httpx.Client(
+            base_url=f"{self.url}/v3/company/{realm_id}",
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            params={"minorversion": "75"},
+            timeout=30,
+        )
