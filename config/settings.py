@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from gunicorn (make demo has no separate web server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -130,6 +132,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "practice" / "static"]
+# WhiteNoise also finds files where collectstatic would copy them from, so a fresh checkout
+# serves CSS without a collectstatic step.
+WHITENOISE_USE_FINDERS = True
 
 # Background work: Django's Tasks API through the django-tasks backport (Django 5.2) and the
 # database backend; workers run `manage.py db_worker`.
