@@ -144,7 +144,7 @@ class Sandbox:
     ) -> Realm:
         if realm_id is None:
             while True:
-                realm_id = str(9130000000000000 + secrets.randbelow(10**15))
+                realm_id = str(9130000000000000 + secrets.randbelow(8 * 10**14))
                 if realm_id not in self.realms:
                     break
         if seed not in seeding.SEEDS:

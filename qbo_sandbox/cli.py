@@ -1,0 +1,119 @@
+"""`qbo-sandbox` command: run the sandbox, or talk to a running one's control plane."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def _print(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _call(url: str, method: str, path: str, body: Any = None) -> Any:
+    try:
+        resp = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"qbo-sandbox: cannot reach {url}: {exc}") from exc
+    if resp.status_code >= 400:
+        raise SystemExit(f"qbo-sandbox: {method} {path} -> {resp.status_code} {resp.text}")
+    return resp.json()
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from qbo_sandbox.app import create_app
+    from qbo_sandbox.config import SandboxConfig
+
+    config = SandboxConfig()
+    if args.no_throttle:
+        config.throttling_enabled = False
+    if args.public_url:
+        config.public_base_url = args.public_url
+    app = create_app(config, args.state)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qbo-sandbox", description="A local QuickBooks Online API v3.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sandbox server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--state", default=None, help="snapshot file: loaded at start, saved while running")
+    serve.add_argument("--no-throttle", action="store_true", help="disable QBO's rate limits")
+    serve.add_argument("--public-url", default=None, help="base URL the OAuth pages advertise")
+    serve.add_argument("--log-level", default="warning")
+    serve.add_argument("--access-log", action="store_true")
+
+    url_default = os.environ.get("QBO_SANDBOX_URL", DEFAULT_URL)
+
+    realm = sub.add_parser("realm", help="manage realms (companies)")
+    realm_sub = realm.add_subparsers(dest="action", required=True)
+    create = realm_sub.add_parser("create")
+    create.add_argument("--seed", default="empty", choices=["empty", "sample-us"])
+    create.add_argument("--name", default=None)
+    create.add_argument("--url", default=url_default)
+    lst = realm_sub.add_parser("list")
+    lst.add_argument("--url", default=url_default)
+
+    app = sub.add_parser("app", help="register OAuth apps")
+    app_sub = app.add_subparsers(dest="action", required=True)
+    app_create = app_sub.add_parser("create")
+    app_create.add_argument("--redirect-uri", action="append", default=[])
+    app_create.add_argument("--webhook-url", default=None)
+    app_create.add_argument("--verifier-token", default=None)
+    app_create.add_argument("--name", default="")
+    app_create.add_argument("--url", default=url_default)
+
+    token = sub.add_parser("token", help="issue OAuth tokens for a realm without the consent flow")
+    token.add_argument("--realm", required=True)
+    token.add_argument("--client-id", default=None, help="defaults to the built-in development app")
+    token.add_argument("--url", default=url_default)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        _serve(args)
+    elif args.command == "realm" and args.action == "create":
+        body: dict[str, Any] = {"seed": args.seed}
+        if args.name:
+            body["name"] = args.name
+        _print(_call(args.url, "POST", "/_sandbox/realms", body))
+    elif args.command == "realm" and args.action == "list":
+        _print(_call(args.url, "GET", "/_sandbox/realms"))
+    elif args.command == "app":
+        data = _call(
+            args.url,
+            "POST",
+            "/_sandbox/apps",
+            {
+                "redirect_uris": args.redirect_uri,
+                "webhook_url": args.webhook_url,
+                "verifier_token": args.verifier_token,
+                "name": args.name,
+            },
+        )
+        _print({"client_id": data["client_id"], "client_secret": data["client_secret"], **data})
+    elif args.command == "token":
+        body = {"realm_id": args.realm}
+        if args.client_id:
+            body["client_id"] = args.client_id
+        data = _call(args.url, "POST", "/_sandbox/tokens", body)
+        _print(data)
+
+
+if __name__ == "__main__":
+    main()
