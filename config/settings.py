@@ -7,7 +7,6 @@ deployment changes comes from the environment; see README "Configuration".
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -136,8 +135,9 @@ STATICFILES_DIRS = [BASE_DIR / "practice" / "static"]
 # WhiteNoise also finds files where collectstatic would copy them from, so a fresh checkout
 # serves CSS without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
-# ...so a missing STATIC_ROOT (no collectstatic yet, e.g. in tests) is expected, not a problem.
-warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")
+# Before collectstatic has run (tests, a fresh checkout) look files up per request instead of
+# indexing STATIC_ROOT at start-up, which would warn that the directory is missing.
+WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 
 # Background work: Django's Tasks API through the django-tasks backport (Django 5.2) and the
 # database backend; workers run `manage.py db_worker`.
