@@ -37,13 +37,19 @@ def test_line_amount_is_quantity_times_rate_rounded_half_up(firm, account, servi
         # Rates with more than 2 decimal places are refused, not silently rounded.
         with pytest.raises(ValidationError) as exc:
             services.invoice_create(
-                firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+                firm=firm,
+                account=account,
+                issue_date=TODAY,
+                due_date=DUE,
                 lines=[{"service": service, "quantity": quantity, "rate": rate}],
             )
         assert "lines-0-rate" in errors_of(exc)
         return
     invoice = services.invoice_create(
-        firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+        firm=firm,
+        account=account,
+        issue_date=TODAY,
+        due_date=DUE,
         lines=[{"service": service, "quantity": quantity, "rate": rate}],
     )
     line = invoice.lines.get()
@@ -59,7 +65,10 @@ def test_money_rounds_half_up():
 
 def test_floats_are_not_trusted(firm, account, service):
     invoice = services.invoice_create(
-        firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+        firm=firm,
+        account=account,
+        issue_date=TODAY,
+        due_date=DUE,
         lines=[{"service": service, "quantity": 3, "rate": 0.1}],  # type: ignore[dict-item]
     )
     assert invoice.lines.get().amount == D("0.30")
@@ -67,7 +76,10 @@ def test_floats_are_not_trusted(firm, account, service):
 
 def test_blank_rate_takes_the_service_rate(firm, account, service):
     invoice = services.invoice_create(
-        firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+        firm=firm,
+        account=account,
+        issue_date=TODAY,
+        due_date=DUE,
         lines=[{"service": service.pk, "quantity": "2", "rate": ""}],
     )
     assert invoice.lines.get().amount == D("200.00")
@@ -119,7 +131,10 @@ def test_numbers_are_assigned_per_firm(firm, other_firm, make_invoice, other_acc
     assert make_invoice().number == "INV-0011"
     other_service = services.service_create(firm=other_firm, name="S", rate="1")
     other = services.invoice_create(
-        firm=other_firm, account=other_account, issue_date=TODAY, due_date=DUE,
+        firm=other_firm,
+        account=other_account,
+        issue_date=TODAY,
+        due_date=DUE,
         lines=[{"service": other_service, "quantity": "1", "rate": "1"}],
     )
     assert other.number == "INV-0001"
@@ -143,7 +158,11 @@ def test_same_number_in_two_firms(firm, other_firm, make_invoice, other_account)
     make_invoice(number="2026-1")
     s = services.service_create(firm=other_firm, name="S", rate="1")
     services.invoice_create(
-        firm=other_firm, account=other_account, issue_date=TODAY, due_date=DUE, number="2026-1",
+        firm=other_firm,
+        account=other_account,
+        issue_date=TODAY,
+        due_date=DUE,
+        number="2026-1",
         lines=[{"service": s, "quantity": "1", "rate": "1"}],
     )
 
@@ -153,7 +172,10 @@ def test_same_number_in_two_firms(firm, other_firm, make_invoice, other_account)
 
 def test_invoice_totals_and_balance(firm, account, service, service2):
     invoice = services.invoice_create(
-        firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+        firm=firm,
+        account=account,
+        issue_date=TODAY,
+        due_date=DUE,
         lines=[
             {"service": service, "quantity": "1.5", "rate": "100.00"},
             {"service": service2, "quantity": "1", "rate": "", "description": "Form 1040"},
@@ -168,7 +190,10 @@ def test_invoice_totals_and_balance(firm, account, service, service2):
 def test_invoice_account_must_belong_to_the_firm(firm, other_account, service):
     with pytest.raises(ValidationError) as exc:
         services.invoice_create(
-            firm=firm, account=other_account, issue_date=TODAY, due_date=DUE,
+            firm=firm,
+            account=other_account,
+            issue_date=TODAY,
+            due_date=DUE,
             lines=[{"service": service, "quantity": "1", "rate": "1"}],
         )
     assert "account" in errors_of(exc)
@@ -179,7 +204,10 @@ def test_invoice_line_service_must_belong_to_the_firm(firm, other_firm, account)
     foreign = services.service_create(firm=other_firm, name="Foreign", rate="1")
     with pytest.raises(ValidationError) as exc:
         services.invoice_create(
-            firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+            firm=firm,
+            account=account,
+            issue_date=TODAY,
+            due_date=DUE,
             lines=[{"service": foreign.pk, "quantity": "1", "rate": "1"}],
         )
     assert "lines-0-service" in errors_of(exc)
@@ -193,7 +221,11 @@ def test_due_date_not_before_issue_date(firm, account):
 
 def test_only_drafts_are_edited(firm, account, service, draft, invoice):
     updated = services.invoice_update(
-        invoice=draft, account=account, issue_date=TODAY, due_date=DUE, memo="Thanks",
+        invoice=draft,
+        account=account,
+        issue_date=TODAY,
+        due_date=DUE,
+        memo="Thanks",
         lines=[{"service": service, "quantity": "2", "rate": "10"}],
     )
     assert updated.number == draft.number
@@ -239,8 +271,14 @@ def test_cannot_void_with_payments_applied(firm, account, invoice):
 def test_payment_with_allocations_updates_balances(firm, account, invoice, make_invoice):
     second = make_invoice("200.00")
     payment = services.payment_record(
-        firm=firm, account=account, date=TODAY, amount="400.00", method="ach", reference="ACH-1",
-        processing_fee="3.50", allocations=[(invoice, "300.00"), (second.pk, "50.00")],
+        firm=firm,
+        account=account,
+        date=TODAY,
+        amount="400.00",
+        method="ach",
+        reference="ACH-1",
+        processing_fee="3.50",
+        allocations=[(invoice, "300.00"), (second.pk, "50.00")],
     )
     payment = selectors.payment_get(firm=firm, pk=payment.pk)
     assert (payment.allocated, payment.refunded, payment.unapplied) == (D("350.00"), D("0.00"), D("50.00"))
@@ -249,7 +287,10 @@ def test_payment_with_allocations_updates_balances(firm, account, invoice, make_
     assert [i.pk for i in selectors.open_invoices(firm=firm, account=account)] == [second.pk]
     balance = selectors.account_balance(firm=firm, account=account)
     assert (balance.invoiced, balance.paid, balance.outstanding, balance.credit) == (
-        D("500.00"), D("350.00"), D("150.00"), D("50.00"),
+        D("500.00"),
+        D("350.00"),
+        D("150.00"),
+        D("50.00"),
     )
 
 
@@ -305,7 +346,12 @@ def test_allocation_cannot_exceed_invoice_balance(firm, account, invoice):
     assert "invoice" in errors_of(exc)
     with pytest.raises(ValidationError) as exc:
         services.payment_record(
-            firm=firm, account=account, date=TODAY, amount="500", method="cash", allocations=[(invoice, "301")]
+            firm=firm,
+            account=account,
+            date=TODAY,
+            amount="500",
+            method="cash",
+            allocations=[(invoice, "301")],
         )
     assert f"allocation-{invoice.pk}" in errors_of(exc)
     with pytest.raises(ValidationError) as exc:
@@ -330,7 +376,10 @@ def test_refund_limits(firm, account, invoice):
     # and the refunded money cannot be applied any more
     invoice2 = services.invoice_issue(
         invoice=services.invoice_create(
-            firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+            firm=firm,
+            account=account,
+            issue_date=TODAY,
+            due_date=DUE,
             lines=[{"service": invoice.lines.get().service, "quantity": "1", "rate": "5"}],
         )
     )
@@ -390,18 +439,29 @@ def test_writes_notify_subscribers_on_commit(firm, account, service, django_capt
     try:
         with django_capture_on_commit_callbacks(execute=True):
             invoice = services.invoice_create(
-                firm=firm, account=account, issue_date=TODAY, due_date=DUE,
+                firm=firm,
+                account=account,
+                issue_date=TODAY,
+                due_date=DUE,
                 lines=[{"service": service, "quantity": "1", "rate": "10"}],
             )
             services.invoice_issue(invoice=invoice)
             payment = services.payment_record(
-                firm=firm, account=account, date=TODAY, amount="20", method="cash", allocations=[(invoice, "10")]
+                firm=firm,
+                account=account,
+                date=TODAY,
+                amount="20",
+                method="cash",
+                allocations=[(invoice, "10")],
             )
             refund = services.refund_record(payment=payment, date=TODAY, amount="5")
     finally:
         events.unsubscribe(callback)
     assert seen == [
-        ("invoice", invoice.pk), ("invoice", invoice.pk), ("payment", payment.pk), ("refund", refund.pk),
+        ("invoice", invoice.pk),
+        ("invoice", invoice.pk),
+        ("payment", payment.pk),
+        ("refund", refund.pk),
     ]
 
 
