@@ -473,9 +473,11 @@ def test_failed_write_notifies_nobody(firm, account, django_capture_on_commit_ca
 
     events.subscribe(callback)
     try:
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            with pytest.raises(ValidationError):
-                services.payment_record(firm=firm, account=account, date=TODAY, amount="0", method="cash")
+        with (
+            django_capture_on_commit_callbacks(execute=True) as callbacks,
+            pytest.raises(ValidationError),
+        ):
+            services.payment_record(firm=firm, account=account, date=TODAY, amount="0", method="cash")
         assert callbacks == []
     finally:
         events.unsubscribe(callback)
