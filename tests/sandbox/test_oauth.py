@@ -17,53 +17,28 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.oauth import ACCOUNTING_SCOPE, DEV_CLIENT_ID, OAuthStore
+from qbo_sandbox.state import Sandbox
+from qbo_sandbox.testing import SandboxServer
 
 REDIRECT = "https://app.example.test/quickbooks/callback/"
 HOSTILE_NAME = '<script>alert("x")</script> & Sons'
 
 
-class ThreadServer:
-    """uvicorn on 127.0.0.1 with a free port, in a daemon thread."""
-
-    def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def make_sandbox(**config) -> SimpleNamespace:
-    cfg = SandboxConfig(**config)
-    realms = {
-        "9130355001": SimpleNamespace(company_name="Sandbox Company_US_1"),
-        "9130355002": SimpleNamespace(company_name=HOSTILE_NAME),
-    }
-    return SimpleNamespace(config=cfg, realms=realms, oauth=OAuthStore(cfg), webhooks=None)
+def make_sandbox(**config) -> Sandbox:
+    """A sandbox object without a server, for tests of the store alone."""
+    return Sandbox(SandboxConfig(**config))
 
 
 @pytest.fixture(scope="module")
 def server():
-    sandbox = make_sandbox()
-    app = Starlette(routes=sandbox.oauth.routes(sandbox))
-    with ThreadServer(app) as srv:
-        srv.sandbox = sandbox
+    # A server of its own: these tests move the OAuth clock by days, which would expire the tokens
+    # of tests sharing the session-wide sandbox.
+    with SandboxServer(SandboxConfig(throttling_enabled=False)) as srv:
+        srv.create_realm(realm_id="9130355001", name="Sandbox Company_US_1")
+        srv.create_realm(realm_id="9130355002", name=HOSTILE_NAME)
         yield srv
 
 
@@ -222,6 +197,24 @@ def test_full_flow_code_state_realm_then_tokens(http, store, app):
     assert store.authenticate(body["access_token"], "9130355001") == "wrong_realm"
     assert store.authenticate("nonsense", "9130355002") == "invalid"
     assert app in store.apps_for_realm("9130355002")
+
+
+def test_tokens_from_the_flow_open_the_api_until_expired_or_revoked(http, server, store, app):
+    tokens = connect(http, app)
+
+    def company_info(access_token: str) -> httpx.Response:
+        with server.api("9130355001", access_token) as api:
+            return api.get("/companyinfo/9130355001")
+
+    resp = company_info(tokens["access_token"])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["CompanyInfo"]["CompanyName"] == "Sandbox Company_US_1"
+    store.advance_clock(store.access_token_ttl + 1)
+    assert company_info(tokens["access_token"]).status_code == 401
+    fresh = refresh(http, app, tokens["refresh_token"]).json()
+    assert company_info(fresh["access_token"]).status_code == 200
+    http.post("/v2/oauth2/tokens/revoke", json={"token": fresh["refresh_token"]}, headers=basic(app))
+    assert company_info(fresh["access_token"]).status_code == 401
 
 
 def test_redirect_uri_with_query_keeps_it(http, store):
