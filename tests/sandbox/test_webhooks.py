@@ -13,16 +13,13 @@ import itertools
 import json
 import threading
 import time
-from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from qbo_sandbox.config import SandboxConfig
-from qbo_sandbox.oauth import OAuthStore
+from qbo_sandbox.testing import SandboxServer
 from qbo_sandbox.webhooks import WebhookDispatcher, verify
 
 STAMP = "2026-11-28T08:15:30-08:00"
@@ -78,41 +75,24 @@ def receiver_factory():
         r.close()
 
 
-class ThreadServer:
-    def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+@pytest.fixture(scope="module")
+def server():
+    # Its own server (not the session one): these tests shrink the webhook window and retry
+    # schedule, and every write elsewhere would otherwise queue notifications here.
+    cfg = SandboxConfig(
+        webhook_delay_seconds=0.2, webhook_max_retries=3, time_scale=0.01, throttling_enabled=False
+    )
+    # Read by the dispatcher whether or not SandboxConfig declares the field yet.
+    cfg.webhook_timeout_seconds = 0.5
+    with SandboxServer(cfg) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    cfg = SandboxConfig(webhook_delay_seconds=0.2, webhook_max_retries=3, time_scale=0.01)
-    cfg.webhook_timeout_seconds = 0.5  # not a SandboxConfig field yet; the dispatcher reads it if present
-    sb = SimpleNamespace(config=cfg, realms={}, oauth=OAuthStore(cfg))
-    sb.webhooks = WebhookDispatcher(sb)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        await sb.webhooks.start()
-        yield
-        await sb.webhooks.stop()
-
-    # The dispatcher runs in the server's event loop, as in the real app; the tests below call
-    # entity_changed from another thread, as the control plane or CLI could.
-    with ThreadServer(Starlette(routes=sb.oauth.routes(sb), lifespan=lifespan)):
-        yield sb
+def sandbox(server):
+    """The sandbox object behind the server; tests call its dispatcher from this thread, as the
+    control plane or the CLI could."""
+    return server.sandbox
 
 
 _realm_ids = itertools.count(9130356000)
@@ -123,6 +103,26 @@ def connected_app(sandbox, receiver, **kwargs):
     realm = str(next(_realm_ids))
     sandbox.oauth.issue_tokens(client_id=app.client_id, realm_id=realm)
     return app, realm
+
+
+def test_api_writes_notify_connected_apps(server, sandbox, receiver_factory):
+    """The whole path: an app connected through the control plane, a write through the API."""
+    receiver = receiver_factory()
+    client_id, _ = server.register_app(webhook_url=receiver.url, verifier_token="verify-me", name="Hooked")
+    realm = server.create_realm(name="Webhook Co")
+    tokens = server.issue_tokens(realm, client_id=client_id)
+    with server.api(realm, tokens["access_token"]) as api:
+        resp = api.post("/customer", json={"DisplayName": "Ada Lovelace"})
+        assert resp.status_code == 200, resp.text
+        customer = resp.json()["Customer"]
+    wait_for(lambda: receiver.requests)
+    request = receiver.requests[0]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert verify(request["body"], headers["intuit-signature"], "verify-me")
+    (event,) = json.loads(request["body"])
+    assert event["type"] == "qbo.customer.created.v1"
+    assert event["intuitaccountid"] == realm
+    assert event["intuitentityid"] == customer["Id"]
 
 
 def wait_for(predicate, timeout: float = 5.0):
