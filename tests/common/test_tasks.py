@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
-import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from practice.common.tasks import WORKER_LOST, ReaperThread, enqueue_on_commit, reap_stale_tasks
 from tests.common.sample_tasks import record_run
-
-MANAGE = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+from tests.common.shared_db import MANAGE, SharedDatabase
 
 
 def make_running(marker: str, *, age_seconds: float, worker_ids: list[str] | None = None) -> DBTaskResult:
@@ -139,63 +134,6 @@ def test_reaper_thread_runs_periodically(tmp_path):
 
 
 # --- a real worker, killed mid-task ----------------------------------------------------------
-
-
-class SharedDatabase:
-    """The test database, reachable by worker subprocesses.
-
-    PostgreSQL: the subprocesses connect to the test database itself. SQLite: the test database
-    lives in memory, so it is copied (schema and rows) to a file they open instead, and rows
-    are read back from that file.
-    """
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.conn = connections["default"]
-        self.env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TEST_DB_NAME"}}
-        self.env["TASK_REAPER_STALE_SECONDS"] = "3600"
-        self.env["PYTHONUNBUFFERED"] = "1"
-        self.sqlite_path: Path | None = None
-        s = self.conn.settings_dict
-        if self.conn.vendor == "sqlite":
-            self.sqlite_path = tmp_path / "shared.sqlite3"
-            self.env["SQLITE_PATH"] = str(self.sqlite_path)
-        else:
-            password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-            self.env["DATABASE_URL"] = (
-                f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-            )
-
-    def publish(self) -> None:
-        """Make rows written so far visible to subprocesses."""
-        if self.sqlite_path is not None:
-            self.conn.ensure_connection()
-            dest = sqlite3.connect(self.sqlite_path)
-            self.conn.connection.backup(dest)
-            dest.close()
-
-    def task_row(self, task_id: str) -> tuple[str, list[str]]:
-        if self.sqlite_path is not None:
-            import json
-
-            with sqlite3.connect(self.sqlite_path) as db:
-                status, worker_ids = db.execute(
-                    "SELECT status, worker_ids FROM django_tasks_database_dbtaskresult WHERE id = ?",
-                    (uuid.UUID(task_id).hex,),
-                ).fetchone()
-            return status, json.loads(worker_ids)
-        row = DBTaskResult.objects.get(pk=task_id)
-        return row.status, row.worker_ids
-
-    def manage(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MANAGE, *args],
-            env=self.env,
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=True,
-        )
 
 
 @pytest.mark.slow
