@@ -89,9 +89,9 @@ def _tokenize(text: str) -> list[Token]:
         if kind == "ws":
             continue
         if kind == "unterminated":
-            raise errors.query_parse(
-                f'Lexical error at line 1, column {len(text) + 1}.  Encountered: <EOF> after : "{m.group()}"'
-            )
+            # Reported only if the parser gets that far, as a streaming lexer would.
+            tokens.append(Token("lexerror", m.group(), len(text) + 1))
+            return tokens
         tokens.append(Token(kind, m.group(), m.start() + 1))
     tokens.append(Token("eof", "", len(text) + 1))
     return tokens
@@ -112,6 +112,10 @@ class _Parser:
 
     def fail(self, expected: list[str]) -> errors.QBOError:
         tok = self.peek()
+        if tok.kind == "lexerror":
+            return errors.query_parse(
+                f'Lexical error at line 1, column {tok.col}.  Encountered: <EOF> after : "{tok.text}"'
+            )
         if tok.kind == "eof":
             found = '"<EOF>"'
         else:
