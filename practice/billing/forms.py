@@ -99,7 +99,7 @@ class LineForm(forms.Form):
         self.fields["service"].queryset = services  # type: ignore[attr-defined]
         self.fields["service"].empty_label = _("Choose a service…")  # type: ignore[attr-defined]
         self.fields["quantity"].widget.attrs["placeholder"] = "1"
-        self.fields["rate"].widget.attrs["placeholder"] = _("service rate")
+        self.fields["rate"].widget.attrs["placeholder"] = _("default")
         for field in self.fields.values():
             # Rows sit in a table with column headers instead of per-field labels.
             field.widget.attrs["aria-label"] = field.label

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q, Sum
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from practice.common.models import FirmScopedModel
@@ -129,6 +130,23 @@ class Invoice(FirmScopedModel):
             self.allocations.filter(payment__state=PaymentState.RECORDED).aggregate(s=Sum("amount"))["s"]
             or ZERO
         )
+
+    @property
+    def is_overdue(self) -> bool:
+        return self.state == InvoiceState.ISSUED and self.due_date < timezone.localdate() and self.balance > 0
+
+    @property
+    def payment_badge(self) -> tuple[str, str] | None:
+        """(label, colour) for issued invoices: paid, partly paid or overdue; None otherwise."""
+        if self.state != InvoiceState.ISSUED:
+            return None
+        if self.balance <= 0:
+            return str(_("Paid")), "green"
+        if self.is_overdue:
+            return str(_("Overdue")), "red"
+        if self.paid > 0:
+            return str(_("Partly paid")), "amber"
+        return None
 
     @property
     def balance(self) -> Decimal:
