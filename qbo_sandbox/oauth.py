@@ -19,8 +19,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from joserfc import jwt
@@ -28,6 +28,8 @@ from joserfc.jwk import RSAKey
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
+
+_T = TypeVar("_T")
 
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 # Scopes Intuit accepts (intuit/oauth-pythonclient intuitlib/enums.py); anything else is invalid_scope.
@@ -138,6 +140,12 @@ class OAuthError(Exception):
         if self.description:
             out["error_description"] = self.description
         return out
+
+
+def _load(cls: type[_T], data: dict[str, Any]) -> _T:
+    # Snapshots may come from an older or newer sandbox: ignore keys this version does not know.
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _new_token(nbytes: int = 32) -> str:
@@ -297,7 +305,7 @@ class OAuthStore:
     def _issue_for_grant(self, grant: Grant, *, include_hard_expiry: bool = False) -> dict[str, Any]:
         now = self.now()
         if now - self._last_prune > 60:
-            self._prune(now)
+            self._prune(now, keep=grant.grant_id)
         hard_expiry = grant.created_at + REFRESH_HARD_CAP_SECONDS
         # Every older refresh token of this grant is superseded now; each keeps its own grace window.
         for rt in self._grant_refresh_tokens(grant.grant_id):
@@ -494,7 +502,7 @@ class OAuthStore:
                     seen[app.client_id] = app
             return list(seen.values())
 
-    def _prune(self, now: float) -> None:
+    def _prune(self, now: float, keep: str = "") -> None:
         # Keep expired access tokens for a while so the API can still say "expired" rather than
         # "invalid"; drop them later so a long-running sandbox does not grow without bound.
         keep_expired = max(self.access_token_ttl, 3600.0)
@@ -504,9 +512,16 @@ class OAuthStore:
         for token in [t for t, rt in self.refresh_tokens.items() if not self._refresh_usable(rt, now)]:
             rt = self.refresh_tokens.pop(token)
             self._refresh_by_grant.get(rt.grant_id, set()).discard(token)
-        self._last_prune = now
         for code in [c for c, ac in self.codes.items() if now > ac.expires_at + self.auth_code_ttl]:
             del self.codes[code]
+        # A grant with no token left is a finished connection; `keep` is the one being issued for.
+        held = {at.grant_id for at in self.access_tokens.values()} | {
+            rt.grant_id for rt in self.refresh_tokens.values()
+        }
+        for grant_id in [g for g in self.grants if g not in held and g != keep]:
+            del self.grants[grant_id]
+            self._refresh_by_grant.pop(grant_id, None)
+        self._last_prune = now
 
     # -- anti-forgery token of the authorize form ------------------------------------------------
 
@@ -546,15 +561,15 @@ class OAuthStore:
     def from_dict(self, d: dict[str, Any]) -> None:
         """Replace the store's content with a snapshot made by ``to_dict``."""
         with self._lock:
-            self.apps = {a["client_id"]: OAuthApp(**a) for a in d.get("apps", [])}
+            self.apps = {a["client_id"]: _load(OAuthApp, a) for a in d.get("apps", [])}
             if DEV_CLIENT_ID in self.apps:
                 self.dev_app = self.apps[DEV_CLIENT_ID]
             else:
                 self.apps[DEV_CLIENT_ID] = self.dev_app
-            self.grants = {g["grant_id"]: Grant(**g) for g in d.get("grants", [])}
-            self.codes = {c["code"]: AuthCode(**c) for c in d.get("codes", [])}
-            self.access_tokens = {t["token"]: AccessToken(**t) for t in d.get("access_tokens", [])}
-            self.refresh_tokens = {t["token"]: RefreshToken(**t) for t in d.get("refresh_tokens", [])}
+            self.grants = {g["grant_id"]: _load(Grant, g) for g in d.get("grants", [])}
+            self.codes = {c["code"]: _load(AuthCode, c) for c in d.get("codes", [])}
+            self.access_tokens = {t["token"]: _load(AccessToken, t) for t in d.get("access_tokens", [])}
+            self.refresh_tokens = {t["token"]: _load(RefreshToken, t) for t in d.get("refresh_tokens", [])}
             self._refresh_by_grant = {}
             for rt in self.refresh_tokens.values():
                 self._refresh_by_grant.setdefault(rt.grant_id, set()).add(rt.token)

@@ -530,6 +530,18 @@ def test_register_app_is_idempotent_per_client_id():
     assert store.get_app(DEV_CLIENT_ID) is store.dev_app
 
 
+def test_dead_tokens_and_grants_are_pruned():
+    store = make_sandbox(refresh_token_ttl=100, access_token_ttl=10).oauth
+    old = [store.issue_tokens(client_id=DEV_CLIENT_ID, realm_id="1") for _ in range(5)]
+    store.revoke_realm("1")
+    store.advance_clock(7200)
+    fresh = store.issue_tokens(client_id=DEV_CLIENT_ID, realm_id="1")
+    assert len(store.grants) == 1
+    assert len(store.access_tokens) == len(store.refresh_tokens) == 1
+    assert store.authenticate(old[0]["access_token"], "1") == "invalid"
+    assert store.authenticate(fresh["access_token"], "1") is None
+
+
 def test_changes_are_reported_for_snapshots():
     store = make_sandbox().oauth
     calls = []
@@ -547,6 +559,7 @@ def test_snapshot_round_trip():
     store.refresh(app=app, refresh_token=tokens["refresh_token"])
     jwks = store.jwks()
     snapshot = json.loads(json.dumps(store.to_dict()))
+    snapshot["apps"][-1]["from_a_newer_version"] = True  # unknown keys are ignored
     restored = make_sandbox().oauth
     restored.from_dict(snapshot)
     assert restored.get_app("abc").webhook_format == "legacy"
