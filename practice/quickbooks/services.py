@@ -241,6 +241,8 @@ def _create_op(ctx: engine.RunContext, link: SyncLink, account: ClientAccount, n
     body = customer_body(account, display_name=name, customer_type_id=_individual_type_id(ctx))
     link.pending_op = "create"
     link.desired_name = clean_display_name(name)
+    # The decision is made on this version of the account: a later rename decides again.
+    link.input_hash = input_hash(account)
     return engine.Op(
         link=link,
         operation="create",

@@ -83,7 +83,9 @@ def test_two_active_exact_matches_are_ambiguous():
     assert r.decision == Decision.AMBIGUOUS and len(r.candidates) == 2
 
 
-@pytest.mark.parametrize(("entity", "decision"), [("Vendor", Decision.VENDOR_CLASH), ("Employee", Decision.EMPLOYEE_CLASH)])
+@pytest.mark.parametrize(
+    ("entity", "decision"), [("Vendor", Decision.VENDOR_CLASH), ("Employee", Decision.EMPLOYEE_CLASH)]
+)
 def test_vendor_or_employee_name_clash(entity, decision):
     other = QBOName(id="3", name="Books by Bessie", entity=entity)
     r = decide("books by bessie", index(others=(other,)))
