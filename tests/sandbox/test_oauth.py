@@ -229,6 +229,18 @@ def test_redirect_uri_with_query_keeps_it(http, store):
     assert query["state"] == ["st-123"]
 
 
+def test_hostile_state_round_trips_exactly(http, app):
+    state = '"><script>alert(1)</script>&realmId=666 ü'
+    page = http.get("/connect/oauth2", params=authorize_params(app, state=state))
+    assert "<script>alert(1)" not in page.text
+    resp = http.post(
+        "/connect/oauth2", data={**form_fields(page.text), "decision": "approve", "realm_id": "9130355001"}
+    )
+    params = callback_params(resp)
+    assert params["state"] == state
+    assert params["realmId"] == "9130355001"
+
+
 def test_denial_redirects_access_denied_with_state(http, store, app):
     params = callback_params(consent(http, app, decision="deny"))
     assert params["error"] == "access_denied"

@@ -235,6 +235,20 @@ def test_gives_up_after_max_retries(sandbox, receiver_factory):
     assert len(receiver.requests) == 1 + sandbox.config.webhook_max_retries
 
 
+def test_unreachable_receiver_is_retried_then_given_up(sandbox):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the delivery: connection refused
+    app, realm = connected_app(sandbox, None)
+    sandbox.oauth.register_app(client_id=app.client_id, webhook_url=f"http://127.0.0.1:{port}/hook")
+    sandbox.webhooks.entity_changed(realm, "Customer", "3", "Create", STAMP)
+    (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "failed"])
+    assert len(delivery.attempts) == 4
+    assert all(a.status_code is None and "ConnectError" in a.error for a in delivery.attempts)
+
+
 def test_slow_receiver_times_out_and_is_retried(sandbox, receiver_factory):
     receiver = receiver_factory(200, delay=0.8)
     sandbox.config.webhook_max_retries = 1
