@@ -111,7 +111,7 @@ def test_inactive_individual_type_leaves_field_empty(firm, conn, sandbox, realm_
     for ctype in sandbox.sandbox.realms[realm_id].data["CustomerType"].values():
         if ctype["Name"] == "Individual":
             ctype["Active"] = False
-    (acct,) = accounts(firm, "Plain Customer")
+    accounts(firm, "Plain Customer")
     run(conn)
     (customer,) = qbo_customers(conn, "Plain Customer")
     assert "CustomerTypeRef" not in customer
@@ -264,9 +264,9 @@ def test_rejected_item_does_not_stop_the_batch(firm, conn):
 
 
 def test_reauth_pauses_without_failing_records(firm, conn, sandbox, realm_id):
-    (acct,) = accounts(firm, "Paused Co")
+    accounts(firm, "Paused Co")
     sandbox.inject_fault(realm_id, "revoke", count=1)
-    result = run(conn)
+    assert run(conn).reason == "reauth"
     conn.refresh_from_db()
     assert conn.status == "needs_reconnect"
     assert not SyncLink.objects.filter(connection=conn, status=SyncStatus.ERROR).exists()
