@@ -1,0 +1,159 @@
+"""qbo-api.md §9.3 (CDC) and the sample-company seed (data README)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from qbo_sandbox import clock
+
+from .conftest import Api, customer_body, invoice_body
+
+
+def _cdc(api: Api, entities: str, since: str):
+    return api.get("/cdc", params={"entities": entities, "changedSince": since})
+
+
+def test_cdc_returns_changes_and_tombstones(api: Api) -> None:
+    since = clock.meta_stamp(clock.now() - timedelta(seconds=2))
+    cust = api.create("Customer", customer_body("Changed"))
+    keep = api.create("Invoice", invoice_body(cust["Id"]))
+    gone = api.create("Invoice", invoice_body(cust["Id"]))
+    api.post("/invoice", {"Id": gone["Id"], "SyncToken": "0"}, params={"operation": "delete"})
+    resp = _cdc(api, "Customer,Invoice,Payment", since)
+    assert resp.status_code == 200
+    data = resp.json()
+    assert "time" in data
+    groups = {
+        next(k for k in g if k not in ("startPosition", "maxResults")): g
+        for g in data["CDCResponse"][0]["QueryResponse"]
+    }
+    assert set(groups) == {"Customer", "Invoice"}
+    assert [c["Id"] for c in groups["Customer"]["Customer"]] == [cust["Id"]]
+    invoices = {i["Id"]: i for i in groups["Invoice"]["Invoice"]}
+    assert invoices[keep["Id"]]["TotalAmt"] == 100.0  # full payload, not a delta
+    tomb = invoices[gone["Id"]]
+    assert tomb["status"] == "Deleted" and set(tomb) == {"Id", "status", "domain", "MetaData"}
+    assert groups["Invoice"]["maxResults"] == 2
+
+
+def test_cdc_includes_deactivated_names(api: Api) -> None:
+    cust = api.create("Customer", customer_body("Deactivated"))
+    since = cust["MetaData"]["LastUpdatedTime"]
+    api.create("Customer", {"Id": cust["Id"], "SyncToken": "0", "sparse": True, "Active": False})
+    got = _cdc(api, "Customer", since).json()["CDCResponse"][0]["QueryResponse"][0]["Customer"]
+    assert got[0]["Active"] is False
+
+
+def test_cdc_empty_shape(api: Api) -> None:
+    since = clock.meta_stamp(clock.now() + timedelta(minutes=1))
+    assert _cdc(api, "Customer", since).json()["CDCResponse"] == [{"QueryResponse": [{}]}]
+
+
+def test_cdc_window_and_parameters(api: Api) -> None:
+    old = clock.meta_stamp(clock.now() - timedelta(days=31))
+    err = api.fault(_cdc(api, "Customer", old))
+    assert err["code"] == "4001"
+    ok = clock.meta_stamp(clock.now() - timedelta(days=29))
+    assert _cdc(api, "Customer", ok).status_code == 200
+    assert api.fault(api.get("/cdc", params={"changedSince": ok}))["code"] == "2020"
+    assert api.fault(api.get("/cdc", params={"entities": "Customer"}))["code"] == "2020"
+    assert api.fault(_cdc(api, "TaxCode", ok))["code"] == "4001"
+    assert api.fault(_cdc(api, "Customer", "yesterday"))["code"] == "4001"
+
+
+def test_cdc_caps_at_1000_objects(api: Api, limits) -> None:
+    limits(cdc_max_results=10)
+    since = clock.meta_stamp(clock.now() - timedelta(seconds=2))
+    api.server.bulk_insert(api.realm_id, "Customer", [{"DisplayName": f"N{i}"} for i in range(15)])
+    groups = _cdc(api, "Customer", since).json()["CDCResponse"][0]["QueryResponse"]
+    assert groups[0]["maxResults"] == 10
+
+
+# ---------------------------------------------------------------- sample company
+
+
+def test_sample_company_ids_and_names(sample: Api) -> None:
+    assert sample.read("Customer", "1")["DisplayName"] == "Amy's Bird Sanctuary"
+    assert sample.read("Item", "10")["Name"] == "Pest Control"
+    assert sample.read("Account", "86")["Name"].startswith("Discounts given")
+    assert sample.read("Employee", "55")["DisplayName"] == "Emily Platt"
+    assert sample.read("Vendor", "30")["Id"] == "30"
+    assert sample.query("select count(*) from Customer")["totalCount"] == 29
+    assert sample.query("select count(*) from Invoice")["totalCount"] == 31
+
+
+def test_sample_company_dates_are_shifted_to_now(sample: Api) -> None:
+    created = datetime.fromisoformat(sample.read("Customer", "1")["MetaData"]["CreateTime"]).date()
+    assert (
+        created == date.today() - timedelta(days=34)
+        or abs((created - (date.today() - timedelta(days=34))).days) <= 1
+    )
+    stamps = [
+        i["MetaData"]["LastUpdatedTime"]
+        for i in sample.query("select * from Invoice maxresults 100")["Invoice"]
+    ]
+    assert max(stamps) <= clock.meta_stamp(clock.now())
+    dues = [i["DueDate"] for i in sample.query("select * from Invoice maxresults 100")["Invoice"]]
+    assert max(dues) > (date.today() - timedelta(days=10)).isoformat()
+
+
+def test_sample_company_gaps_are_filled(sample: Api) -> None:
+    types = sample.query("select * from CustomerType")["CustomerType"]
+    assert "Individual" in {t["Name"] for t in types if t["Active"]}
+    classes = sample.query("select * from Class")["Class"]
+    assert any(c["SubClass"] for c in classes)
+    assert sample.query("select count(*) from Department")["totalCount"] >= 1
+    prefs = sample.get("/preferences").json()["Preferences"]
+    assert "BookCloseDate" not in prefs["AccountingInfoPrefs"]
+
+
+def test_sample_company_balances_are_consistent(sample: Api) -> None:
+    invoices = sample.query("select * from Invoice maxresults 1000")["Invoice"]
+    customers = sample.query("select * from Customer maxresults 1000")["Customer"]
+    total_open = round(sum(i["Balance"] for i in invoices), 2)
+    assert total_open == 5281.52
+    assert round(sum(c["Balance"] for c in customers), 2) == total_open
+
+
+def test_sample_company_new_ids_continue_sequences(sample: Api) -> None:
+    assert sample.create("Customer", customer_body("Brand New"))["Id"] == "58"
+    inv = sample.create("Invoice", invoice_body("1"))
+    assert int(inv["Id"]) > 144 and inv["DocNumber"] == "1038"
+
+
+def test_sample_payment_updates_seeded_invoice(sample: Api) -> None:
+    open_inv = next(
+        i for i in sample.query("select * from Invoice maxresults 1000")["Invoice"] if i["Balance"] > 0
+    )
+    cid = open_inv["CustomerRef"]["value"]
+    before = sample.read("Customer", cid)["Balance"]
+    sample.create(
+        "Payment",
+        {
+            "CustomerRef": {"value": cid},
+            "TotalAmt": open_inv["Balance"],
+            "Line": [
+                {
+                    "Amount": open_inv["Balance"],
+                    "LinkedTxn": [{"TxnId": open_inv["Id"], "TxnType": "Invoice"}],
+                }
+            ],
+        },
+    )
+    after = sample.read("Invoice", open_inv["Id"])
+    assert after["Balance"] == 0
+    assert round(sample.read("Customer", cid)["Balance"], 2) == round(before - open_inv["Balance"], 2)
+
+
+def test_empty_seed_has_what_a_company_needs(api: Api) -> None:
+    accounts = api.query("select * from Account")["Account"]
+    subtypes = {a["AccountSubType"] for a in accounts}
+    assert {
+        "UndepositedFunds",
+        "AccountsReceivable",
+        "Checking",
+        "ServiceFeeIncome",
+        "BankCharges",
+    } <= subtypes
+    assert api.query("select count(*) from Customer") == {"totalCount": 0}
+    assert api.read("Item", "1")["Name"] == "Services"
