@@ -1,14 +1,16 @@
 """Client-side pacing below QBO's per-realm limits (qbo-api.md §7).
 
-QBO allows per realm: 500 requests/minute, 10 concurrent requests, 40 batch calls/minute (batch
-calls also count toward the 500). Going over earns HTTP 429 and Intuit asks for a 60 s pause,
-which is far more expensive than pacing, so every request first takes a slot here:
+QBO allows per realm (and app): 500 requests/minute, 10 requests/second, 10 concurrent
+requests, 40 batch calls/minute (batch calls also count toward the 500). Going over earns HTTP
+429 and Intuit asks for a 60 s pause, far more expensive than pacing, so every request first
+takes a slot here:
 
-- a token bucket for all requests (default 450/min, burst 10) and one for batch calls
-  (36/min, burst 2). A bucket of capacity C refilled at r per window admits at most C + r
-  requests in any window, so the defaults stay under 500 and 40 with a margin for network
+- one token bucket for all requests, refilled at the lower of 450/min and 8/s, holding at most
+  one spare token. A bucket of capacity C refilled at r admits at most C + r*T requests in any
+  span T: at most 8.5 in any second and 451 in any minute, which leaves room for network
   jitter between our clock and QBO's;
-- a semaphore for concurrency (default 8 < 10);
+- a second bucket for batch calls (36/min, capacity 1);
+- a semaphore for concurrency (8 < 10);
 - a shared pause after a 429, so the other threads stop too instead of earning more 429s.
 
 Scope: state is per process and shared by all its threads. Several processes talking to the
@@ -18,8 +20,9 @@ web requests are a handful of reads). Deployments that run more than one process
 concurrently should divide the budget: QBO_PACING_PROCESSES=n.
 
 Tunables (settings, all optional): QBO_RATE_WINDOW_SECONDS (60; tests shrink it together with
-the sandbox's time_scale), QBO_REQUESTS_PER_WINDOW, QBO_BATCHES_PER_WINDOW, QBO_MAX_CONCURRENT,
-QBO_PACING_BURST, QBO_PACING_PROCESSES.
+the sandbox's time_scale; the per-second limit scales with it), QBO_REQUESTS_PER_WINDOW,
+QBO_REQUESTS_PER_SECOND, QBO_BATCHES_PER_WINDOW, QBO_MAX_CONCURRENT, QBO_PACING_BURST,
+QBO_PACING_PROCESSES.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ __all__ = ["Limits", "RealmPacer", "pacer_for"]
 class Limits:
     window_seconds: float = 60.0
     requests_per_window: float = 450.0
+    requests_per_second: float = 8.0
     batches_per_window: float = 36.0
-    burst: float = 10.0
-    batch_burst: float = 2.0
+    burst: float = 1.0
+    batch_burst: float = 1.0
     max_concurrent: int = 8
 
     @classmethod
@@ -50,9 +54,10 @@ class Limits:
         return cls(
             window_seconds=float(getattr(settings, "QBO_RATE_WINDOW_SECONDS", 60.0)),
             requests_per_window=float(getattr(settings, "QBO_REQUESTS_PER_WINDOW", 450)) / processes,
+            requests_per_second=float(getattr(settings, "QBO_REQUESTS_PER_SECOND", 8)) / processes,
             batches_per_window=float(getattr(settings, "QBO_BATCHES_PER_WINDOW", 36)) / processes,
-            burst=max(1.0, float(getattr(settings, "QBO_PACING_BURST", 10)) / processes),
-            batch_burst=max(1.0, 2.0 / processes),
+            burst=max(1.0, float(getattr(settings, "QBO_PACING_BURST", 1)) / processes),
+            batch_burst=1.0,
             max_concurrent=max(1, int(getattr(settings, "QBO_MAX_CONCURRENT", 8)) // processes),
         )
 
@@ -88,7 +93,10 @@ class RealmPacer:
         self._lock = threading.Lock()
         now = clock()
         window = max(limits.window_seconds, 1e-6)
-        self._requests = _Bucket(limits.burst, limits.requests_per_window / window, now)
+        # A "second" shrinks with the window when tests compress time (window 1.2 s → 20 ms).
+        second = window / 60.0
+        rate = min(limits.requests_per_window / window, limits.requests_per_second / second)
+        self._requests = _Bucket(limits.burst, rate, now)
         self._batches = _Bucket(limits.batch_burst, limits.batches_per_window / window, now)
         self._in_flight = threading.BoundedSemaphore(limits.max_concurrent)
         self._paused_until = 0.0
