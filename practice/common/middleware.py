@@ -62,8 +62,9 @@ class SecurityHeadersMiddleware:
             # TRACE and other unused methods are refused outright.
             return HttpResponse(status=405)
         response = self.get_response(request)
-        if not request.path.startswith(settings.STATIC_URL if settings.STATIC_URL.startswith("/")
-                                       else "/" + settings.STATIC_URL):
+        if not request.path.startswith(
+            settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL
+        ):
             response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
             response.headers.setdefault("Pragma", "no-cache")
         return response

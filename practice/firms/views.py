@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from practice.common.permissions import member_required
+from practice.firms.forms import EmailAuthenticationForm
 from practice.firms.services import user_set_language
 
 
@@ -19,6 +20,7 @@ class LoginView(auth_views.LoginView):
     """Django's login (which only follows a `next` on this host), answering 400 to bad input."""
 
     template_name = "firms/login.html"
+    authentication_form = EmailAuthenticationForm
     redirect_authenticated_user = True
 
     def form_invalid(self, form: Any) -> HttpResponse:
