@@ -302,6 +302,7 @@ class HistoryAction(models.TextChoices):
     ISSUED = "issued", _("Issued")
     VOIDED = "voided", _("Voided")
     ARCHIVED = "archived", _("Archived")
+    RESTORED = "restored", _("Restored")
     ALLOCATED = "allocated", _("Payment applied")
     UNALLOCATED = "unallocated", _("Payment unapplied")
     REFUNDED = "refunded", _("Refunded")

@@ -261,10 +261,9 @@ def service_archive(*, service: Service, archived: bool = True, actor: Any = Non
         service.save(update_fields=["archived", "updated_at"])
         _history(
             firm=service.firm,
-            action=HistoryAction.ARCHIVED if archived else HistoryAction.UPDATED,
+            action=HistoryAction.ARCHIVED if archived else HistoryAction.RESTORED,
             actor=actor,
             service=service,
-            note="" if archived else "restored",
         )
         record_changed(firm=service.firm, kind="service", obj_id=service.pk)
     return service
