@@ -123,7 +123,8 @@ def test_snapshot_survives_restart(tmp_path) -> None:
             )
             assert api.get(f"/invoice/{inv['Id']}").status_code == 400
         second.snapshot()
-    assert json.load(open(state))["realms"][realm]["realm_id"] == realm
+    with open(state) as fh:
+        assert json.load(fh)["realms"][realm]["realm_id"] == realm
 
 
 def test_writes_are_handed_to_webhooks(api: Api) -> None:
