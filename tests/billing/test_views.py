@@ -391,3 +391,17 @@ def test_payment_action_bad_input(client_as, firm, account, invoice, url, data, 
     payment.refresh_from_db()
     assert payment.state == PaymentState.RECORDED
     assert not payment.allocations.exists() and not Refund.objects.exists()
+
+
+def test_admin_changelists_open_read_only(client, invoice, firm, account):
+    from practice.firms.models import User
+
+    services.payment_record(
+        firm=firm, account=account, date=TODAY, amount="10", method="cash", allocations=[(invoice, "10")]
+    )
+    User.objects.create_superuser("root@example.test", "pw-123456789")
+    client.login(username="root@example.test", password="pw-123456789")
+    for model in ("service", "invoice", "payment", "paymentallocation", "refund", "billinghistory"):
+        assert client.get(f"/admin/billing/{model}/").status_code == 200, model
+    assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200
+    assert client.get("/admin/billing/invoice/add/").status_code == 403
