@@ -8,8 +8,13 @@ class QuickbooksConfig(AppConfig):
     def ready(self) -> None:
         # Account sync: any account/billing change enqueues a run of the firm's realm (on commit),
         # and the accounts pages get the QuickBooks column, filter and counts through hooks.
+        from django.db.models.signals import post_save
+
         from practice.common import events
         from practice.quickbooks import selectors, services
+        from practice.quickbooks.models import Connection
 
         events.subscribe(services.on_record_changed)
+        # Connecting or confirming the setup starts the first sync (enqueue only, on commit).
+        post_save.connect(services.on_connection_saved, sender=Connection, dispatch_uid="qbo-sync-on-connect")
         selectors.install_hooks()

@@ -415,6 +415,16 @@ def on_record_changed(*, firm: Any, kind: str, obj_id: int, **extra: Any) -> Non
     request_sync(connection)
 
 
+def on_connection_saved(sender: type, instance: Connection, **kwargs: Any) -> None:
+    """post_save of Connection: connecting, reconnecting or saving the setup starts a run.
+
+    Only enqueues (on commit, de-duplicated); the setup preview must have been confirmed
+    (`setup_completed_at`), else the engine refuses to push anything anyway.
+    """
+    if instance.is_connected and instance.is_set_up:
+        request_sync(instance)
+
+
 # --------------------------------------------------------------------------------------------
 # Manual actions (owner and admin; views check the role, these check the firm)
 

@@ -1,0 +1,113 @@
+"""What starts a sync run: changes (on commit, de-duplicated), connecting, the sweep, commands."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from practice.clients.services import account_create, account_update
+from practice.quickbooks.models import RealmSyncState, SyncLink
+from practice.quickbooks.statuses import SyncStatus
+from practice.quickbooks.tasks import run_now, sweep_now
+from tests.quickbooks.sync_support import accounts, link_of, qbo_customers, set_up
+
+SYNC_TASK = "practice.quickbooks.tasks.sync_realm"
+
+
+def queued():
+    return DBTaskResult.objects.filter(task_path=SYNC_TASK, status="READY").count()
+
+
+@pytest.fixture
+def conn(connection, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        set_up(connection)
+    DBTaskResult.objects.all().delete()
+    RealmSyncState.objects.update(queued_at=None)
+    return connection
+
+
+def test_changes_enqueue_one_run_on_commit(firm, conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        a = account_create(firm=firm, name="Trigger One")
+        account_create(firm=firm, name="Trigger Two")
+        account_update(account=a, email="x@y.test")
+    assert queued() == 1  # a burst enqueues one run
+    with django_capture_on_commit_callbacks(execute=True):
+        account_create(firm=firm, name="Trigger Three")
+    assert queued() == 1  # still one while it is queued
+    run_now(conn.pk)  # the worker starts it: the flag clears
+    with django_capture_on_commit_callbacks(execute=True):
+        account_create(firm=firm, name="Trigger Four")
+    assert queued() == 2
+
+
+def test_rolled_back_change_enqueues_nothing(firm, conn, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        account_create(firm=firm, name="Never Committed")
+    assert queued() == 0 and callbacks  # registered for commit only
+
+
+def test_no_run_enqueued_while_disconnected(firm, conn, django_capture_on_commit_callbacks):
+    type(conn).objects.filter(pk=conn.pk).update(status="needs_reconnect")
+    with django_capture_on_commit_callbacks(execute=True):
+        account_create(firm=firm, name="Waits")
+    assert queued() == 0
+
+
+def test_confirming_setup_enqueues_the_first_run(connection, django_capture_on_commit_callbacks):
+    DBTaskResult.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        set_up(connection)
+    assert queued() == 1
+
+
+def test_worker_runs_the_queued_task(firm, conn, django_capture_on_commit_callbacks, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        (acct,) = accounts(firm, "Immediate Client")
+    assert link_of(conn, acct).status == SyncStatus.SYNCED
+    assert len(qbo_customers(conn, "Immediate Client")) == 1
+
+
+def test_sweep_enqueues_due_retries_and_lost_runs(firm, conn, django_capture_on_commit_callbacks):
+    (acct,) = accounts(firm, "Due Client")
+    DBTaskResult.objects.all().delete()
+    RealmSyncState.objects.update(queued_at=None)
+    SyncLink.objects.create(
+        firm=firm,
+        connection=conn,
+        kind="customer",
+        local_id=acct.pk,
+        status=SyncStatus.SYNCING,
+        next_retry_at=timezone.now() + datetime.timedelta(minutes=5),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_now() == 0  # not due yet
+    SyncLink.objects.update(next_retry_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_now() == 1
+    assert queued() == 1
+    # A queued run that never started (its worker died) is forgotten after a while.
+    RealmSyncState.objects.update(queued_at=timezone.now() - datetime.timedelta(hours=1))
+    DBTaskResult.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep_now()
+    assert queued() == 1
+
+
+def test_commands(firm, conn, capsys):
+    accounts(firm, "Command Client")
+    call_command("qbo_sync", "--firm", str(firm.pk))
+    out = capsys.readouterr().out
+    assert "synced=1" in out
+    call_command("qbo_sync", "--firm", str(firm.pk), "--status")
+    assert "synced=1" in capsys.readouterr().out
+    call_command("qbo_sweep")
+    assert "enqueued 0" in capsys.readouterr().out
+    call_command("qbo_sweep", "--all", "--run")
+    assert "connection" in capsys.readouterr().out
