@@ -411,6 +411,13 @@ def _payment_form_page(
     context = _allocation_context(
         request, account=account, values=allocation_values, errors=allocation_errors
     )
+    # An error for an invoice that has no row on the page (not open, or not this account's)
+    # would be invisible next to nothing: show it at the top of the form instead.
+    shown = {f"allocation-{inv.pk}" for inv, _value, _errors in context["allocation_rows"]}
+    for key, msgs in allocation_errors.items():
+        if key.startswith("allocation-") and key not in shown:
+            for message in msgs:
+                form.add_error(None, message)
     return render(request, "billing/payment_form.html", {"form": form, **context}, status=status)
 
 

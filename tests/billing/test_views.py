@@ -405,3 +405,24 @@ def test_admin_changelists_open_read_only(client, invoice, firm, account):
         assert client.get(f"/admin/billing/{model}/").status_code == 200, model
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200
     assert client.get("/admin/billing/invoice/add/").status_code == 403
+
+
+def test_payment_allocation_to_foreign_invoice_shows_an_error(
+    client_as, firm, other_firm, account, other_account
+):
+    other_service = services.service_create(firm=other_firm, name="S", rate="1")
+    foreign = services.invoice_issue(
+        invoice=services.invoice_create(
+            firm=other_firm,
+            account=other_account,
+            issue_date=TODAY,
+            due_date=DUE,
+            lines=[{"service": other_service, "quantity": "1", "rate": "100"}],
+        )
+    )
+    r = client_as("employee").post(
+        "/billing/payments/new/", payment_post(account, **{f"allocation-{foreign.pk}": "10"})
+    )
+    assert r.status_code == 400
+    assert "Choose an invoice." in r.content.decode()
+    assert not Payment.objects.exists()
