@@ -111,18 +111,22 @@ class RealmPacer:
 
     @contextmanager
     def slot(self, *, batch: bool = False) -> Iterator[None]:
-        """Wait for the budget, then hold one of the concurrent slots while the request runs."""
-        wait = self._reserve(batch)
-        if wait > 0:
-            time.sleep(wait)
-        # A pause announced while we waited (another thread got a 429) applies to us too.
-        while True:
-            with self._lock:
-                remaining = self._paused_until - self._clock()
-            if remaining <= 0:
-                break
-            time.sleep(remaining)
+        """Hold one of the concurrent slots, wait for the budget, then let the request run.
+
+        The concurrency slot is taken first: a thread that reserved its send time and then
+        queued for a slot would go out late, together with others, in a burst.
+        """
         with self._in_flight:
+            wait = self._reserve(batch)
+            if wait > 0:
+                time.sleep(wait)
+            # A pause announced while we waited (another thread got a 429) applies to us too.
+            while True:
+                with self._lock:
+                    remaining = self._paused_until - self._clock()
+                if remaining <= 0:
+                    break
+                time.sleep(remaining)
             yield
 
     def pause(self, seconds: float) -> None:

@@ -37,11 +37,11 @@ def _configured_keys() -> tuple[str, ...]:
 def multifernet() -> MultiFernet:
     """The MultiFernet for the current settings (rebuilt when QBO_TOKEN_KEYS changes)."""
     global _cache
-    keys = _configured_keys()
+    keys = _configured_keys() or (_dev_key().decode(),)
     with _cache_lock:
         if _cache is not None and _cache[0] == keys:
             return _cache[1]
-        fernets = [Fernet(k.encode()) for k in keys] if keys else [Fernet(_dev_key())]
+        fernets = [Fernet(k.encode()) for k in keys]
         mf = MultiFernet(fernets)
         _cache = (keys, mf)
         return mf

@@ -346,6 +346,8 @@ def test_parser_shapes():
 
 
 def _hammer(connection_pk: int, *, threads: int, reads: int, batch_every: int = 0) -> tuple[list, float]:
+    from django.db import connection as db_connection
+
     errors: list[BaseException] = []
     shared = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=20))
 
@@ -358,6 +360,8 @@ def _hammer(connection_pk: int, *, threads: int, reads: int, batch_every: int = 
                     client.batch([BatchOp("q", "query", query="SELECT * FROM Account")], request_id=rid())
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            db_connection.close()
 
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     started = time.monotonic()
