@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -252,8 +253,19 @@ def parse(text: str) -> Query:
 _REF_KEYS = ("value", "Address", "FreeFormNumber", "URI")
 
 
+_NUMERIC = re.compile(r"^-?\d+(?:\.\d+)?$")
+
+
 def _lookup(obj: dict[str, Any], path: list[str]) -> Any:
-    node: Any = obj
+    if len(path) == 1 and path[0] in obj:
+        node: Any = obj[path[0]]
+        if isinstance(node, dict):
+            for key in _REF_KEYS:
+                if key in node:
+                    return node[key]
+            return None
+        return node
+    node = obj
     for part in path:
         if not isinstance(node, dict):
             return None
@@ -294,13 +306,14 @@ class _Comparator:
         if isinstance(value, int | float):
             return (1, float(value))
         text = str(value)
-        dt = _as_datetime(text)
-        if dt is not None:
-            return (2, dt.timestamp())
-        try:
-            return (1, float(text))
-        except ValueError:
-            return (3, text.casefold() if self.fold else text)
+        head = text[:1]
+        if head.isdigit() or head == "-":
+            dt = _as_datetime(text)
+            if dt is not None:
+                return (2, dt.timestamp())
+            if _NUMERIC.match(text):
+                return (1, float(text))
+        return (3, text.casefold() if self.fold else text)
 
     def coerce_pair(self, field_value: Any, literal: Any) -> tuple[Any, Any] | None:
         if isinstance(field_value, bool):
@@ -323,6 +336,10 @@ class _Comparator:
             except ValueError:
                 return None
         lit = str(literal)
+        head = text[:1]
+        if not (head.isdigit() or head == "-"):
+            # Plain names never parse as dates or numbers; skip those attempts (the common case).
+            return (text.casefold(), lit.casefold()) if self.fold else (text, lit)
         fdt = _as_datetime(text)
         if fdt is not None:
             ldt = _as_datetime(lit)
@@ -375,6 +392,32 @@ class _Comparator:
         return False
 
 
+def _plain_text(literal: Any) -> bool:
+    """A string literal that can only ever compare as text (not a date, number, boolean or null)."""
+    if not isinstance(literal, str) or literal == " " or literal.lower() in ("true", "false"):
+        return False
+    head = literal[:1]
+    return not (head.isdigit() or head == "-")
+
+
+def _compile(cond: Condition, cmp: _Comparator) -> Callable[[dict[str, Any]], bool]:
+    """Specialise the common `Name = 'x'` / `IN (...)` shapes; everything else uses the general matcher."""
+    if cond.op in ("=", "in") and all(_plain_text(v) for v in cond.values):
+        fold = cmp.fold
+        wanted = frozenset(v.casefold() if fold else v for v in cond.values)
+        path = cond.path
+        key = path[0] if len(path) == 1 else None
+
+        def match_text(obj: dict[str, Any]) -> bool:
+            value = obj.get(key) if key is not None else _lookup(obj, path)
+            if type(value) is str:
+                return (value.casefold() if fold else value) in wanted
+            return cmp.matches(cond, obj)
+
+        return match_text
+    return lambda obj: cmp.matches(cond, obj)
+
+
 def _id_key(obj: dict[str, Any]) -> tuple[int, str]:
     raw = str(obj.get("Id", ""))
     return (int(raw), "") if raw.isdigit() else (1 << 62, raw)
@@ -400,17 +443,29 @@ def execute(
     conditions = list(query.conditions)
     mentions_active = any(c.path[-1].lower() == "active" and len(c.path) == 1 for c in conditions)
     implicit_active = spec.has_active and not mentions_active and spec.name != "TaxCode"
-    rows = []
-    for obj in tables.get(spec.name, {}).values():
-        if implicit_active and obj.get("Active") is False:
-            continue
-        if all(cmp.matches(c, obj) for c in conditions):
-            rows.append(obj)
+    preds = [_compile(c, cmp) for c in conditions]
+    if implicit_active:
+        preds.insert(0, lambda o: o.get("Active") is not False)
+    values = tables.get(spec.name, {}).values()
+    if not preds:
+        rows = list(values)
+    elif len(preds) == 1:
+        only = preds[0]
+        rows = [o for o in values if only(o)]
+    else:
+        rows = [o for o in values if all(p(o) for p in preds)]
     if query.count:
         return {"totalCount": len(rows)}
-    if spec.name_field and spec.kind == "name":
+    if query.order:
+        rows.sort(key=_id_key)
+    elif spec.name_field and spec.kind == "name":
         name_key = spec.name_field
-        rows.sort(key=lambda o: (cmp.key(o.get("FullyQualifiedName") or o.get(name_key)), _id_key(o)))
+
+        def by_name(o: dict[str, Any]) -> tuple[str, tuple[int, str]]:
+            # Name lists come back in name order (README of the sample data); Id breaks ties.
+            return (str(o.get("FullyQualifiedName") or o.get(name_key) or "").casefold(), _id_key(o))
+
+        rows.sort(key=by_name)
     else:
         rows.sort(key=_id_key)
     for path, desc in reversed(query.order):

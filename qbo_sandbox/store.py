@@ -94,6 +94,7 @@ class Realm:
         self.applied: dict[tuple[str, str], dict[str, float]] = {}
         self.names: dict[str, tuple[str, str]] = {}
         self.docnumbers: dict[str, dict[str, str]] = {}
+        self.doc_counters: dict[str, int] = {}
 
     # ---------------------------------------------------------------- persistence
 
@@ -163,6 +164,9 @@ class Realm:
 
     def _index_doc(self, entity: str, obj: Obj) -> None:
         doc = obj.get("DocNumber")
+        if doc and str(doc).isdigit() and int(doc) > self.doc_counters.get(entity, 1000):
+            # Auto-numbering continues after the highest numeric DocNumber ever used ("last + 1").
+            self.doc_counters[entity] = int(doc)
         if doc:
             self.docnumbers.setdefault(entity, {}).setdefault(doc, obj["Id"])
 
@@ -792,8 +796,7 @@ def _docnumber(realm: Realm, entity: str, obj: Obj, existing: Obj | None, option
     prefs = realm.preferences()
     custom = bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers", False))
     if not doc and existing is None and not custom and entity in SALES_FORMS:
-        numbers = [int(d) for d in realm.docnumbers.get(entity, {}) if d.isdigit()]
-        obj["DocNumber"] = str(max(numbers, default=1000) + 1)
+        obj["DocNumber"] = str(realm.doc_counters.get(entity, 1000) + 1)
         return
     if not doc:
         return
