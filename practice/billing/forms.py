@@ -12,7 +12,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from practice.billing.models import INVOICE_NUMBER_MAX_LENGTH, Invoice, PaymentMethod, Service
+from practice.billing.models import INVOICE_NUMBER_MAX_LENGTH, Invoice, PaymentMethod, Service, money
 from practice.clients.models import ClientAccount
 
 MONEY_ATTRS = {"step": "0.01", "inputmode": "decimal"}
@@ -48,6 +48,10 @@ def apply_errors(form: forms.Form, exc: ValidationError, *, rename: Mapping[str,
 
 
 class AccountChoiceField(forms.ModelChoiceField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("empty_label", _("Choose a client account…"))
+        super().__init__(*args, **kwargs)
+
     def label_from_instance(self, obj: Any) -> str:
         # Names keep their exact spelling (they are matched against QBO), only shown trimmed.
         return " ".join(str(obj.name).split())
@@ -103,6 +107,26 @@ class LineForm(forms.Form):
         for field in self.fields.values():
             # Rows sit in a table with column headers instead of per-field labels.
             field.widget.attrs["aria-label"] = field.label
+
+    def amount(self) -> Decimal | None:
+        """quantity × rate (rate defaulting to the service's), for the form's live preview; None
+        while the row is incomplete or invalid. The stored amount is computed by the services."""
+        if self.is_bound:
+            if self.is_blank() or not self.is_valid():
+                return None
+            values = self.cleaned_data
+        else:
+            values = {name: self.initial.get(name) for name in self.fields}
+        service = values.get("service")
+        if service is not None and not isinstance(service, Service):
+            service = self.fields["service"].queryset.filter(pk=service).first()  # type: ignore[attr-defined]
+        quantity = values.get("quantity")
+        rate = values.get("rate")
+        if rate is None and service is not None:
+            rate = service.rate
+        if service is None or rate is None:
+            return None
+        return money(Decimal(quantity if quantity is not None else 1) * Decimal(rate))
 
     def is_blank(self) -> bool:
         """A row the user left empty (the blank rows offered for new lines)."""

@@ -11,6 +11,7 @@ urlpatterns = [
     path("invoices/", views.invoice_list, name="invoice_list"),
     path("invoices/new/", views.invoice_create, name="invoice_create"),
     path("invoices/line-row/", views.invoice_line_row, name="invoice_line_row"),
+    path("invoices/preview/", views.invoice_preview, name="invoice_preview"),
     path("invoices/<int:pk>/", views.invoice_detail, name="invoice_detail"),
     path("invoices/<int:pk>/edit/", views.invoice_edit, name="invoice_edit"),
     path("invoices/<int:pk>/issue/", views.invoice_issue, name="invoice_issue"),

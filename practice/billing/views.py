@@ -10,6 +10,7 @@ record refunds (those undo money movements).
 from __future__ import annotations
 
 import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -182,7 +183,7 @@ def _invoice_form_page(
     return render(
         request,
         "billing/invoice_form.html",
-        {"form": form, "line_forms": line_forms, "invoice": invoice},
+        {"form": form, "line_forms": line_forms, "invoice": invoice, **_line_totals(line_forms)},
         status=status,
     )
 
@@ -270,6 +271,20 @@ def invoice_line_row(request: HttpRequest) -> HttpResponse:
     index = max(0, min(index, 10**15 - 1))
     form = LineForm(prefix=f"lines-{index}", services=selectors.service_choices(firm=_firm(request)))
     return render(request, "billing/partials/line_row.html", {"lf": form})
+
+
+@member_required
+@require_POST
+def invoice_preview(request: HttpRequest) -> HttpResponse:
+    """Line amounts and the total for the invoice form while typing (htmx; saves nothing)."""
+    line_forms = line_forms_from_post(request.POST, services=selectors.service_choices(firm=_firm(request)))
+    return render(request, "billing/partials/line_totals.html", _line_totals(line_forms))
+
+
+def _line_totals(line_forms: list[LineForm]) -> dict[str, Any]:
+    amounts = [(lf, lf.amount()) for lf in line_forms]
+    total = sum((amount for _lf, amount in amounts if amount is not None), Decimal("0.00"))
+    return {"line_amounts": amounts, "total": total}
 
 
 @member_required

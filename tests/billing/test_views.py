@@ -426,3 +426,16 @@ def test_payment_allocation_to_foreign_invoice_shows_an_error(
     assert r.status_code == 400
     assert "Choose an invoice." in r.content.decode()
     assert not Payment.objects.exists()
+
+
+def test_invoice_preview_shows_line_amounts_and_total(client_as, account, service):
+    data = invoice_post(account, service, **{"lines-0-quantity": "1.5", "lines-0-rate": "33.33"})
+    r = client_as("employee").post("/billing/invoices/preview/", data, HTTP_HX_REQUEST="true")
+    body = r.content.decode()
+    assert r.status_code == 200
+    # 1.5 × 33.33 = 49.995 → 50.00; the added row: 1.5 × the service rate 100 = 150.00
+    assert body.startswith("200.00")
+    assert '<span id="amount-lines-0" hx-swap-oob="true">50.00</span>' in body
+    assert '<span id="amount-lines-1732800000000" hx-swap-oob="true">150.00</span>' in body
+    assert '<span id="amount-lines-1" hx-swap-oob="true">—</span>' in body
+    assert not Invoice.objects.exists()
