@@ -219,6 +219,8 @@ class Realm:
 
     def _check_strings(self, spec: EntitySpec, obj: Obj) -> None:
         for path, chars in spec.forbidden.items():
+            if path not in obj:
+                continue
             for element, value in iter_path(obj, path):
                 if isinstance(value, str) and any(c in value for c in chars):
                     shown = " ".join(repr(c)[1:-1] for c in chars)
@@ -226,6 +228,13 @@ class Realm:
                         f"{element} cannot contain any of these characters: {shown}", element
                     )
         for path, maximum in spec.max_lengths.items():
+            if "." not in path:
+                value = obj.get(path)
+                if isinstance(value, str) and len(value) > maximum:
+                    raise errors.too_long(path, maximum, len(value))
+                continue
+            if path.split(".", 1)[0].removesuffix("[]") not in obj:
+                continue
             for element, value in iter_path(obj, path):
                 if isinstance(value, str) and len(value) > maximum:
                     raise errors.too_long(element, maximum, len(value))
@@ -243,6 +252,8 @@ class Realm:
 
     def _check_refs(self, spec: EntitySpec, obj: Obj) -> None:
         for path, targets in spec.refs.items():
+            if path.split(".", 1)[0].removesuffix("[]") not in obj:
+                continue
             for element, ref in iter_path(obj, path):
                 if not isinstance(ref, dict):
                     raise errors.bad_request(f"{element} must be a reference object", element)
