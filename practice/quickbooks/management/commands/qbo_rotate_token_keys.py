@@ -36,8 +36,9 @@ class Command(BaseCommand):
                     break
                 try:
                     new = {
-                        f: tokens.rotate(row[f])
-                        for f in ("access_token_enc", "refresh_token_enc", "pending_tokens_enc")
+                        "access_token_enc": tokens.rotate(row["access_token_enc"]),
+                        "refresh_token_enc": tokens.rotate(row["refresh_token_enc"]),
+                        "pending_tokens_enc": tokens.rotate(row["pending_tokens_enc"]),
                     }
                 except tokens.InvalidToken as exc:
                     raise CommandError(
