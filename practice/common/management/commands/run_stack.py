@@ -210,7 +210,8 @@ class Command(BaseCommand):
             if not options["no_worker"]:
                 worker = self._worker()
                 children.append(worker)
-                worker.start(env, Path(settings.BASE_DIR))
+                # A worker reconnecting for every task is 3x slower on PostgreSQL (stack-notes G4).
+                worker.start({"CONN_MAX_AGE": "600", **env}, Path(settings.BASE_DIR))
             _wait_for_port(options["host"], options["port"], timeout=options["start_timeout"], child=web)
 
             self._announce(options["host"], options["port"], children)
