@@ -357,7 +357,7 @@ class Api:
                 ctx.path.encode() + b"?" + ctx.operation.encode() + b"\n" + raw
             ).hexdigest()
             cached = rt.requestids.get(rid)
-            now = time.monotonic()
+            now = time.time()
             if cached is not None and now - cached[0] <= cfg.requestid_retention_seconds * cfg.time_scale:
                 rt.bump("replays")
                 if cached[1] != fingerprint and cfg.requestid_mismatch_fault:
@@ -376,14 +376,14 @@ class Api:
         except errors.QBOError as err:
             reply = _fault_reply(err)
         if ctx.method == "POST" and rid is not None and reply.status < 500 and reply.status != 429:
-            rt.requestids[rid] = (time.monotonic(), fingerprint, reply.status, reply.body, reply.content_type)
+            rt.requestids[rid] = (time.time(), fingerprint, reply.status, reply.body, reply.content_type)
             if len(rt.requestids) > 50000:
                 self._prune_requestids(rt)
         return reply, False, items
 
     def _prune_requestids(self, rt: RealmRuntime) -> None:
         cfg = self.sandbox.config
-        cutoff = time.monotonic() - cfg.requestid_retention_seconds * cfg.time_scale
+        cutoff = time.time() - cfg.requestid_retention_seconds * cfg.time_scale
         for key in [k for k, v in rt.requestids.items() if v[0] < cutoff]:
             del rt.requestids[key]
 
@@ -415,6 +415,16 @@ class Api:
                 f"{'/'.join(ctx.rest)} of "
                 f"full path: {ctx.path}"
             )
+        if op == "read" and len(ctx.rest) >= 3 and ctx.rest[2] == "pdf":
+            rt.bump("reads")
+            obj = realm.read(spec.name, ctx.rest[1])
+            return Reply(200, _pdf(spec.name, obj), "application/pdf"), 0
+        if op == "send":
+            if spec.name not in ("Invoice", "Estimate", "SalesReceipt", "CreditMemo", "RefundReceipt"):
+                raise errors.unsupported(f"Send for {spec.name}")
+            rt.bump("writes")
+            sent = realm.send(spec.name, ctx.rest[1], ctx.params.get("sendto"))
+            return _json_reply({spec.name: sent, "time": clock.envelope_stamp()}), 0
         if op == "read":
             rt.bump("reads")
             return _json_reply(
@@ -454,8 +464,6 @@ class Api:
             if obj_id != realm.realm_id:
                 raise errors.not_found(deleted=False)
             return next(iter(realm.data["CompanyInfo"].values()))
-        if len(ctx.rest) >= 3 and ctx.rest[2] == "pdf":
-            raise errors.unsupported(f"PDF for {entity}")
         return realm.read(entity, obj_id)
 
     def write(
@@ -614,6 +622,32 @@ class Api:
             {name: objs, "startPosition": 1, "maxResults": len(objs)} for name, objs in groups.items()
         ] or [{}]
         return {"CDCResponse": [{"QueryResponse": responses}], "time": clock.envelope_stamp()}
+
+
+def _pdf(entity: str, obj: dict[str, Any]) -> bytes:
+    """A one-page PDF naming the form, enough for clients that store or forward the file."""
+    text = f"{entity} {obj.get('DocNumber') or obj.get('Id')} total {obj.get('TotalAmt', '')}"
+    text = text.replace("\\", "").replace("(", "").replace(")", "")
+    stream = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for off in offsets:
+        out += f"{off:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
 
 
 def _window() -> Any:

@@ -221,6 +221,15 @@ class Sandbox:
             "version": 1,
             "saved_at": time.time(),
             "realms": {rid: r.to_dict() for rid, r in self.realms.items()},
+            # Replays must survive a sandbox restart, as a client retry may come after one.
+            "requestids": {
+                rid: {
+                    key: [v[0], v[1], v[2], v[3].decode("utf-8", "replace"), v[4]]
+                    for key, v in rt.requestids.items()
+                }
+                for rid, rt in self.runtime.items()
+                if rid in self.realms
+            },
             "oauth": self.oauth.to_dict(),
         }
 
@@ -246,6 +255,12 @@ class Sandbox:
             realm = Realm.from_dict(rd, self.config)
             self.realms[rid] = realm
             self._wire(realm)
+        for rid, cache in data.get("requestids", {}).items():
+            if rid in self.realms:
+                self.rt(rid).requestids = {
+                    key: (float(v[0]), str(v[1]), int(v[2]), str(v[3]).encode(), str(v[4]))
+                    for key, v in cache.items()
+                }
         if "oauth" in data:
             self.oauth.from_dict(data["oauth"])
 

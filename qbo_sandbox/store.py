@@ -447,8 +447,43 @@ class Realm:
                 for link in line.get("LinkedTxn") or []:
                     touched.add((link.get("TxnType", ""), str(link.get("TxnId", ""))))
         self._adjust_customer(entity, old, new)
+        if (
+            old is not None
+            and new is not None
+            and old.get("FullyQualifiedName") != new.get("FullyQualifiedName")
+        ):
+            self._refresh_children(entity, new)
         for key in sorted(touched):
             self._refresh_applied(key)
+
+    def _refresh_children(self, entity: str, parent: Obj) -> None:
+        """A renamed parent renames its descendants' FullyQualifiedName (Parent:Child:...)."""
+        spec = SPECS[entity]
+        name_key = spec.name_field or "Name"
+        for child in self.data[entity].values():
+            ref = child.get("ParentRef")
+            if isinstance(ref, dict) and str(ref.get("value")) == parent["Id"] and child is not parent:
+                fqn = f"{parent.get('FullyQualifiedName') or parent.get(name_key)}:{child.get(name_key)}"
+                if child.get("FullyQualifiedName") != fqn:
+                    child["FullyQualifiedName"] = fqn
+                    self._refresh_children(entity, child)
+
+    def send(self, entity: str, obj_id: str, send_to: str | None) -> Obj:
+        """`POST /invoice/{id}/send`: marks the form e-mailed (EmailStatus, DeliveryInfo)."""
+        existing = self.read(entity, obj_id)
+        address = send_to or (existing.get("BillEmail") or {}).get("Address")
+        if not address:
+            raise errors.required("BillEmail.Address")
+        obj = copy.deepcopy(existing)
+        _, stamp = self.stamp()
+        obj["EmailStatus"] = "EmailSent"
+        obj["BillEmail"] = {"Address": address}
+        obj["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": stamp}
+        obj["SyncToken"] = str(int(existing.get("SyncToken", "0")) + 1)
+        obj["MetaData"] = {**existing.get("MetaData", {}), "LastUpdatedTime": stamp}
+        self._store(entity, existing, obj)
+        self._emit(entity, obj_id, "Emailed", stamp)
+        return obj
 
     def _contribution(self, entity: str, obj: Obj | None) -> tuple[str | None, float]:
         if obj is None:
