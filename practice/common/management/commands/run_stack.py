@@ -106,6 +106,14 @@ def _wait_for_port(host: str, port: int, *, timeout: float, child: Child) -> Non
     raise CommandError(f"{child.name} did not answer on {host}:{port} within {timeout:.0f} s")
 
 
+def _gunicorn_version() -> tuple[int, ...]:
+    try:
+        import gunicorn
+    except ImportError:
+        return (0,)
+    return tuple(getattr(gunicorn, "version_info", (0,)))
+
+
 def _demo_login() -> tuple[str, str] | None:
     try:
         demo = importlib.import_module("practice.billing.demo")
@@ -155,17 +163,19 @@ class Command(BaseCommand):
         )
 
     def _web(self, host: str, port: int, workers: int, threads: int) -> Child:
-        return Child(
-            "web",
-            [
-                sys.executable, "-m", "gunicorn", "config.wsgi",
-                "--bind", f"{host}:{port}",
-                "--workers", str(workers),
-                "--threads", str(threads),
-                "--graceful-timeout", str(int(GRACE_SECONDS) - 2),
-                "--access-logfile", "-",
-            ],
-        )  # fmt: skip
+        argv = [
+            sys.executable, "-m", "gunicorn", "config.wsgi",
+            "--bind", f"{host}:{port}",
+            "--workers", str(workers),
+            "--threads", str(threads),
+            "--graceful-timeout", str(int(GRACE_SECONDS) - 2),
+            "--access-logfile", "-",
+        ]  # fmt: skip
+        if _gunicorn_version() >= (27,):
+            # gunicorn 27 opens a control socket at one fixed path in $HOME; two stacks (or a
+            # test run beside a demo) would fight over it, and nothing here uses it.
+            argv.append("--no-control-socket")
+        return Child("web", argv)
 
     def _worker(self) -> Child:
         return Child("worker", [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "run_worker"])
