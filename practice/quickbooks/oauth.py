@@ -463,6 +463,9 @@ def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
         # Ours stays valid at Intuit too (old refresh tokens live 24 h, §8.4), so nothing breaks.
         log.warning("qbo.token.refresh.claim_lapsed connection=%s", connection.pk)
     _adopt(connection, rows.get())
+    if connection.status != ConnectionStatus.CONNECTED:
+        # Disconnected while we were refreshing: the disconnect wins.
+        raise ReauthRequired("The QuickBooks connection was disconnected")
     log.info(
         "qbo.token.refreshed connection=%s realm=%s version=%s",
         connection.pk,

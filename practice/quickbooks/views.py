@@ -120,7 +120,8 @@ def callback(request: HttpRequest) -> HttpResponse:
 
     error = request.GET.get("error")
     if error:
-        log.info("qbo.connect.denied firm=%s error=%s", firm.pk, error[:40])
+        # Only a plain error code goes to the log: the parameter is attacker-controlled text.
+        log.info("qbo.connect.denied firm=%s error=%s", firm.pk, re.sub(r"[^a-z_]", "", error)[:40])
         if error == "access_denied":
             messages.warning(request, _("QuickBooks was not connected: the connection was cancelled."))
         else:
@@ -217,6 +218,37 @@ def setup(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("QuickBooks settings saved."))
         return _settings_redirect()
     return render(request, "quickbooks/setup.html", {"connection": connection, "form": form})
+
+
+@manager_required
+@require_POST
+@_never_500
+def check(request: HttpRequest) -> HttpResponse:
+    """Ask QBO whether the connection still works (e.g. after a disconnect made in QuickBooks,
+    which Intuit does not push to apps); refreshes the company name on the way."""
+    connection = _connection(request)
+    if connection is None or not connection.is_connected:
+        messages.info(request, _("QuickBooks is not connected."))
+        return _settings_redirect()
+    try:
+        info = QBOClient(connection).company_info()
+    except ReauthRequired:
+        messages.error(
+            request, _("QuickBooks no longer accepts this connection. The owner needs to reconnect.")
+        )
+        return _settings_redirect()
+    except QBOError as exc:
+        log.warning("qbo.check.failed connection=%s error=%s", connection.pk, type(exc).__name__)
+        messages.warning(request, _("QuickBooks could not be reached. Please try again in a few minutes."))
+        return _settings_redirect()
+    name = str(info.get("CompanyName") or "")[:255]
+    if name and name != connection.company_name:
+        connection.company_name = name
+        connection.save(update_fields=["company_name", "updated_at"])
+    messages.success(
+        request, _("The connection to %(company)s works.") % {"company": name or connection.realm_id}
+    )
+    return _settings_redirect()
 
 
 @owner_required

@@ -28,6 +28,7 @@ CALLBACK = reverse("quickbooks:callback")
 SETUP = reverse("quickbooks:setup")
 DISCONNECT = reverse("quickbooks:disconnect")
 START_OVER = reverse("quickbooks:start_over")
+CHECK = reverse("quickbooks:check")
 
 HOSTILE_NAME = 'Books <script>alert("x")</script> & Co'
 
@@ -375,6 +376,18 @@ def test_another_company_without_links_just_switches(client_as, connection, sand
     assert connection.realm_id == other_realm and connection.company_name == "Fresh Books"
 
 
+def test_check_notices_a_disconnect_made_in_quickbooks(client_as, connection, sandbox, realm_id):
+    admin = client_as("admin")
+    response = admin.post(CHECK, follow=True)
+    assert any("works" in m for m in messages_of(response))
+    httpx.post(f"{sandbox.url}/_sandbox/realms/{realm_id}/revoke", json={}).raise_for_status()
+    response = admin.post(CHECK, follow=True)
+    assert any("needs to reconnect" in m for m in messages_of(response))
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.NEEDS_RECONNECT
+    assert b"qbo-reconnect-banner" in response.content
+
+
 # -- banner --------------------------------------------------------------------------------------
 
 
@@ -410,6 +423,7 @@ def _state(firm) -> tuple:
         ("post", CONNECT, {"owner"}),
         ("get", CALLBACK, {"owner"}),
         ("post", DISCONNECT, {"owner"}),
+        ("post", CHECK, {"owner", "admin"}),
         ("get", START_OVER, {"owner"}),
         ("post", START_OVER, {"owner"}),
     ],
