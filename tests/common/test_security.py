@@ -171,7 +171,8 @@ def test_every_state_changing_view_of_mine_requires_the_csrf_token(account):
         reverse("logout"): {},
     }
     for url, data in posts.items():
-        assert c.post(url, data).status_code == 403, url
+        response = c.post(url, data)
+        assert response.status_code == 403 and b"CSRF verification failed" in response.content, url
     assert list(ClientAccount.objects.values()) == before
     assert User.objects.get(email=ROLE_EMAILS["owner"]).language == ""
     assert c.get(reverse("clients:account_list")).status_code == 200  # still signed in
@@ -203,6 +204,41 @@ def _walk(patterns, prefix=""):
             yield from _walk(p.url_patterns, prefix + str(p.pattern))
         elif isinstance(p, URLPattern):
             yield prefix + str(p.pattern), p
+
+
+EXAMPLE_VALUES = {
+    "int": "1",
+    "str": "x",
+    "slug": "x",
+    "uuid": "00000000-0000-4000-8000-000000000001",
+    "path": "x",
+}
+
+
+def _example_path(route: str) -> str | None:
+    """`accounts/<int:pk>/edit/` -> `/accounts/1/edit/`; None for regex routes."""
+    if "(?P" in route or "^" in route:
+        return None
+    return "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: EXAMPLE_VALUES.get(m.group(1) or "str", "x"), route)
+
+
+def test_every_url_refuses_a_post_without_the_csrf_token(account):
+    """Whatever a view does with POST, a cross-site form can't reach it (webhooks and API aside)."""
+    c = csrf_client()
+    checked = []
+    for route, p in _walk(get_resolver().url_patterns):
+        if route.startswith(("admin/", "api/")) or "webhook" in route:
+            continue
+        if getattr(p.callback, "csrf_exempt", False):
+            continue  # reported by the test below
+        path = _example_path(route)
+        if path is None:
+            continue
+        response = c.post(path)
+        # Django's CSRF failure page, not a role check's 403.
+        assert response.status_code == 403 and b"CSRF verification failed" in response.content, path
+        checked.append(path)
+    assert len(checked) >= 10
 
 
 def test_no_view_is_csrf_exempt_except_webhooks_and_the_token_api():
