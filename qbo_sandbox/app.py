@@ -522,8 +522,12 @@ class Api:
         out = []
         rt.bump("operations", len(items))
         rt.bump("batch_items", len(items))
-        for item in items:
-            out.append(self.batch_item(realm, rt, item))
+        realm.hidden = set() if cfg.batch_items_isolated else None
+        try:
+            for item in items:
+                out.append(self.batch_item(realm, rt, item))
+        finally:
+            realm.hidden = None
         return _json_reply({"BatchItemResponse": out, "time": clock.envelope_stamp()}), len(items)
 
     def batch_item(self, realm: Realm, rt: RealmRuntime, item: dict[str, Any]) -> dict[str, Any]:
@@ -533,7 +537,9 @@ class Api:
                 rt.bump("queries")
                 return {
                     "bId": bid,
-                    "QueryResponse": query.run(str(item["Query"]), realm.data, self.sandbox.config),
+                    "QueryResponse": query.run(
+                        str(item["Query"]), realm.visible_tables(), self.sandbox.config
+                    ),
                 }
             entity_keys = [k for k in item if k in SPECS]
             if len(entity_keys) != 1:

@@ -19,6 +19,8 @@ class SandboxConfig:
     max_concurrent: int = 10
     batch_per_minute: int = 40
     batch_max_items: int = 30
+    # Batch items don't see objects created by other items of the same batch (REF-batch, BLOG-B).
+    batch_items_isolated: bool = True
     # Multiplies every time window (throttle minute, requestid retention, CDC window, token TTLs are
     # left alone so OAuth keeps its own knobs). < 1 makes windows shorter for tests.
     time_scale: float = 1.0

@@ -95,6 +95,8 @@ class Realm:
         self.names: dict[str, tuple[str, str]] = {}
         self.docnumbers: dict[str, dict[str, str]] = {}
         self.doc_counters: dict[str, int] = {}
+        # Objects created by earlier items of the batch being run: invisible to later items (REF-batch).
+        self.hidden: set[tuple[str, str]] | None = None
 
     # ---------------------------------------------------------------- persistence
 
@@ -199,6 +201,15 @@ class Realm:
     def get(self, entity: str, obj_id: str) -> Obj | None:
         return self.data.get(entity, {}).get(obj_id)
 
+    def visible_tables(self) -> dict[str, dict[str, Obj]]:
+        """The tables as a batch item sees them (without the batch's own creations)."""
+        if not self.hidden:
+            return self.data
+        view = dict(self.data)
+        for entity in {e for e, _ in self.hidden}:
+            view[entity] = {k: v for k, v in self.data[entity].items() if (entity, k) not in self.hidden}
+        return view
+
     def stamp(self) -> tuple[datetime, str]:
         now = clock.now()
         return now, clock.meta_stamp(now)
@@ -246,7 +257,7 @@ class Realm:
     def _resolve_ref(self, targets: tuple[str, ...], value: str) -> tuple[str, Obj] | None:
         for target in targets:
             found = self.get(target, value)
-            if found is not None:
+            if found is not None and not (self.hidden and (target, value) in self.hidden):
                 return target, found
         return None
 
@@ -302,6 +313,8 @@ class Realm:
         out.update({k: v for k, v in obj.items() if k not in out})
         self._store(entity, None, out)
         self._emit(entity, obj_id, "Create", stamp)
+        if self.hidden is not None:
+            self.hidden.add((entity, obj_id))
         return out
 
     def read(self, entity: str, obj_id: str) -> Obj:
@@ -315,7 +328,7 @@ class Realm:
         if obj_id is None or obj_id == "":
             raise errors.required("Id")
         existing = self.get(entity, str(obj_id))
-        if existing is None:
+        if existing is None or (self.hidden and (entity, str(obj_id)) in self.hidden):
             raise errors.not_found(deleted=SPECS[entity].kind == TRANSACTION)
         token = body.get("SyncToken")
         if token is None or token == "":

@@ -169,3 +169,34 @@ def test_throttled_requests_are_not_cached(api: Api) -> None:
 def test_get_with_requestid_just_executes(api: Api) -> None:
     resp = api.get(f"/companyinfo/{api.realm_id}", params={"requestid": "r1"})
     assert resp.status_code == 200
+
+
+def test_batch_items_do_not_see_each_other(api: Api, limits) -> None:
+    body = {
+        "BatchItemRequest": [
+            {"bId": "c", "operation": "create", "Customer": {"DisplayName": "Batch Parent"}},
+            {"bId": "q", "Query": "select * from Customer where DisplayName = 'Batch Parent'"},
+        ]
+    }
+    items = {i["bId"]: i for i in api.post("/batch", body).json()["BatchItemResponse"]}
+    new_id = items["c"]["Customer"]["Id"]
+    assert items["q"]["QueryResponse"] == {}
+    follow = {
+        "BatchItemRequest": [
+            {"bId": "c2", "operation": "create", "Customer": {"DisplayName": "Second"}},
+            {"bId": "i", "operation": "create", "Invoice": invoice_body(str(int(new_id) + 1))},
+        ]
+    }
+    items = {i["bId"]: i for i in api.post("/batch", follow).json()["BatchItemResponse"]}
+    assert items["i"]["Fault"]["Error"][0]["code"] == "2500"
+    # After the batch, the objects are ordinary.
+    assert api.create("Invoice", invoice_body(items["c2"]["Customer"]["Id"]))["TotalAmt"] == 100.0
+    limits(batch_items_isolated=False)
+    again = {
+        "BatchItemRequest": [
+            {"bId": "c3", "operation": "create", "Customer": {"DisplayName": "Third"}},
+            {"bId": "q", "Query": "select * from Customer where DisplayName = 'Third'"},
+        ]
+    }
+    items = {i["bId"]: i for i in api.post("/batch", again).json()["BatchItemResponse"]}
+    assert items["q"]["QueryResponse"]["maxResults"] == 1
