@@ -12,9 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.checks import CheckMessage, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 __all__ = ["InvalidToken", "decrypt", "encrypt", "generate_key", "multifernet", "rotate"]
 
@@ -69,3 +72,17 @@ def rotate(ciphertext: str) -> str:
 
 def generate_key() -> str:
     return Fernet.generate_key().decode()
+
+
+@register(Tags.security, deploy=True)
+def check_token_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """`check --deploy`: real QBO tokens must not be encrypted with the SECRET_KEY-derived key."""
+    if getattr(settings, "QBO_ENVIRONMENT", "") != "production" or _configured_keys():
+        return []
+    return [
+        CheckWarning(
+            "QBO_TOKEN_KEYS is not set: QuickBooks tokens are encrypted with a key derived from SECRET_KEY.",
+            hint="Set QBO_TOKEN_KEYS to Fernet keys (manage.py qbo_rotate_token_keys --generate-key).",
+            id="quickbooks.W001",
+        )
+    ]
