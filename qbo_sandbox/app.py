@@ -399,7 +399,7 @@ class Api:
                 text = (self._raw_text(body, ctx) or "").strip()
             return _json_reply(
                 {
-                    "QueryResponse": query.run(text, realm.data, self.sandbox.config),
+                    "QueryResponse": query.run(text, realm.data, self.sandbox.config, realm.name_candidates),
                     "time": clock.envelope_stamp(),
                 }
             ), 0
@@ -538,7 +538,7 @@ class Api:
                 return {
                     "bId": bid,
                     "QueryResponse": query.run(
-                        str(item["Query"]), realm.visible_tables(), self.sandbox.config
+                        str(item["Query"]), realm.visible_tables(), self.sandbox.config, realm.name_candidates
                     ),
                 }
             entity_keys = [k for k in item if k in SPECS]

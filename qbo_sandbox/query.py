@@ -431,10 +431,19 @@ def resolve_entity(name: str) -> EntitySpec:
     return spec
 
 
+NameLookup = Callable[[str, str], "list[dict[str, Any]] | None"]
+
+
 def execute(
-    query: Query, tables: dict[str, dict[str, dict[str, Any]]], config: SandboxConfig
+    query: Query,
+    tables: dict[str, dict[str, dict[str, Any]]],
+    config: SandboxConfig,
+    by_name: NameLookup | None = None,
 ) -> dict[str, Any]:
-    """Run a parsed query; returns the `QueryResponse` object."""
+    """Run a parsed query; returns the `QueryResponse` object.
+
+    `by_name(entity, display_name)` may return the candidates for a `DisplayName = '...'` condition
+    from an index (None = no index); candidates are still checked against every condition."""
     spec = resolve_entity(query.entity)
     for cond in query.conditions:
         if cond.path[0].lower() == "line":
@@ -446,7 +455,15 @@ def execute(
     preds = [_compile(c, cmp) for c in conditions]
     if implicit_active:
         preds.insert(0, lambda o: o.get("Active") is not False)
-    values = tables.get(spec.name, {}).values()
+    values: Any = tables.get(spec.name, {}).values()
+    if by_name is not None:
+        for cond in conditions:
+            if len(cond.path) == 1 and cond.path[0].lower() == "displayname" and cond.op == "=":
+                literal = cond.values[0]
+                found = by_name(spec.name, literal) if _plain_text(literal) else None
+                if found is not None:
+                    values = found
+                    break
     if not preds:
         rows = list(values)
     elif len(preds) == 1:
@@ -461,11 +478,11 @@ def execute(
     elif spec.name_field and spec.kind == "name":
         name_key = spec.name_field
 
-        def by_name(o: dict[str, Any]) -> tuple[str, tuple[int, str]]:
+        def name_order(o: dict[str, Any]) -> tuple[str, tuple[int, str]]:
             # Name lists come back in name order (README of the sample data); Id breaks ties.
             return (str(o.get("FullyQualifiedName") or o.get(name_key) or "").casefold(), _id_key(o))
 
-        rows.sort(key=by_name)
+        rows.sort(key=name_order)
     else:
         rows.sort(key=_id_key)
     for path, desc in reversed(query.order):
@@ -484,5 +501,10 @@ def execute(
     return {spec.name: page, "startPosition": start, "maxResults": len(page)}
 
 
-def run(text: str, tables: dict[str, dict[str, dict[str, Any]]], config: SandboxConfig) -> dict[str, Any]:
-    return execute(parse(text), tables, config)
+def run(
+    text: str,
+    tables: dict[str, dict[str, dict[str, Any]]],
+    config: SandboxConfig,
+    by_name: NameLookup | None = None,
+) -> dict[str, Any]:
+    return execute(parse(text), tables, config, by_name)

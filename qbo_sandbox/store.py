@@ -201,6 +201,24 @@ class Realm:
     def get(self, entity: str, obj_id: str) -> Obj | None:
         return self.data.get(entity, {}).get(obj_id)
 
+    def name_candidates(self, entity: str, display_name: str) -> list[Obj] | None:
+        """Objects whose DisplayName could equal `display_name` case-insensitively, from the uniqueness
+        index; None when the index can't answer (it then may miss inactive or differently cased names)."""
+        cfg = self.config
+        if entity not in PERSON_ENTITIES or self.hidden:
+            return None
+        if not (
+            cfg.name_unique_case_insensitive
+            and cfg.name_unique_includes_inactive
+            and cfg.query_case_insensitive
+        ):
+            return None
+        hit = self.names.get(self._name_key(display_name))
+        if hit is None or hit[0] != entity:
+            return []
+        obj = self.get(entity, hit[1])
+        return [obj] if obj is not None else []
+
     def visible_tables(self) -> dict[str, dict[str, Obj]]:
         """The tables as a batch item sees them (without the batch's own creations)."""
         if not self.hidden:
