@@ -26,15 +26,16 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import OperationalError, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from practice.quickbooks import tokens
@@ -372,6 +373,27 @@ def _adopt(target: Connection, source: Connection) -> None:
         setattr(target, name, getattr(source, name))
 
 
+_T = TypeVar("_T")
+
+
+def _db(op: Callable[[], _T], *, patience: float = 30.0) -> _T:
+    """Run one autocommit statement, retrying while SQLite reports a lock.
+
+    SQLite answers "database/table is locked" when another connection writes at that instant
+    and its busy timeout is exhausted (or never applies, as with shared-cache in-memory test
+    databases). Losing the write of a rotated refresh token would lose the connection, so
+    the refresh's statements wait it out. PostgreSQL waits on row locks itself.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return op()
+        except OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01 + secrets.randbelow(40) / 1000)
+
+
 def refresh_margin_seconds() -> float:
     return float(getattr(settings, "QBO_REFRESH_MARGIN_SECONDS", DEFAULT_REFRESH_MARGIN_SECONDS))
 
@@ -385,6 +407,16 @@ def access_token(connection: Connection) -> str:
             raise ReauthRequired("The QuickBooks sign-in has expired")
         refresh(connection)
     return tokens.decrypt(connection.access_token_enc)
+
+
+def _claim(rows: QuerySet[Connection], *, seen: int, owner: str) -> int:
+    """Take the refresh claim if nobody refreshed since `seen` and no live claim exists."""
+    now = timezone.now()
+    return (
+        rows.filter(token_version=seen, status=ConnectionStatus.CONNECTED)
+        .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=now))
+        .update(refresh_lock_owner=owner, refresh_lock_until=now + timedelta(seconds=REFRESH_CLAIM_SECONDS))
+    )
 
 
 def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
@@ -405,13 +437,8 @@ def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
     deadline = time.monotonic() + claim_wait
     rows = Connection.objects.filter(pk=connection.pk)
     while True:
-        now = timezone.now()
-        claimed = (
-            rows.filter(token_version=seen, status=ConnectionStatus.CONNECTED)
-            .filter(Q(refresh_lock_until__isnull=True) | Q(refresh_lock_until__lt=now))
-            .update(refresh_lock_owner=me, refresh_lock_until=now + timedelta(seconds=REFRESH_CLAIM_SECONDS))
-        )
-        current = rows.get()
+        claimed = _db(lambda: _claim(rows, seen=seen, owner=me))
+        current = _db(rows.get)
         if claimed:
             break
         if current.token_version != seen or current.status != ConnectionStatus.CONNECTED:
@@ -433,36 +460,42 @@ def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
             prepare_token_request("refresh_token", refresh_token=tokens.decrypt(current.refresh_token_enc)),
         )
     except ReauthRequired as exc:
-        rows.filter(token_version=seen).update(
-            status=ConnectionStatus.NEEDS_RECONNECT,
-            last_error=str(exc.message),
-            last_error_at=timezone.now(),
-            refresh_lock_owner="",
-            refresh_lock_until=None,
+        message = str(exc.message)
+        _db(
+            lambda: rows.filter(token_version=seen).update(
+                status=ConnectionStatus.NEEDS_RECONNECT,
+                last_error=message,
+                last_error_at=timezone.now(),
+                refresh_lock_owner="",
+                refresh_lock_until=None,
+            )
         )
-        _adopt(connection, rows.get())
+        _adopt(connection, _db(rows.get))
         log.warning("qbo.token.refresh.invalid_grant connection=%s realm=%s", connection.pk, current.realm_id)
         raise
     except BaseException:
-        rows.filter(refresh_lock_owner=me).update(refresh_lock_owner="", refresh_lock_until=None)
+        _db(lambda: rows.filter(refresh_lock_owner=me).update(refresh_lock_owner="", refresh_lock_until=None))
         raise
 
-    written = rows.filter(token_version=seen, refresh_lock_owner=me).update(
-        access_token_enc=tokens.encrypt(token_set.access_token),
-        access_token_expires_at=token_set.access_expires_at,
-        refresh_token_enc=tokens.encrypt(token_set.refresh_token),
-        refresh_token_expires_at=token_set.refresh_expires_at,
-        token_version=F("token_version") + 1,
-        refresh_lock_owner="",
-        refresh_lock_until=None,
-        last_error="",
-        last_error_at=None,
+    new_values = {
+        "access_token_enc": tokens.encrypt(token_set.access_token),
+        "access_token_expires_at": token_set.access_expires_at,
+        "refresh_token_enc": tokens.encrypt(token_set.refresh_token),
+        "refresh_token_expires_at": token_set.refresh_expires_at,
+        "token_version": F("token_version") + 1,
+        "refresh_lock_owner": "",
+        "refresh_lock_until": None,
+        "last_error": "",
+        "last_error_at": None,
+    }
+    written = _db(
+        lambda: rows.filter(token_version=seen, refresh_lock_owner=me).update(**new_values), patience=60
     )
     if not written:
         # Our claim lapsed and someone else refreshed meanwhile; their pair is the one stored.
         # Ours stays valid at Intuit too (old refresh tokens live 24 h, §8.4), so nothing breaks.
         log.warning("qbo.token.refresh.claim_lapsed connection=%s", connection.pk)
-    _adopt(connection, rows.get())
+    _adopt(connection, _db(rows.get))
     if connection.status != ConnectionStatus.CONNECTED:
         # Disconnected while we were refreshing: the disconnect wins.
         raise ReauthRequired("The QuickBooks connection was disconnected")
@@ -485,13 +518,16 @@ def mark_needs_reconnect(connection: Connection, *, reason: str, seen_version: i
     rows = Connection.objects.filter(pk=connection.pk, status=ConnectionStatus.CONNECTED)
     if seen_version is not None:
         rows = rows.filter(token_version=seen_version)
-    if rows.update(
-        status=ConnectionStatus.NEEDS_RECONNECT, last_error=reason[:2000], last_error_at=timezone.now()
-    ):
+    changed = _db(
+        lambda: rows.update(
+            status=ConnectionStatus.NEEDS_RECONNECT, last_error=reason[:2000], last_error_at=timezone.now()
+        )
+    )
+    if changed:
         log.warning(
             "qbo.connection.needs_reconnect connection=%s realm=%s", connection.pk, connection.realm_id
         )
-    _adopt(connection, Connection.objects.get(pk=connection.pk))
+    _adopt(connection, _db(Connection.objects.filter(pk=connection.pk).get))
 
 
 # --------------------------------------------------------------------------------------------
