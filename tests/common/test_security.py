@@ -219,7 +219,11 @@ def _example_path(route: str) -> str | None:
     """`accounts/<int:pk>/edit/` -> `/accounts/1/edit/`; None for regex routes."""
     if "(?P" in route or "^" in route:
         return None
-    return "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: EXAMPLE_VALUES.get(m.group(1) or "str", "x"), route)
+
+    def example(match: re.Match[str]) -> str:
+        return EXAMPLE_VALUES.get(match.group(1) or "str", "x")
+
+    return "/" + re.sub(r"<(?:(\w+):)?\w+>", example, route)
 
 
 def test_every_url_refuses_a_post_without_the_csrf_token(account):
