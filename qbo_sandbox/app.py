@@ -282,6 +282,8 @@ class Api:
         if not limited and ctx.operation == "batch":
             batch = rt.per_app_batch.setdefault(ctx.client, _window())
             limited = batch.count(now, 60 * scale) >= cfg.batch_per_minute
+            if not limited and cfg.batch_per_minute_realm > 0:
+                limited = rt.batch_minute.count(now, 60 * scale) >= cfg.batch_per_minute_realm
         if limited:
             if cfg.throttle_body == "json":
                 reply = Reply(429, errors.dumps(errors.throttle_json()))
@@ -294,6 +296,7 @@ class Api:
         second.events.append(now)
         if batch is not None:
             batch.events.append(now)
+            rt.batch_minute.events.append(now)
         return None
 
     async def injected(self, rule: Any, realm_id: str, ctx: Ctx) -> Reply:

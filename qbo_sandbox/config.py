@@ -17,7 +17,8 @@ class SandboxConfig:
     throttling_enabled: bool = True
     requests_per_minute: int = 500
     max_concurrent: int = 10
-    batch_per_minute: int = 40
+    batch_per_minute: int = 40  # per realm and app
+    batch_per_minute_realm: int = 120  # per realm, all apps together
     batch_max_items: int = 30
     # Batch items don't see objects created by other items of the same batch (REF-batch, BLOG-B).
     batch_items_isolated: bool = True
@@ -46,6 +47,9 @@ class SandboxConfig:
     max_results_error: bool = False
     # requestid: answer 600 when a reused id carries a different request (§5 option), instead of replaying.
     requestid_mismatch_fault: bool = False
+    # Payment lines applying more than an invoice's open balance: 6000 (True, §2.6 emulator choice) or
+    # applied up to the open balance with the rest left unapplied (False); unverified (§12).
+    reject_overapplied_payments: bool = True
     # 429 body: "xml" as QBO sends it, or "json"; optional Retry-After header (unverified, §7).
     throttle_body: str = "xml"
     retry_after_header: bool = False

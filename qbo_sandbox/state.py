@@ -84,6 +84,7 @@ class RealmRuntime:
     """What the sandbox tracks about a realm's traffic; not part of the books and not snapshotted."""
 
     minute: Window = field(default_factory=Window)
+    batch_minute: Window = field(default_factory=Window)
     per_app_second: dict[str, Window] = field(default_factory=dict)
     per_app_batch: dict[str, Window] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)

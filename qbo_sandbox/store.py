@@ -1110,6 +1110,10 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
                     "Line.LinkedTxn",
                 )
             open_amount = float(target.get("Balance") or 0) + previous.get((txn_type, txn_id), 0.0)
+            if amount > open_amount + 0.005 and not realm.config.reject_overapplied_payments:
+                # The alternative reading of QBO: apply what is open, leave the rest unapplied.
+                amount = money(max(open_amount, 0.0))
+                line["Amount"] = amount
             if amount > open_amount + 0.005:
                 raise errors.business(
                     f"The payment amount applied to {txn_type} {txn_id} ({amount:.2f}) is more than its open "

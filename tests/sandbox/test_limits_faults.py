@@ -166,3 +166,20 @@ def test_injected_401_and_revocation(api: Api) -> None:
 def test_unknown_fault_kind_is_rejected(api: Api) -> None:
     with pytest.raises(RuntimeError):
         api.server.inject_fault(api.realm_id, "meteor")
+
+
+def test_batch_per_minute_per_realm_across_apps(api: Api, sandbox, limits) -> None:
+    limits(
+        throttling_enabled=True,
+        batch_per_minute=10,
+        batch_per_minute_realm=2,
+        requests_per_second=0,
+        time_scale=0.05,
+    )
+    body = {"BatchItemRequest": [{"bId": "1", "Query": "select * from Term"}]}
+    assert api.post("/batch", body).status_code == 200
+    client_id, _ = sandbox.register_app()
+    other_token = sandbox.issue_tokens(api.realm_id, client_id)["access_token"]
+    with sandbox.api(api.realm_id, other_token) as other:
+        assert other.post("/batch", json=body).status_code == 200
+        assert other.post("/batch", json=body).status_code == 429

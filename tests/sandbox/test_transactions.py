@@ -324,3 +324,16 @@ def test_transaction_ids_share_one_sequence(api: Api) -> None:
     a = api.create("Invoice", invoice_body(cid))
     b = api.create("Payment", {"CustomerRef": {"value": cid}, "TotalAmt": 1})
     assert int(b["Id"]) == int(a["Id"]) + 1
+
+
+def test_overapplied_payment_can_be_left_unapplied(api: Api, limits) -> None:
+    limits(reject_overapplied_payments=False)
+    cid = _customer(api)
+    inv = api.create("Invoice", invoice_body(cid, 100.0))
+    link = [{"TxnId": inv["Id"], "TxnType": "Invoice"}]
+    pay = api.create(
+        "Payment",
+        {"CustomerRef": {"value": cid}, "TotalAmt": 150.0, "Line": [{"Amount": 150.0, "LinkedTxn": link}]},
+    )
+    assert pay["Line"][0]["Amount"] == 100.0 and pay["UnappliedAmt"] == 50.0
+    assert api.read("Invoice", inv["Id"])["Balance"] == 0
