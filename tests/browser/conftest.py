@@ -47,7 +47,9 @@ def _scratch():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API allows one running instance per thread, and other test
+# modules (tests/clients/test_browser.py) start their own after this one is closed.
+@pytest.fixture(scope="module")
 def pw_browser(_scratch):
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"No Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)")
