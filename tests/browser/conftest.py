@@ -93,9 +93,9 @@ def login(pw_browser, live_server):
 
     contexts = []
 
-    def make(email: str, *, language: str = "en"):
+    def make(email: str, *, language: str = "en", password: str = PASSWORD):
         c = Client()
-        assert c.login(username=email, password=PASSWORD)
+        assert c.login(username=email, password=password)
         cookie = c.cookies[dj_settings.SESSION_COOKIE_NAME].value
         context = pw_browser.new_context(viewport={"width": 1280, "height": 900}, locale=language)
         context.add_cookies(

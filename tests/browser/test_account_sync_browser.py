@@ -79,24 +79,13 @@ def test_hovering_a_status_shows_its_tooltip(live_server, login, synced_firm):
     expect()(synced.locator(".tip-body a")).to_have_attribute(
         "href", __import__("re").compile("customerdetail")
     )
-    out = os.environ.get("SCREENSHOTS_DIR")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        page.mouse.move(0, 0)  # close the other tooltip first
-        cell.hover()
-        expect()(tip).to_be_visible()
-        page.screenshot(path=str(Path(out) / "accounts-list.png"), full_page=True)
 
 
-def test_account_info_error_screenshot(live_server, login, synced_firm):
+def test_account_info_error_and_menu(live_server, login, synced_firm):
     _conn, accts = synced_firm
     page = login("owner@acme.test")
     page.goto(f"{live_server.url}/clients/accounts/{accts['Pyes Cakes'].pk}/")
     expect()(page.locator(".qbo-error")).to_contain_text("Pye's Cakes")
-    out = os.environ.get("SCREENSHOTS_DIR")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(out) / "account-info-error.png"), full_page=True)
     page.locator(".qbo-menu summary").click()
     expect()(page.get_by_role("button", name="Do not sync this account")).to_be_visible()
     expect()(page.get_by_role("button", name="Retry")).to_be_visible()
@@ -128,3 +117,45 @@ def test_employee_sees_statuses_but_no_menu(live_server, login, synced_firm):
     expect()(page.locator("#qbo-sync-dialog")).to_have_count(0)
     page.goto(f"{live_server.url}/clients/accounts/")
     expect()(page.locator("#qbo-bulk")).to_have_count(0)
+
+
+def test_list_updates_live_while_syncing(live_server, login, synced_firm):
+    conn, accts = synced_firm
+    acct = accts["Brand New Client"]
+    SyncLink.objects.filter(connection=conn, local_id=acct.pk).update(status="syncing")
+    page = login("owner@acme.test")
+    page.goto(f"{live_server.url}/clients/accounts/")
+    badge = page.locator(f"#qbo-status-{acct.pk} .badge")
+    expect()(badge).to_have_text("Syncing")
+    expect()(page.locator("#qbo-poller[hx-get]")).to_have_count(1)
+    SyncLink.objects.filter(connection=conn, local_id=acct.pk).update(status="synced")
+    expect()(badge).to_have_text("Synced", timeout=8000)  # the 2 s poll brought it
+    expect()(page.locator("#qbo-poller[hx-get]")).to_have_count(0)  # and polling stopped
+
+
+def test_demo_screenshots(live_server, login, qbo_live, db):
+    """The two README screenshots from the demo data (runs only when SCREENSHOTS_DIR is set)."""
+    out = os.environ.get("SCREENSHOTS_DIR")
+    if not out:
+        pytest.skip("set SCREENSHOTS_DIR to write the demo screenshots")
+    from practice.billing.demo import DEMO_OWNER_EMAIL, DEMO_PASSWORD, demo_seed
+    from practice.quickbooks.demo import seed_demo_company
+
+    firm = demo_seed().firm
+    realm = qbo_live.create_realm(seed="sample-us", name="Demo Company (sandbox)")
+    seed_demo_company(realm, qbo_live.url)
+    conn = connect_firm(firm, realm, qbo_live, client_id=CLIENT_ID)
+    conn.setup_completed_at = timezone.now()
+    conn.save()
+    engine.run_realm(conn.pk)
+    page = login(DEMO_OWNER_EMAIL, password=DEMO_PASSWORD)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    page.goto(f"{live_server.url}/clients/accounts/")
+    error = page.locator(".qbo-status[data-status=error]").first
+    error.hover()
+    expect()(error.locator(".tip-body")).to_be_visible()
+    page.screenshot(path=str(Path(out) / "accounts-list.png"), full_page=True)
+    pyes = firm.accounts.get(name="Pyes Cakes")
+    page.goto(f"{live_server.url}/clients/accounts/{pyes.pk}/")
+    expect()(page.locator(".qbo-error")).to_be_visible()
+    page.screenshot(path=str(Path(out) / "account-info-error.png"), full_page=True)
