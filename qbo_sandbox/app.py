@@ -380,15 +380,21 @@ class Api:
             reply = _fault_reply(err)
         if ctx.method == "POST" and rid is not None and reply.status < 500 and reply.status != 429:
             rt.requestids[rid] = (time.time(), fingerprint, reply.status, reply.body, reply.content_type)
-            if len(rt.requestids) > 50000:
-                self._prune_requestids(rt)
+            self._prune_requestids(rt)
         return reply, False, items
 
     def _prune_requestids(self, rt: RealmRuntime) -> None:
+        """Forget the oldest ids: expired ones, and beyond `requestid_max_entries` the oldest anyway.
+
+        The cache is insertion ordered, so this only ever looks at its head."""
         cfg = self.sandbox.config
+        cache = rt.requestids
         cutoff = time.time() - cfg.requestid_retention_seconds * cfg.time_scale
-        for key in [k for k, v in rt.requestids.items() if v[0] < cutoff]:
-            del rt.requestids[key]
+        while cache:
+            oldest = next(iter(cache))
+            if cache[oldest][0] >= cutoff and len(cache) <= cfg.requestid_max_entries:
+                break
+            del cache[oldest]
 
     def dispatch(self, realm: Realm, rt: RealmRuntime, ctx: Ctx, body: Any) -> tuple[Reply, int]:
         op = ctx.operation

@@ -27,6 +27,7 @@ class SandboxConfig:
     time_scale: float = 1.0
     # requestid replay memory (§5); QBO does not document it, the recommendation is "about a day".
     requestid_retention_seconds: float = 86400.0
+    requestid_max_entries: int = 200000  # per realm; the oldest are forgotten first
     # Query paging (§3).
     default_max_results: int = 100
     max_results_cap: int = 1000

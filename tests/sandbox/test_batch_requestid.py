@@ -200,3 +200,13 @@ def test_batch_items_do_not_see_each_other(api: Api, limits) -> None:
     }
     items = {i["bId"]: i for i in api.post("/batch", again).json()["BatchItemResponse"]}
     assert items["q"]["QueryResponse"]["maxResults"] == 1
+
+
+def test_requestid_cache_forgets_oldest_beyond_its_size(api: Api, limits) -> None:
+    limits(requestid_max_entries=2)
+    for i in range(3):
+        api.post("/customer", customer_body(f"Cached {i}"), params={"requestid": f"cap-{i}"})
+    newest = api.post("/customer", customer_body("Cached 2"), params={"requestid": "cap-2"})
+    assert newest.status_code == 200  # still replayed
+    oldest = api.post("/customer", customer_body("Cached 0"), params={"requestid": "cap-0"})
+    assert api.fault(oldest)["code"] == "6240"  # forgotten, so executed again
