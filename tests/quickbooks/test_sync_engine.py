@@ -316,3 +316,25 @@ def test_two_runners_at_once_create_each_customer_once(firm, realm_id, sandbox):
     run(conn)  # whoever was busy: a later run finds nothing left to do
     for name in names:
         assert len(qbo_customers(conn, name)) == 1
+
+
+def test_preview_agrees_with_the_first_run(firm, conn, sandbox, realm_id):
+    accts = accounts(firm, "Amy's Bird Sanctuary", "Preview New", "Pyes Cakes", "Books by Bessie")
+    preview = services.account_sync_preview(connection=conn)
+    assert preview.link_by_name == ["Amy's Bird Sanctuary"]
+    assert preview.create == ["Preview New"]
+    assert [n for n, _m in preview.need_a_person] == ["Books by Bessie", "Pyes Cakes"]
+    assert not SyncLink.objects.exists() and qbo_customers(conn, "Preview New") == []
+    run(conn)
+    assert [link_of(conn, a).status for a in accts] == ["synced", "synced", "error", "error"]
+    assert services.account_sync_preview(connection=conn).as_counts()["already_linked"] == 2
+
+
+def test_customer_ref_only_for_synced_accounts(firm, conn):
+    synced, errored = accounts(firm, "Cool Cars", "Pyes Cakes")
+    run(conn)
+    ref = services.customer_ref(connection=conn, account_id=synced.pk)
+    assert ref and ref["name"] == "Cool Cars"
+    assert services.customer_ref(connection=conn, account_id=errored.pk) is None
+    services.account_unsync(firm=firm, account=synced)
+    assert services.customer_ref(connection=conn, account_id=synced.pk) is None
