@@ -146,6 +146,9 @@ TASK_REAPER_STALE_SECONDS = int(os.environ.get("TASK_REAPER_STALE_SECONDS", "900
 # How often `run_worker` runs the reaper, and how many claims a task gets before it is FAILED.
 TASK_REAPER_INTERVAL_SECONDS = int(os.environ.get("TASK_REAPER_INTERVAL_SECONDS", "60"))
 TASK_REAPER_MAX_ATTEMPTS = int(os.environ.get("TASK_REAPER_MAX_ATTEMPTS", "5"))
+# run_worker's heartbeat: a worker silent this long is dead, and its RUNNING task is requeued.
+TASK_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("TASK_WORKER_HEARTBEAT_SECONDS", "10"))
+TASK_WORKER_DEAD_AFTER_SECONDS = float(os.environ.get("TASK_WORKER_DEAD_AFTER_SECONDS", "60"))
 
 # Sessions and cookies (Intuit security review: Secure, HttpOnly, SameSite).
 SESSION_COOKIE_HTTPONLY = True

@@ -16,7 +16,15 @@ from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from practice.common.tasks import WORKER_LOST, ReaperThread, enqueue_on_commit, reap_stale_tasks
+from practice.common.models import WorkerHeartbeat
+from practice.common.tasks import (
+    WORKER_LOST,
+    ReaperThread,
+    enqueue_on_commit,
+    heartbeat,
+    heartbeat_stop,
+    reap_stale_tasks,
+)
 from tests.common.sample_tasks import record_run
 from tests.common.shared_db import MANAGE, SharedDatabase
 
@@ -96,6 +104,37 @@ def test_reaper_fails_a_task_that_keeps_killing_workers(db, tmp_path):
     assert row.finished_at is not None
 
 
+def test_a_live_workers_long_task_is_left_alone(db, tmp_path):
+    row = make_running(str(tmp_path / "a"), age_seconds=3 * 3600, worker_ids=["w-live"])
+    heartbeat("w-live")
+    assert not reap_stale_tasks(60)
+    row.refresh_from_db()
+    assert row.status == TaskResultStatus.RUNNING
+
+
+def test_a_dead_workers_task_is_requeued_however_young(db, tmp_path, settings):
+    settings.TASK_WORKER_DEAD_AFTER_SECONDS = 30
+    row = make_running(str(tmp_path / "a"), age_seconds=1, worker_ids=["w-old", "w-dead"])
+    heartbeat("w-dead", now=timezone.now() - timedelta(seconds=31))
+    heartbeat("w-old")  # an earlier claimer being alive does not matter: the last one holds it
+    assert reap_stale_tasks(3600).requeued == [str(row.pk)]
+
+
+def test_a_worker_that_stops_marks_itself_dead(db, tmp_path):
+    row = make_running(str(tmp_path / "a"), age_seconds=1, worker_ids=["w-1"])
+    heartbeat("w-1")
+    assert not reap_stale_tasks(3600)
+    heartbeat_stop("w-1")
+    assert reap_stale_tasks(3600).requeued == [str(row.pk)]
+
+
+def test_heartbeats_of_long_gone_workers_are_pruned(db):
+    heartbeat("w-gone", now=timezone.now() - timedelta(days=2))
+    heartbeat("w-here")
+    reap_stale_tasks()
+    assert list(WorkerHeartbeat.objects.values_list("pk", flat=True)) == ["w-here"]
+
+
 def test_reap_tasks_command(db, tmp_path, capsys):
     row = make_running(str(tmp_path / "a"), age_seconds=30)
     call_command("reap_tasks", "--older-than", "10")
@@ -108,10 +147,24 @@ def test_reap_tasks_command(db, tmp_path, capsys):
 def test_run_worker_reaps_at_start_then_runs_the_task(tmp_path):
     marker = tmp_path / "m"
     row = make_running(str(marker), age_seconds=120)
-    call_command("run_worker", "--batch", "--no-startup-delay", "--stale-seconds", "60", verbosity=0)
+    call_command(
+        "run_worker",
+        "--batch",
+        "--no-startup-delay",
+        "--stale-seconds",
+        "60",
+        "--worker-id",
+        "w-9",
+        verbosity=0,
+    )
     row.refresh_from_db()
     assert row.status == TaskResultStatus.SUCCESSFUL
+    assert row.worker_ids == ["dead-worker", "w-9"]
     assert marker.read_text().count("done") == 1
+    # It signed its heartbeat, and marked itself gone on the way out.
+    beat = WorkerHeartbeat.objects.get(pk="w-9")
+    assert beat.pid == os.getpid()
+    assert beat.last_seen.year == 2000
 
 
 @pytest.mark.django_db(transaction=True)
@@ -136,11 +189,15 @@ def test_reaper_thread_runs_periodically(tmp_path):
 # --- a real worker, killed mid-task ----------------------------------------------------------
 
 
+DEAD_AFTER = 1.5
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_killed_worker_task_is_reaped_and_completes_exactly_once(tmp_path):
     started = time.monotonic()
     shared = SharedDatabase(tmp_path)
+    shared.env.update(TASK_WORKER_HEARTBEAT_SECONDS="0.2", TASK_WORKER_DEAD_AFTER_SECONDS=str(DEAD_AFTER))
     marker = tmp_path / "runs.txt"
     task_id = str(record_run.enqueue(str(marker), first_run_sleep=60).id)
     shared.publish()
@@ -165,6 +222,7 @@ def test_killed_worker_task_is_reaped_and_completes_exactly_once(tmp_path):
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+    killed_at = time.monotonic()
     status, worker_ids = shared.task_row(task_id)
     assert status == TaskResultStatus.RUNNING
     assert len(worker_ids) == 1
@@ -173,10 +231,13 @@ def test_killed_worker_task_is_reaped_and_completes_exactly_once(tmp_path):
     shared.manage("db_worker", "--batch", "--no-startup-delay", "--no-reload")
     assert shared.task_row(task_id)[0] == TaskResultStatus.RUNNING
 
-    # ...the reaper puts it back, and the next worker runs it to the end, once.
-    out = shared.manage("reap_tasks", "--older-than", "0").stdout
+    # ...the reaper sees the killed worker's heartbeat go silent and puts the task back (the
+    # task is far younger than TASK_REAPER_STALE_SECONDS: the heartbeat is what tells)...
+    time.sleep(max(0.0, DEAD_AFTER + 0.3 - (time.monotonic() - killed_at)))
+    out = shared.manage("reap_tasks").stdout
     assert "Requeued 1 task(s)" in out
     assert shared.task_row(task_id)[0] == TaskResultStatus.READY
+    # ...and the next worker runs it to the end, once.
     shared.manage("run_worker", "--batch", "--no-startup-delay")
 
     status, worker_ids = shared.task_row(task_id)

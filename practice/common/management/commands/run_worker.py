@@ -1,9 +1,11 @@
-"""`manage.py run_worker`: django-tasks-db's `db_worker`, with the reaper beside it.
+"""`manage.py run_worker`: django-tasks-db's `db_worker`, with a heartbeat and the reaper beside it.
 
-The reaper runs once before the first task is claimed (a restarted worker picks up what its
-killed predecessor left RUNNING) and then every --reap-every seconds in a thread, so a pool of
-workers keeps the queue healthy with no cron job. Several workers reaping at once is safe: the
-reaper's updates are conditional (see practice.common.tasks.reap_stale_tasks).
+The worker records a heartbeat (practice.common.models.WorkerHeartbeat) every
+TASK_WORKER_HEARTBEAT_SECONDS, so the reaper can tell its long tasks from a dead worker's. The
+reaper runs once before the first task is claimed (a restarted worker picks up what its killed
+predecessor left RUNNING) and then every --reap-every seconds in a thread, so a pool of workers
+keeps the queue healthy with no cron job. Several workers reaping at once is safe: the reaper's
+updates are conditional (see practice.common.tasks.reap_stale_tasks).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
+from django.utils.crypto import get_random_string
 
-from practice.common.tasks import ReaperThread, reap_stale_tasks
+from practice.common.tasks import ReaperThread, heartbeat, heartbeat_stop, reap_stale_tasks
 
 
 class Command(BaseCommand):
@@ -57,6 +60,9 @@ class Command(BaseCommand):
         if every is None:
             every = getattr(settings, "TASK_REAPER_INTERVAL_SECONDS", 60)
 
+        # db_worker would pick its own random id; we need it to sign the heartbeat.
+        worker_id = options["worker_id"] or get_random_string(32)
+        heartbeat(worker_id)
         result = reap_stale_tasks(stale)
         if result:
             self.stdout.write(
@@ -64,10 +70,12 @@ class Command(BaseCommand):
             )
         close_old_connections()
 
-        reaper = None
-        if every > 0 and not options["batch"]:
-            reaper = ReaperThread(every_seconds=every, older_than_seconds=stale)
-            reaper.start()
+        beside = ReaperThread(
+            every_seconds=0 if options["batch"] else every,
+            older_than_seconds=stale,
+            worker_id=worker_id,
+        )
+        beside.start()
 
         worker_options: dict[str, Any] = {
             "queue_name": options["queue_name"],
@@ -78,13 +86,14 @@ class Command(BaseCommand):
             "reload": options["reload"],
             "max_tasks": options["max_tasks"],
             "verbosity": options["verbosity"],
+            "worker_id": worker_id,
         }
         if options["exclude_queues"]:
             worker_options["exclude_queues"] = options["exclude_queues"]
-        if options["worker_id"]:
-            worker_options["worker_id"] = options["worker_id"]
         try:
             call_command("db_worker", **worker_options)
         finally:
-            if reaper is not None:
-                reaper.stop()
+            beside.stop()
+            beside.join(timeout=5)
+            # Whatever this worker still holds (a task cut short) is reaped without waiting.
+            heartbeat_stop(worker_id)
