@@ -1,7 +1,8 @@
 """Runtime knobs of the sandbox, shared by the API core, OAuth and webhooks.
 
 Everything that QBO fixes (limits, windows, token lifetimes) is a field here so tests can shrink it,
-and `time_scale` compresses every time window at once: 0.01 makes a "minute" last 0.6 s.
+and `time_scale` compresses the time windows (throttling, requestid retention, webhook retries):
+0.01 makes a "minute" last 0.6 s.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ class SandboxConfig:
     batch_max_items: int = 30
     # Batch items don't see objects created by other items of the same batch (REF-batch, BLOG-B).
     batch_items_isolated: bool = True
-    # Multiplies every time window (throttle minute, requestid retention, CDC window, token TTLs are
-    # left alone so OAuth keeps its own knobs). < 1 makes windows shorter for tests.
+    # Multiplies the throttle windows and the requestid retention; < 1 makes them shorter for tests.
+    # The CDC window and OAuth lifetimes have their own knobs.
     time_scale: float = 1.0
     # requestid replay memory (§5); QBO does not document it, the recommendation is "about a day".
     requestid_retention_seconds: float = 86400.0
@@ -34,9 +35,6 @@ class SandboxConfig:
     # CDC look-back (§9.3).
     cdc_window_days: int = 30
     cdc_max_results: int = 1000
-    # Highest minorversion accepted; requests above it get a validation fault.
-    max_minor_version: int = 75
-    default_minor_version: int = 75
     # Fault injection "timeout" sleeps this long before answering (longer than a sane client timeout).
     timeout_fault_seconds: float = 30.0
     # DisplayName uniqueness across Customer/Vendor/Employee (§2.1 emulator choice), and string
