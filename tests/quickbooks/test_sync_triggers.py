@@ -111,3 +111,15 @@ def test_commands(firm, conn, capsys):
     assert "enqueued 0" in capsys.readouterr().out
     call_command("qbo_sweep", "--all", "--run")
     assert "connection" in capsys.readouterr().out
+
+
+def test_setup_then_worker_runs_the_first_sync(firm, connection, django_capture_on_commit_callbacks):
+    accounts(firm, "Worker Client")
+    DBTaskResult.objects.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        set_up(connection)  # what saving the setup page does
+    assert queued() == 1
+    call_command("run_worker", "--batch", "--no-startup-delay", "--reap-every", "0")
+    assert DBTaskResult.objects.get(task_path=SYNC_TASK).status == "SUCCESSFUL"
+    assert SyncLink.objects.get(connection=connection).status == SyncStatus.SYNCED
+    assert len(qbo_customers(connection, "Worker Client")) == 1
