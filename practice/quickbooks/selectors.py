@@ -75,10 +75,12 @@ class StatusView:
     error_kind: str = ""
     link_id: int | None = None
     in_flight: bool = False
+    paused: bool = False
 
     @property
     def is_syncing(self) -> bool:
-        return self.status == SyncStatus.SYNCING
+        """Worth polling for: Syncing, and not paused by a connection that needs reconnecting."""
+        return self.status == SyncStatus.SYNCING and not self.paused
 
     @property
     def inactive_candidate(self) -> dict[str, Any] | None:
@@ -110,11 +112,15 @@ def status_view(link: SyncLink | None, connection: Connection | None) -> StatusV
     elif status == SyncStatus.ERROR:
         view.tooltip = link.error_message if link is not None else ""
     elif status == SyncStatus.SYNCING:
-        view.tooltip = (
-            _("Waiting to retry after a temporary QuickBooks problem.")
-            if view.next_retry_at
-            else _("Being synced; this takes a moment.")
-        )
+        if connection is not None and not connection.is_connected:
+            # Pushes wait while the connection needs reconnecting; nothing is lost.
+            view.paused = True
+            view.tooltip = _("Waiting until QuickBooks is reconnected; nothing is lost.")
+            view.next_retry_at = None
+        elif view.next_retry_at:
+            view.tooltip = _("Waiting to retry after a temporary QuickBooks problem.")
+        else:
+            view.tooltip = _("Being synced; this takes a moment.")
     return view
 
 

@@ -118,3 +118,11 @@ def test_tooltips_per_status(firm, local_conn, client_as, settings):
     assert "Sync was turned off for this account" in page
     assert "Waiting to retry" in page and "Next attempt at" in page
     assert len(accts) == 5
+
+
+def test_syncing_while_disconnected_says_so_and_does_not_poll(firm, local_conn, client_as):
+    make_accounts(firm, local_conn, 5)
+    Connection.objects.filter(pk=local_conn.pk).update(status="needs_reconnect")
+    page = client_as("owner").get(reverse("clients:account_list")).content.decode()
+    assert "Waiting until QuickBooks is reconnected" in page
+    assert 'hx-trigger="every 2s"' not in page
