@@ -246,7 +246,30 @@ class Realm:
 
     # ---------------------------------------------------------------- validation
 
+    def _check_types(self, spec: EntitySpec, obj: Obj) -> None:
+        """Shape checks before any rule: lines are objects, string fields are strings (numbers are
+        accepted and turned into text, as QBO's JSON binding does)."""
+        lines = obj.get("Line")
+        if lines is not None and (
+            not isinstance(lines, list) or not all(isinstance(ln, dict) for ln in lines)
+        ):
+            raise errors.bad_request("Line must be a list of objects", "Line")
+        for path in (*spec.max_lengths, *spec.forbidden, "DisplayName", "Name", "PrivateNote", "DocNumber"):
+            if path.split(".", 1)[0].removesuffix("[]") not in obj:
+                continue
+            if "." not in path:
+                value = obj[path]
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    obj[path] = str(value)
+                elif value is not None and not isinstance(value, str):
+                    raise errors.bad_request(f"{path} must be a string", path)
+                continue
+            for element, value in iter_path(obj, path):
+                if (value is not None and not isinstance(value, str | int | float)) or isinstance(value, bool):
+                    raise errors.bad_request(f"{element} must be a string", element)
+
     def _check_strings(self, spec: EntitySpec, obj: Obj) -> None:
+        self._check_types(spec, obj)
         for path, chars in spec.forbidden.items():
             if path not in obj:
                 continue
@@ -770,7 +793,7 @@ def _build_account(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
         if acc_type is None:
             raise errors.invalid_enum("AccountSubType", str(sub))
         obj["AccountType"] = acc_type
-    if acc_type not in ACCOUNT_CLASSIFICATION:
+    if not isinstance(acc_type, str) or acc_type not in ACCOUNT_CLASSIFICATION:
         raise errors.invalid_enum("AccountType", str(acc_type))
     classification, default_sub = ACCOUNT_CLASSIFICATION[acc_type]
     obj["Classification"] = classification
@@ -973,7 +996,10 @@ def _tax_total(realm: Realm, obj: Obj) -> float:
         return 0.0
     total = tax.get("TotalTax")
     if total is None:
-        total = sum(float(t.get("Amount") or 0) for t in tax.get("TaxLine") or [])
+        tax_lines = tax.get("TaxLine") or []
+        if not isinstance(tax_lines, list) or not all(isinstance(t, dict) for t in tax_lines):
+            raise errors.bad_request("TxnTaxDetail.TaxLine must be a list of objects", "TxnTaxDetail.TaxLine")
+        total = sum(_num(t.get("Amount") or 0, "TaxLine.Amount") for t in tax_lines)
     tax["TotalTax"] = money(_num(total, "TxnTaxDetail.TotalTax"))
     return float(tax["TotalTax"])
 
@@ -994,6 +1020,9 @@ def _due_date(realm: Realm, obj: Obj) -> None:
 
 
 def _sales_common(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, options: set[str]) -> float:
+    links = obj.get("LinkedTxn")
+    if links is not None and (not isinstance(links, list) or not all(isinstance(lk, dict) for lk in links)):
+        raise errors.bad_request("LinkedTxn must be a list of objects", "LinkedTxn")
     obj.setdefault("TxnDate", clock.today())
     _check_date(obj, "TxnDate")
     _docnumber(realm, spec.name, obj, existing, options)
@@ -1086,9 +1115,14 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
         links = line.get("LinkedTxn")
         if not links:
             raise errors.required("Line.LinkedTxn")
+        if not isinstance(links, list) or not all(isinstance(lk, dict) for lk in links):
+            raise errors.bad_request("Line.LinkedTxn must be a list of objects", "Line.LinkedTxn")
         for link in links:
             txn_type = link.get("TxnType")
-            txn_id = str(link.get("TxnId", ""))
+            raw_id = link.get("TxnId", "")
+            if isinstance(raw_id, dict | list | bool):
+                raise errors.bad_request("Line.LinkedTxn.TxnId must be a string", "Line.LinkedTxn.TxnId")
+            txn_id = str(raw_id)
             link["TxnId"] = txn_id
             if txn_type not in (
                 "Invoice",
@@ -1179,7 +1213,7 @@ def _build_generic(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
         lines = obj.get("Line")
         if isinstance(lines, list):
             total = sum(
-                float(ln.get("Amount") or 0)
+                _num(ln.get("Amount") or 0, "Line.Amount")
                 for ln in lines
                 if isinstance(ln, dict) and ln.get("DetailType") != "SubTotalLineDetail"
             )
