@@ -465,9 +465,19 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
     realm = str(ctx.connection.realm_id)
     for start in range(0, len(ops), BATCH_SIZE):
         chunk = ops[start : start + BATCH_SIZE]
-        batch_rid = batch_request_id_for(realm, [op.request_id for op in chunk])
         with transaction.atomic():
+            # A person may have acted on a link since it was planned (unsync, link by hand):
+            # re-read under lock and drop what no longer needs this write.
+            locked = {
+                link.pk: link
+                for link in SyncLink.objects.select_for_update().filter(pk__in=[op.link.pk for op in chunk])
+            }
+            chunk = [op for op in chunk if _still_wanted(op, locked.get(op.link.pk))]
+            if not chunk:
+                continue
+            batch_rid = batch_request_id_for(realm, [op.request_id for op in chunk])
             for i, op in enumerate(chunk):
+                op.link.status = locked[op.link.pk].status
                 op.link.batch_request_id = batch_rid
                 op.link.batch_bid = f"b{i}"
                 op.link.pending_body = {
@@ -502,6 +512,13 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
         _send(ctx, kind_by_entity, batch_rid, chunk)
         sent += len(chunk)
     return sent
+
+
+def _still_wanted(op: Op, current: SyncLink | None) -> bool:
+    if current is None or current.batch_request_id or current.status == SyncStatus.SKIPPED:
+        return False
+    # Linked by hand meanwhile: a create would make a second customer.
+    return not (op.operation == "create" and current.qbo_id and current.status == SyncStatus.SYNCED)
 
 
 def replay_in_flight(ctx: RunContext) -> int:

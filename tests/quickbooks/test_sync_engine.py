@@ -338,3 +338,19 @@ def test_customer_ref_only_for_synced_accounts(firm, conn):
     assert services.customer_ref(connection=conn, account_id=errored.pk) is None
     services.account_unsync(firm=firm, account=synced)
     assert services.customer_ref(connection=conn, account_id=synced.pk) is None
+
+
+def test_a_person_acting_between_plan_and_send_wins(firm, conn):
+    unsynced, linked = accounts(firm, "Race Unsync", "Race Linked")
+    ctx = engine.RunContext(connection=conn, client=QBOClient(conn), owner="t", now=timezone.now())
+    assert engine.claim_lease(conn.pk, "t")
+    ops = services.plan_customers(ctx)
+    assert {op.link.local_id for op in ops} == {unsynced.pk, linked.pk}
+    services.account_unsync(firm=firm, account=unsynced)
+    cid = qbo_customers(conn, "Cool Cars")[0]["Id"]
+    services.account_sync_link(firm=firm, account=linked, customer_id=cid)
+    assert engine.dispatch(ctx, ops) == 0
+    engine.release_lease(conn.pk, "t")
+    assert qbo_customers(conn, "Race Unsync") == [] and qbo_customers(conn, "Race Linked") == []
+    assert link_of(conn, unsynced).status == SyncStatus.SKIPPED
+    assert link_of(conn, linked).qbo_id == cid
