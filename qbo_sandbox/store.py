@@ -265,7 +265,8 @@ class Realm:
                     raise errors.bad_request(f"{path} must be a string", path)
                 continue
             for element, value in iter_path(obj, path):
-                if (value is not None and not isinstance(value, str | int | float)) or isinstance(value, bool):
+                textual = isinstance(value, str | int | float) and not isinstance(value, bool)
+                if value is not None and not textual:
                     raise errors.bad_request(f"{element} must be a string", element)
 
     def _check_strings(self, spec: EntitySpec, obj: Obj) -> None:
