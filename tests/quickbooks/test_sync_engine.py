@@ -354,3 +354,21 @@ def test_a_person_acting_between_plan_and_send_wins(firm, conn):
     assert qbo_customers(conn, "Race Unsync") == [] and qbo_customers(conn, "Race Linked") == []
     assert link_of(conn, unsynced).status == SyncStatus.SKIPPED
     assert link_of(conn, linked).qbo_id == cid
+
+
+def test_replay_after_qbo_forgot_the_requestid_links_instead_of_duplicating(
+    firm, conn, sandbox, realm_id, settings
+):
+    settings.QBO_TRANSIENT_RETRIES = 0
+    sandbox.set_config(requestid_retention_seconds=0.0)  # QBO's retention window is undocumented
+    (acct,) = accounts(firm, "Forgotten Request Co")
+    sandbox.inject_fault(realm_id, "drop", count=1, operation="batch")
+    run(conn)
+    assert link_of(conn, acct).status == SyncStatus.SYNCING
+    make_due(conn)
+    run(conn)  # the replay is executed again: 6240, and the engine finds its own customer
+    link = link_of(conn, acct)
+    assert link.status == SyncStatus.SYNCED
+    (customer,) = qbo_customers(conn, "Forgotten Request Co")
+    assert customer["Id"] == link.qbo_id
+    assert SyncAttempt.objects.filter(link=link, fault_code="6240", outcome="success").exists()
