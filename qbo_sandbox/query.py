@@ -431,6 +431,9 @@ def resolve_entity(name: str) -> EntitySpec:
     return spec
 
 
+# Properties the reference marks as not filterable (qbo-api.md §3.1); Line.* is refused for all.
+NOT_FILTERABLE: dict[str, set[str]] = {"Purchase": {"departmentref", "accountref"}}
+
 NameLookup = Callable[[str, str], "list[dict[str, Any]] | None"]
 
 
@@ -445,8 +448,10 @@ def execute(
     `by_name(entity, display_name)` may return the candidates for a `DisplayName = '...'` condition
     from an index (None = no index); candidates are still checked against every condition."""
     spec = resolve_entity(query.entity)
+    blocked = NOT_FILTERABLE.get(spec.name, set())
     for cond in query.conditions:
-        if cond.path[0].lower() == "line":
+        head = cond.path[0].lower()
+        if head == "line" or head in blocked:
             raise errors.query_invalid(f"property '{'.'.join(cond.path)}' is not queryable")
     cmp = _Comparator(config.query_case_insensitive)
     conditions = list(query.conditions)

@@ -157,6 +157,9 @@ def test_unknown_entity_and_line_fields_are_4001(people: Api) -> None:
     assert people.fault(people.get("/query", params={"query": "select * from Widget"}))["code"] == "4001"
     resp = people.get("/query", params={"query": "select * from Invoice where Line.Amount > '5'"})
     assert people.fault(resp)["code"] == "4001"
+    resp = people.get("/query", params={"query": "select * from Purchase where AccountRef = '35'"})
+    err = people.fault(resp)
+    assert err["code"] == "4001" and "not queryable" in err["Detail"]
 
 
 def test_name_lists_have_implicit_active_filter_but_taxcode_does_not(sample: Api) -> None:
