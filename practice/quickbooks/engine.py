@@ -411,8 +411,9 @@ def _schedule_retry(
     ctx: RunContext, ops: list[Op], err: Retriable, *, batch_rid: str, new_request: bool = False
 ) -> None:
     retry_after = err.retry_after
-    if isinstance(err, RateLimited) and retry_after is None:
-        retry_after = 60.0  # Intuit: "wait 60 seconds before retrying" (qbo-api.md §7)
+    if isinstance(err, RateLimited):
+        # Intuit: "wait 60 seconds before retrying" (qbo-api.md §7); a longer Retry-After wins.
+        retry_after = max(retry_after or 0.0, float(getattr(settings, "QBO_RATE_LIMIT_WAIT_SECONDS", 60)))
     with transaction.atomic():
         for op in ops:
             link = SyncLink.objects.select_for_update().get(pk=op.link.pk)

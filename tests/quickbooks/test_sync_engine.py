@@ -372,3 +372,15 @@ def test_replay_after_qbo_forgot_the_requestid_links_instead_of_duplicating(
     (customer,) = qbo_customers(conn, "Forgotten Request Co")
     assert customer["Id"] == link.qbo_id
     assert SyncAttempt.objects.filter(link=link, fault_code="6240", outcome="success").exists()
+
+
+def test_throttled_batch_waits_at_least_a_minute(firm, conn, sandbox, realm_id, settings):
+    settings.QBO_RATE_LIMIT_RETRIES = 0  # the client gives up at once; the engine schedules
+    (acct,) = accounts(firm, "Throttled Co")
+    sandbox.inject_fault(realm_id, "429", count=1, operation="batch")
+    start = timezone.now()
+    run(conn)
+    link = link_of(conn, acct)
+    assert link.status == SyncStatus.SYNCING
+    assert (link.next_retry_at - start).total_seconds() >= 60
+    assert qbo_customers(conn, "Throttled Co") == []
