@@ -42,12 +42,16 @@ def account_list(request: HttpRequest) -> HttpResponse:
         "show_archived": show_archived,
     }
     context = hooks.apply_context("clients.account_list", request, context)
-    # htmx search and paging swap only the table, so the search box keeps focus.
-    template = (
-        "clients/partials/account_table.html"
-        if request.htmx and request.htmx.target == "account-table"  # type: ignore[attr-defined]
-        else "clients/account_list.html"
+    # htmx search and paging swap only the table, so the search box keeps focus. A history
+    # restore (Back after htmx pushed the URL, with htmx's cache empty) needs the whole page.
+    htmx = getattr(request, "htmx", None)
+    partial = (
+        htmx is not None
+        and bool(htmx)
+        and htmx.target == "account-table"
+        and not htmx.history_restore_request
     )
+    template = "clients/partials/account_table.html" if partial else "clients/account_list.html"
     return render(request, template, context)
 
 

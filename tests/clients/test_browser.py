@@ -49,7 +49,7 @@ def chromium():
 
 
 @pytest.fixture
-def page(chromium, live_server, firm, transactional_db):
+def signed_in(chromium, live_server, firm, transactional_db):
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     pg = context.new_page()
     alerts: list[str] = []
@@ -68,7 +68,8 @@ def rows(pg) -> list[str]:
     return pg.locator("table.list tbody td.name a").all_inner_texts()
 
 
-def test_search_paging_and_archived_toggle(page, firm, live_server):
+def test_search_paging_and_archived_toggle(signed_in, firm, live_server):
+    page = signed_in
     ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"Client {i:02d}") for i in range(30)])
     old = account_create(firm=firm, name="Dental Old Office")
     account_archive(account=old)
@@ -94,7 +95,8 @@ def test_search_paging_and_archived_toggle(page, firm, live_server):
     assert rows(page)[0] == "Client 25"
 
 
-def test_language_menu_switches_and_keeps_the_page(page, live_server):
+def test_language_menu_switches_and_keeps_the_page(signed_in, live_server):
+    page = signed_in
     page.goto(live_server.url + "/clients/accounts/?q=zzz")
     page.select_option("#lang-select", "es")
     page.wait_for_function("document.documentElement.lang === 'es'")
@@ -103,7 +105,8 @@ def test_language_menu_switches_and_keeps_the_page(page, live_server):
     assert "Nueva cuenta" in page.content()
 
 
-def test_a_hostile_name_is_shown_not_run(page, firm, live_server):
+def test_a_hostile_name_is_shown_not_run(signed_in, firm, live_server):
+    page = signed_in
     account = account_create(firm=firm, name='<img src=x onerror="alert(1)"><script>alert(2)</script>')
     page.goto(live_server.url + "/clients/accounts/")
     page.goto(f"{live_server.url}/clients/accounts/{account.pk}/")

@@ -196,3 +196,14 @@ def test_archive_button_only_for_managers(client_as, account):
     archive_url = reverse("clients:account_archive", args=[account.pk]).encode()
     assert archive_url not in client_as("employee").get(url).content
     assert archive_url in client_as("admin").get(url).content
+
+
+def test_htmx_history_restore_gets_the_whole_page(client_as, account):
+    response = client_as("employee").get(
+        reverse("clients:account_list"),
+        {"q": "alv"},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="account-table",
+        HTTP_HX_HISTORY_RESTORE_REQUEST="true",
+    )
+    assert b"<html" in response.content
