@@ -19,7 +19,7 @@ from django.utils import timezone
 from practice.clients.models import ClientAccount
 from practice.quickbooks import engine
 from practice.quickbooks.client import quote
-from practice.quickbooks.errors import QBOError, RecordRejected
+from practice.quickbooks.errors import QBOError, ReauthRequired, RecordRejected
 from practice.quickbooks.mappers.customer import body_hash, customer_body, input_hash
 from practice.quickbooks.matching import (
     Decision,
@@ -611,6 +611,8 @@ def account_sync_link(
         customer = customer_lookup(firm=firm, customer_id=customer_id, client=client)
     except RecordRejected as e:
         raise SyncActionError("That QuickBooks customer no longer exists. Choose another one.") from e
+    except ReauthRequired as e:
+        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
     except QBOError as e:
         raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
     if not customer.get("Active", True):
