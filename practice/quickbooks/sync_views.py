@@ -22,7 +22,7 @@ from practice.clients.models import ClientAccount
 from practice.clients.selectors import account_get
 from practice.common.permissions import manager_required, member_required
 from practice.quickbooks import selectors, services
-from practice.quickbooks.errors import QBOError
+from practice.quickbooks.errors import QBOError, ReauthRequired
 
 PICKER_PAGE_SIZE = 20
 
@@ -101,6 +101,9 @@ def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
     )
     try:
         rows = QBOClient(connection).query(statement).get("Customer", [])
+    except ReauthRequired:
+        ctx["error"] = _("QuickBooks needs to be reconnected (Settings > QuickBooks) first.")
+        return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
     except QBOError:
         ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
         return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
