@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -294,6 +296,13 @@ def _as_datetime(value: str) -> datetime | None:
     return None
 
 
+@functools.lru_cache(maxsize=200_000)
+def _instant(value: str) -> float | None:
+    """Epoch seconds of a date/timestamp string, memoised: stored stamps repeat across queries."""
+    dt = _as_datetime(value)
+    return dt.timestamp() if dt is not None else None
+
+
 class _Comparator:
     def __init__(self, fold: bool) -> None:
         self.fold = fold
@@ -309,9 +318,9 @@ class _Comparator:
         text = str(value)
         head = text[:1]
         if head.isdigit() or head == "-":
-            dt = _as_datetime(text)
-            if dt is not None:
-                return (2, dt.timestamp())
+            instant = _instant(text)
+            if instant is not None:
+                return (2, instant)
             if _NUMERIC.match(text):
                 return (1, float(text))
         return (3, text.casefold() if self.fold else text)
@@ -341,11 +350,11 @@ class _Comparator:
         if not (head.isdigit() or head == "-"):
             # Plain names never parse as dates or numbers; skip those attempts (the common case).
             return (text.casefold(), lit.casefold()) if self.fold else (text, lit)
-        fdt = _as_datetime(text)
-        if fdt is not None:
-            ldt = _as_datetime(lit)
-            if ldt is not None:
-                return fdt.timestamp(), ldt.timestamp()
+        f_instant = _instant(text)
+        if f_instant is not None:
+            l_instant = _instant(lit)
+            if l_instant is not None:
+                return f_instant, l_instant
         if text.isdigit() and lit.isdigit():
             return int(text), int(lit)
         if self.fold:
@@ -416,7 +425,32 @@ def _compile(cond: Condition, cmp: _Comparator) -> Callable[[dict[str, Any]], bo
             return cmp.matches(cond, obj)
 
         return match_text
+    if cond.op in _ORDER_OPS and isinstance(cond.values[0], str) and cond.values[0] != " ":
+        target = _instant(cond.values[0])
+        if target is not None:
+            compare = _ORDER_OPS[cond.op]
+            path = cond.path
+
+            def match_instant(obj: dict[str, Any]) -> bool:
+                # Timestamps compare as instants whatever their offset; other values take the slow path.
+                value = _lookup(obj, path)
+                instant = _instant(value) if type(value) is str else None
+                if instant is None:
+                    return cmp.matches(cond, obj)
+                return compare(instant, target)
+
+            return match_instant
     return lambda obj: cmp.matches(cond, obj)
+
+
+_ORDER_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def _id_key(obj: dict[str, Any]) -> tuple[int, str]:
@@ -490,7 +524,13 @@ def execute(
     wanted = start - 1 + limit
     key: Callable[[dict[str, Any]], Any]
     reverse = False
-    if query.order and len({desc for _, desc in query.order}) == 1:
+    if query.order and len(query.order) == 1:
+        only_path, reverse = query.order[0]
+
+        def key(o: dict[str, Any]) -> Any:
+            return (cmp.key(_lookup(o, only_path)), _id_key(o))
+
+    elif query.order and len({desc for _, desc in query.order}) == 1:
         # One direction for every key: a single sort on a composite key (Id breaks ties).
         paths = [p for p, _ in query.order]
         reverse = query.order[0][1]
