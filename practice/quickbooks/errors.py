@@ -172,7 +172,7 @@ def error_from_fault(
     # Gateway faults carry the real status inside the message: "…; statusCode=429".
     embedded = _GATEWAY_STATUS.search(message) or _GATEWAY_STATUS.search(first["detail"])
     effective = int(embedded.group(1)) if embedded else status
-    if code.isdigit() is False and (m := _GATEWAY_CODE.search(message)):
+    if not code.isdigit() and (m := _GATEWAY_CODE.search(message)):
         code = m.group(1)
     kw: dict[str, Any] = {"status": status, "intuit_tid": intuit_tid}
     if effective == 429 or code == "3001":
@@ -195,8 +195,11 @@ def error_from_fault(
 
 def _xml_fault(text: str) -> dict[str, Any] | None:
     # Throttling and some 401s come back as XML even with Accept: application/json (§6.1).
+    # QBO's fault XML never has a DTD; refusing one keeps entity expansion tricks out.
+    if "<!" in text[:2000].upper().replace("<![CDATA[", ""):
+        return None
     try:
-        root = ElementTree.fromstring(text)  # noqa: S314 - body from QBO, no DTD/entities used
+        root = ElementTree.fromstring(text)  # noqa: S314 - no DTD (checked above), so no entities
     except ElementTree.ParseError:
         return None
     fault = None

@@ -430,3 +430,14 @@ def test_requests_are_logged_with_ids_only(qbo_client, caplog, connection):
 
     connection.refresh_from_db()
     assert tokens.decrypt(connection.access_token_enc) not in text
+
+
+def test_xml_with_a_dtd_is_not_parsed():
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
+        b'<IntuitResponse><Fault type="SERVICE"><Error code="3001"><Message>&b;</Message></Error></Fault>'
+        b"</IntuitResponse>"
+    )
+    err, _ = error_from_response(429, {}, bomb)
+    assert isinstance(err, RateLimited)  # classified by status alone
+    assert "aaaa" not in err.message
