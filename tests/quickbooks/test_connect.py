@@ -479,3 +479,26 @@ def test_two_firms_same_sandbox(client_as, firm, other_firm, sandbox, realm_id):
     page = client_as("other").get(SETTINGS).content
     assert realm_id.encode() not in page
     assert b"Connect to QuickBooks" in page
+
+
+# -- make demo's preparation of the bundled sandbox ----------------------------------------------
+
+
+def test_local_sandbox_prepare_is_idempotent(client_as, firm, sandbox, settings):
+    """Default dev credentials, registered by prepare(); the demo company exists once; the
+    owner can then connect it through the normal flow."""
+    from practice.quickbooks import local_sandbox
+
+    settings.QBO_CLIENT_ID = ""
+    settings.QBO_CLIENT_SECRET = ""
+    realm = local_sandbox.prepare(sandbox.url)
+    assert local_sandbox.prepare(sandbox.url) == realm
+    realms = httpx.get(f"{sandbox.url}/_sandbox/realms").json()["realms"]
+    assert [r["company_name"] for r in realms].count(local_sandbox.DEMO_COMPANY_NAME) == 1
+
+    owner = client_as("owner")
+    url = start(owner)
+    assert "client_id=practice-local-dev" in url
+    response = back(owner, consent(url, realm_id=realm))
+    assert response.redirect_chain[-1][0] == SETUP
+    assert local_sandbox.DEMO_COMPANY_NAME in response.content.decode()
