@@ -323,6 +323,10 @@ class Api:
         if kind == "revoke":
             self.sandbox.oauth.revoke_realm(realm_id)
             return _gateway_reply(401, "Token revoked")
+        if kind == "401_xml":
+            return Reply(401, errors.auth_xml().encode(), "application/xml")
+        if kind == "500_json":
+            return _fault_reply(errors.system_fault())
         if kind == "403":
             return _gateway_reply(403, "Application not authorized for this company")
         return _gateway_reply(401, "Token expired")

@@ -200,6 +200,17 @@ def throttle_xml() -> str:
     )
 
 
+def auth_xml() -> str:
+    """The XML 401 some gateways send even to JSON clients (qbo-api.md §6.1)."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<IntuitResponse time="{clock.envelope_stamp()}" xmlns="http://schema.intuit.com/finance/v3">'
+        '<Fault type="AuthenticationFault"><Error code="100"><Message>General Authentication Error</Message>'
+        "<Detail>AuthenticationErrorGeneral: SRV-110-Authentication Failure , statusCode: 401</Detail>"
+        "</Error></Fault></IntuitResponse>"
+    )
+
+
 def throttle_json() -> dict[str, Any]:
     err = QBOError(
         "3001",

@@ -32,7 +32,9 @@ FAULT_KINDS = {
     "fault_200",
     "revoke",
     "401",
+    "401_xml",
     "403",
+    "500_json",
 }
 FAULT_ALIASES = {"drop_after_commit": "drop", "revoke_token": "revoke", "throttle": "429"}
 

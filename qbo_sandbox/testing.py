@@ -132,7 +132,8 @@ class SandboxServer:
     def inject_fault(self, realm_id: str, kind: str, count: int = 1, **match: Any) -> dict[str, Any]:
         """Queue a failure for the next `count` matching API requests of the realm.
 
-        kind: 429, 500, 502, 503, 504, timeout (seconds=), drop, fault_200 (code=), revoke, 401, 403.
+        kind: 429, 500, 500_json, 502, 503, 504, timeout (seconds=), drop, fault_200 (code=), revoke, 401,
+        401_xml, 403.
         match: method, path (substring), entity, operation (create/update/delete/void/read/query/batch/cdc).
         """
         return dict(

@@ -183,3 +183,16 @@ def test_batch_per_minute_per_realm_across_apps(api: Api, sandbox, limits) -> No
     with sandbox.api(api.realm_id, other_token) as other:
         assert other.post("/batch", json=body).status_code == 200
         assert other.post("/batch", json=body).status_code == 429
+
+
+def test_xml_401_and_json_500_variants(api: Api) -> None:
+    api.server.inject_fault(api.realm_id, "401_xml")
+    resp = _get(api)
+    assert resp.status_code == 401 and resp.headers["content-type"].startswith("application/xml")
+    assert '<Fault type="AuthenticationFault"><Error code="100">' in resp.text
+    api.server.inject_fault(api.realm_id, "500_json")
+    resp = _get(api)
+    assert resp.status_code == 500
+    assert (
+        resp.json()["Fault"]["type"] == "SystemFault" and resp.json()["Fault"]["Error"][0]["code"] == "10000"
+    )
