@@ -102,7 +102,7 @@ def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         rows = QBOClient(connection).query(statement).get("Customer", [])
     except ReauthRequired:
-        ctx["error"] = _("QuickBooks needs to be reconnected (Settings > QuickBooks) first.")
+        ctx["error"] = _("QuickBooks is not connected.")
         return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
     except QBOError:
         ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
