@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from .conftest import Api, customer_body
 
 
-@pytest.fixture
-def people(api: Api) -> Api:
+@pytest.fixture(scope="module")
+def people(sandbox) -> Iterator[Api]:
+    """One realm for the read-only query tests of this module."""
+    realm = sandbox.create_realm()
+    api = Api(sandbox, realm, sandbox.issue_tokens(realm)["access_token"])
     api.server.bulk_insert(
         api.realm_id,
         "Customer",
@@ -20,7 +25,8 @@ def people(api: Api) -> Api:
             {"DisplayName": "Echo Events", "GivenName": "Ed", "Active": False},
         ],
     )
-    return api
+    yield api
+    api.http.close()
 
 
 def names(resp: dict) -> list[str]:
