@@ -88,22 +88,40 @@ def _meta(obj: dict[str, Any], realm: Realm, day: int = 0) -> dict[str, Any]:
     return base
 
 
+_template_cache: dict[int, str] = {}
+
+
+def _shifted_template(shift: int, now_stamp: str, now_ts: float) -> dict[str, list[dict[str, Any]]]:
+    """The template moved by `shift` days, as fresh objects. Shifting walks every string, so the result
+    is kept per shift (one per day) and copied by re-parsing; a stamp clamped to "now" by an earlier
+    realm of the same day is at most that day old, which is still in the past."""
+    if shift not in _template_cache:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for filename, entity in _FILES.items():
+            objs = []
+            for obj in _load(filename):
+                obj = _shift(obj, shift, now_stamp, now_ts)
+                if entity == "TaxCode":
+                    obj.setdefault("domain", "QBO")
+                    obj.setdefault("sparse", False)
+                    obj.setdefault("SyncToken", "0")
+                    obj.setdefault("Active", True)
+                objs.append(obj)
+            out[entity] = objs
+        _template_cache.clear()
+        _template_cache[shift] = json.dumps(out)
+    data: dict[str, list[dict[str, Any]]] = json.loads(_template_cache[shift])
+    return data
+
+
 def seed_sample_us(realm: Realm) -> None:
     creation = realm.created.date()
     shift = ((creation - timedelta(days=CREATION_OFFSET_DAYS)) - TEMPLATE_T0).days
     now_stamp = clock.meta_stamp(realm.created)
     now_ts = realm.created.timestamp()
-    for filename, entity in _FILES.items():
-        for obj in _load(filename):
-            obj = _shift(obj, shift, now_stamp, now_ts)
-            if entity == "TaxCode":
-                obj.setdefault("domain", "QBO")
-                obj.setdefault("sparse", False)
-                obj.setdefault("SyncToken", "0")
-                obj.setdefault("Active", True)
+    for entity, objs in _shifted_template(shift, now_stamp, now_ts).items():
+        for obj in objs:
             realm.insert_raw(entity, obj)
-    if not realm.company_name or realm.company_name.startswith("Sandbox Company US "):
-        realm.company_name = realm.company_name or "Sandbox Company_US_1"
     info = _shift(_load("companyinfo")[0], shift, now_stamp, now_ts)
     info.update(
         CompanyName=realm.company_name,
