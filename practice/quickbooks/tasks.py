@@ -72,11 +72,45 @@ def run_now(connection_id: int) -> dict[str, Any]:
     if result.reason == "busy":
         # Another runner holds the realm; it may have planned before our change. Look again soon.
         enqueue_sync(connection_id, delay_seconds=5)
+    elif result.ran:
+        schedule_next_retry(connection_id)
     RealmSyncState.objects.filter(connection_id=connection_id).update(
         last_run_finished_at=timezone.now(),
         last_run_summary={"ran": result.ran, "reason": result.reason, **result.summary},
     )
     return {"ran": result.ran, "reason": result.reason, "summary": result.summary}
+
+
+def schedule_next_retry(connection_id: int) -> bool:
+    """Enqueue a delayed run for the realm's earliest waiting retry, unless one is due sooner.
+
+    Retries then happen on time without a sweep; the sweep stays as the safety net for lost
+    tasks. Separate from the `queued_at` de-duplication, so a delayed retry run never holds back
+    a change made meanwhile.
+    """
+    from practice.quickbooks.models import RealmSyncState, SyncLink
+    from practice.quickbooks.statuses import SyncStatus
+
+    now = timezone.now()
+    earliest = (
+        SyncLink.objects.filter(connection_id=connection_id, status=SyncStatus.SYNCING, next_retry_at__gt=now)
+        .order_by("next_retry_at")
+        .values_list("next_retry_at", flat=True)
+        .first()
+    )
+    if earliest is None:
+        return False
+    RealmSyncState.objects.get_or_create(connection_id=connection_id)
+    won = (
+        RealmSyncState.objects.filter(connection_id=connection_id)
+        .filter(Q(retry_run_at__isnull=True) | Q(retry_run_at__lt=now) | Q(retry_run_at__gt=earliest))
+        .update(retry_run_at=earliest)
+    )
+    if won:
+        transaction.on_commit(
+            lambda: sync_realm.using(run_after=earliest).enqueue(connection_id), robust=True
+        )
+    return bool(won)
 
 
 @task()

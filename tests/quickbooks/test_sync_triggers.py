@@ -123,3 +123,20 @@ def test_setup_then_worker_runs_the_first_sync(firm, connection, django_capture_
     assert DBTaskResult.objects.get(task_path=SYNC_TASK).status == "SUCCESSFUL"
     assert SyncLink.objects.get(connection=connection).status == SyncStatus.SYNCED
     assert len(qbo_customers(connection, "Worker Client")) == 1
+
+
+def test_a_waiting_retry_schedules_its_own_run(
+    firm, conn, sandbox, realm_id, settings, django_capture_on_commit_callbacks
+):
+    settings.QBO_TRANSIENT_RETRIES = 0
+    (acct,) = accounts(firm, "Retry Scheduled Co")
+    DBTaskResult.objects.all().delete()
+    sandbox.inject_fault(realm_id, "503", count=2, operation="batch")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_now(conn.pk)
+    link = link_of(conn, acct)
+    delayed = DBTaskResult.objects.get(task_path=SYNC_TASK)
+    assert delayed.run_after == link.next_retry_at
+    with django_capture_on_commit_callbacks(execute=True):
+        run_now(conn.pk)  # not due yet: nothing sent, and no second delayed run
+    assert DBTaskResult.objects.filter(task_path=SYNC_TASK).count() == 1

@@ -118,6 +118,8 @@ class RealmSyncState(models.Model):
         "quickbooks.Connection", on_delete=models.CASCADE, primary_key=True, related_name="sync_state"
     )
     queued_at = models.DateTimeField(null=True, blank=True)
+    # When the delayed run for the realm's earliest waiting retry is due (one scheduled at a time).
+    retry_run_at = models.DateTimeField(null=True, blank=True)
     last_run_started_at = models.DateTimeField(null=True, blank=True)
     last_run_finished_at = models.DateTimeField(null=True, blank=True)
     last_run_summary = models.JSONField(default=dict, blank=True)
