@@ -2,6 +2,8 @@
 
 - `sync_realm(connection_id)`: one engine run for one connection. Enqueued on commit of any
   relevant change (`services.on_record_changed`), de-duplicated while one is queued.
+- After a run that leaves retries waiting, `schedule_next_retry` enqueues one delayed run for
+  the earliest `next_retry_at` of the realm, so back-off retries happen on time by themselves.
 - `sweep()`: the periodic safety net. Re-enqueues realms with due retries, realms whose queued
   run was lost (a killed worker), and, with `all_realms`, every connected realm (lost events
   cannot lose data because each run re-plans from state). Run it every minute or so: the
