@@ -19,6 +19,11 @@ class SyncStatus(models.TextChoices):
     ERROR = "error", _("Error")
     SYNCING = "syncing", _("Syncing")
 
+    @property
+    def colour(self) -> str:
+        """Badge colour (CSS `badge-<colour>`), next to the label so templates never guess."""
+        return STATUS_COLOURS[self.value]
+
 
 # Badge classes defined in app.css (.badge-<colour>).
 STATUS_COLOURS: dict[str, str] = {
