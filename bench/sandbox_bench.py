@@ -141,6 +141,7 @@ def main() -> None:
         prefix = f"/v3/company/{realm}"
         mv = "minorversion=75"
         q_eq = quote("select * from Customer where DisplayName = 'Bench Customer 00500'")
+        q_like = quote("select * from Customer where DisplayName like '%00500'")
         q_page = quote("select * from Customer orderby DisplayName startposition 1 maxresults 10")
 
         def batch_body(n: int) -> bytes:
@@ -153,6 +154,13 @@ def main() -> None:
         scenarios: dict[str, Maker] = {
             "read customer": lambda n: ("GET", f"{prefix}/customer/{n % 29 + 1}?{mv}", b""),
             "read invoice": lambda n: ("GET", f"{prefix}/invoice/130?{mv}", b""),
+            f"query = ({args.customers + 29} customers)": lambda n: (
+                "GET",
+                f"{prefix}/query?query={q_eq}&{mv}",
+                b"",
+            ),
+            "query orderby page of 10": lambda n: ("GET", f"{prefix}/query?query={q_page}&{mv}", b""),
+            "query LIKE (full scan)": lambda n: ("GET", f"{prefix}/query?query={q_like}&{mv}", b""),
             "create customer": lambda n: (
                 "POST",
                 f"{prefix}/customer?{mv}",
@@ -174,14 +182,9 @@ def main() -> None:
                     }
                 ).encode(),
             ),
-            f"query = ({args.customers + 29} customers)": lambda n: (
-                "GET",
-                f"{prefix}/query?query={q_eq}&{mv}",
-                b"",
-            ),
-            "query orderby page of 10": lambda n: ("GET", f"{prefix}/query?query={q_page}&{mv}", b""),
             "batch 30 creates": lambda n: ("POST", f"{prefix}/batch?{mv}", batch_body(n)),
         }
+        # Queries run before the create scenarios so they see the same table size on every run.
         results = {}
         for name, make in scenarios.items():
             results[name] = asyncio.run(
