@@ -384,3 +384,22 @@ def test_throttled_batch_waits_at_least_a_minute(firm, conn, sandbox, realm_id, 
     assert link.status == SyncStatus.SYNCING
     assert (link.next_retry_at - start).total_seconds() >= 60
     assert qbo_customers(conn, "Throttled Co") == []
+
+
+def test_a_run_with_nothing_to_do_costs_the_same_for_10_or_200_accounts(firm, conn):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    from practice.clients.models import ClientAccount
+
+    def idle_run_queries() -> int:
+        with CaptureQueriesContext(db) as ctx:
+            assert run(conn).ran
+        return len(ctx.captured_queries)
+
+    ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"Idle {i}") for i in range(10)])
+    run(conn)
+    small = idle_run_queries()
+    ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"Idle {i}") for i in range(10, 200)])
+    run(conn)
+    assert idle_run_queries() == small
