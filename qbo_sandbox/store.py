@@ -344,6 +344,8 @@ class Realm:
         obj["Id"] = obj_id
         builder = _BUILDERS.get(entity, _build_generic)
         builder(self, spec, obj, None, options or set())
+        if spec.kind == TRANSACTION:
+            self._check_closed(obj)
         _, stamp = self.stamp()
         out: Obj = {
             "domain": "QBO",
@@ -377,7 +379,40 @@ class Realm:
             raise errors.required("SyncToken")
         if str(token) != existing.get("SyncToken", "0"):
             raise errors.stale()
+        if SPECS[entity].kind == TRANSACTION:
+            self._check_deposited(entity, existing)
+            self._check_closed(existing)
         return existing
+
+    def _check_deposited(self, entity: str, existing: Obj) -> None:
+        """A payment or sales receipt on a Deposit can't change until it's taken off (6540, BLOG-E)."""
+        if entity not in ("Payment", "SalesReceipt"):
+            return
+        key = (entity, existing["Id"])
+        for deposit in self.data["Deposit"].values():
+            lines = [ln for ln in deposit.get("Line") or [] if isinstance(ln, dict)]
+            links = [lk for ln in lines for lk in ln.get("LinkedTxn") or [] if isinstance(lk, dict)]
+            if any((lk.get("TxnType"), str(lk.get("TxnId"))) == key for lk in links):
+                raise errors.QBOError(
+                    "6540",
+                    "Deposited Transaction cannot be changed",
+                    "This transaction has been deposited. If you want to change or delete it, you must first "
+                    "edit the deposit it appears on and remove it.",
+                    "",
+                )
+
+    def _check_closed(self, obj: Obj) -> None:
+        """Transactions dated on or before Preferences' BookCloseDate are locked (6210)."""
+        close = (self.preferences().get("AccountingInfoPrefs") or {}).get("BookCloseDate")
+        txn_date = obj.get("TxnDate")
+        if close and isinstance(txn_date, str) and txn_date[:10] <= str(close)[:10]:
+            raise errors.QBOError(
+                "6210",
+                "Account Period Closed",
+                f"Account Period Closed, Cannot update : The account period has closed and the books are "
+                f"locked as of {close}. Choose a later date or ask the administrator to reopen the period.",
+                "TxnDate",
+            )
 
     def update(self, entity: str, body: Obj, options: set[str] | None = None) -> Obj:
         spec = SPECS[entity]
@@ -403,6 +438,8 @@ class Realm:
         self._check_refs(spec, obj)
         builder = _BUILDERS.get(entity, _build_generic)
         builder(self, spec, obj, existing, options or set())
+        if spec.kind == TRANSACTION:
+            self._check_closed(obj)
         _, stamp = self.stamp()
         out: Obj = {
             "domain": "QBO",

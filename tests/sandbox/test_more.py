@@ -92,3 +92,34 @@ def test_many_realms_are_independent(sandbox: SandboxServer) -> None:
     for realm in realms:
         with sandbox.api(realm, sandbox.issue_tokens(realm)["access_token"]) as client:
             assert client.post("/customer", json=customer_body("Same Name Everywhere")).status_code == 200
+
+
+def test_deposited_payment_cannot_change(sample: Api) -> None:
+    pay = sample.read("Payment", "31")  # on Deposit 102 in the sample company
+    resp = sample.post(
+        "/payment", {"Id": "31", "SyncToken": pay["SyncToken"], "sparse": True, "PrivateNote": "x"}
+    )
+    err = sample.fault(resp)
+    assert err["code"] == "6540"
+    resp = sample.post(
+        "/payment", {"Id": "31", "SyncToken": pay["SyncToken"]}, params={"operation": "delete"}
+    )
+    assert sample.fault(resp)["code"] == "6540"
+
+
+def test_closed_books_lock_old_transactions(api: Api) -> None:
+    cust = api.create("Customer", customer_body("Closed Books"))
+    old = api.create("Invoice", invoice_body(cust["Id"], TxnDate="2026-01-15"))
+    prefs = api.get("/preferences").json()["Preferences"]
+    body = {
+        "Id": prefs["Id"],
+        "SyncToken": prefs["SyncToken"],
+        "sparse": True,
+        "AccountingInfoPrefs": {**prefs["AccountingInfoPrefs"], "BookCloseDate": "2026-01-31"},
+    }
+    assert api.post("/preferences", body).status_code == 200
+    err = api.fault(api.post("/invoice", invoice_body(cust["Id"], TxnDate="2026-01-20")))
+    assert err["code"] == "6210"
+    resp = api.post("/invoice", {"Id": old["Id"], "SyncToken": "0"}, params={"operation": "delete"})
+    assert api.fault(resp)["code"] == "6210"
+    assert api.create("Invoice", invoice_body(cust["Id"], TxnDate="2026-02-01"))["TxnDate"] == "2026-02-01"
