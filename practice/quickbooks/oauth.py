@@ -206,7 +206,7 @@ def consume_state(request: HttpRequest, *, firm: Firm, state: str | None) -> dic
     """Check the callback's `state` against the session (single use) and return what was stored."""
     stored = request.session.pop(SESSION_KEY, None)
     if not stored or not state:
-        raise StateMismatch("No QuickBooks sign-in is in progress for this session.")
+        raise StateMismatch("No QuickBooks sign-in is in progress for this session.", code="no_flow")
     if not secrets.compare_digest(str(stored.get("state", "")), str(state)):
         raise StateMismatch("The QuickBooks sign-in answer does not belong to this session.")
     if stored.get("firm_id") != firm.pk or stored.get("user_id") != request.user.pk:

@@ -110,12 +110,21 @@ def callback(request: HttpRequest) -> HttpResponse:
     firm = request.firm  # type: ignore[attr-defined]
     try:
         stored = oauth.consume_state(request, firm=firm, state=request.GET.get("state"))
-    except oauth.StateMismatch:
-        log.warning("qbo.connect.state_mismatch firm=%s", firm.pk)
-        messages.error(
-            request,
-            _("We could not verify that QuickBooks sign-in. Nothing was changed; please connect again."),
-        )
+    except oauth.StateMismatch as exc:
+        log.warning("qbo.connect.state_mismatch firm=%s reason=%s", firm.pk, exc.code or "mismatch")
+        if exc.code == "no_flow":
+            # Usually the browser came back to another address of this app (localhost vs
+            # 127.0.0.1) than the one it left from, so the session cookie is not there.
+            text = _(
+                "We could not verify that QuickBooks sign-in: it was not started from this browser "
+                "session. Open the app at the address registered with QuickBooks and connect again. "
+                "Nothing was changed."
+            )
+        else:
+            text = _(
+                "We could not verify that QuickBooks sign-in. Nothing was changed; please connect again."
+            )
+        messages.error(request, text)
         return _settings_redirect()
 
     error = request.GET.get("error")

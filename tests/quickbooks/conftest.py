@@ -67,6 +67,9 @@ def qbo_settings(settings, request):
     settings.QBO_TRANSIENT_BACKOFF_SECONDS = 0.05
     if "_sandbox_server" in request.fixturenames or "sandbox" in request.fixturenames:
         settings.QBO_SANDBOX_URL = request.getfixturevalue("_sandbox_server").url
+    else:
+        # Never reach a sandbox someone runs on the default port (make demo) by accident.
+        settings.QBO_SANDBOX_URL = "http://127.0.0.1:9"
     yield settings
     pacing._registry.clear()
 

@@ -218,6 +218,15 @@ def test_state_of_another_user_is_refused(client_as, firm, realm_id):
     assert not Connection.objects.filter(firm=firm).exists()
 
 
+def test_other_authorize_errors_come_back_with_a_message(client_as, firm, sandbox):
+    owner = client_as("owner")
+    state = parse_qs(urlsplit(start(owner)).query)["state"][0]
+    response = owner.get(CALLBACK, {"error": "invalid_scope\nforged log line", "state": state}, follow=True)
+    assert response.redirect_chain[-1][0] == SETTINGS
+    assert any("did not allow the connection" in m for m in messages_of(response))
+    assert not Connection.objects.filter(firm=firm).exists()
+
+
 def test_denial_comes_back_with_a_message(client_as, firm, realm_id):
     owner = client_as("owner")
     response = back(owner, consent(start(owner), realm_id=realm_id, decision="deny"))
