@@ -403,7 +403,7 @@ class Realm:
 
     def _check_closed(self, obj: Obj) -> None:
         """Transactions dated on or before Preferences' BookCloseDate are locked (6210)."""
-        close = (self.preferences().get("AccountingInfoPrefs") or {}).get("BookCloseDate")
+        close = self.pref("AccountingInfoPrefs", "BookCloseDate")
         txn_date = obj.get("TxnDate")
         if close and isinstance(txn_date, str) and txn_date[:10] <= str(close)[:10]:
             raise errors.QBOError(
@@ -657,6 +657,11 @@ class Realm:
 
     def preferences(self) -> Obj:
         return next(iter(self.data["Preferences"].values()), {})
+
+    def pref(self, section: str, key: str, default: Any = None) -> Any:
+        """One preference value; tolerant of sections a client overwrote with something odd."""
+        part = self.preferences().get(section)
+        return part.get(key, default) if isinstance(part, dict) else default
 
 
 # ==================================================================== entity builders
@@ -931,8 +936,7 @@ def _check_date(obj: Obj, key: str) -> None:
 
 def _docnumber(realm: Realm, entity: str, obj: Obj, existing: Obj | None, options: set[str]) -> None:
     doc = obj.get("DocNumber")
-    prefs = realm.preferences()
-    custom = bool((prefs.get("SalesFormsPrefs") or {}).get("CustomTxnNumbers", False))
+    custom = bool(realm.pref("SalesFormsPrefs", "CustomTxnNumbers", False))
     if not doc and existing is None and not custom and entity in SALES_FORMS:
         obj["DocNumber"] = str(realm.doc_counters.get(entity, 1000) + 1)
         return
@@ -1028,8 +1032,7 @@ def _tax_total(realm: Realm, obj: Obj) -> float:
     if not isinstance(tax, dict):
         obj["TxnTaxDetail"] = {"TotalTax": 0}
         return 0.0
-    prefs = realm.preferences()
-    if (prefs.get("TaxPrefs") or {}).get("UsingSalesTax") is False:
+    if realm.pref("TaxPrefs", "UsingSalesTax") is False:
         obj["TxnTaxDetail"] = {"TotalTax": 0}
         return 0.0
     total = tax.get("TotalTax")
@@ -1051,7 +1054,7 @@ def _due_date(realm: Realm, obj: Obj) -> None:
         cust = realm.get("Customer", str((obj.get("CustomerRef") or {}).get("value")))
         term_ref = (cust or {}).get("SalesTermRef")
     if not isinstance(term_ref, dict):
-        term_ref = (realm.preferences().get("SalesFormsPrefs") or {}).get("DefaultTerms")
+        term_ref = realm.pref("SalesFormsPrefs", "DefaultTerms")
     term = realm.get("Term", str(term_ref.get("value"))) if isinstance(term_ref, dict) else None
     days = int((term or {}).get("DueDays") or 0)
     obj["DueDate"] = (date.fromisoformat(obj["TxnDate"]) + timedelta(days=days)).isoformat()
