@@ -255,3 +255,80 @@ def test_worker_and_web_request_refreshing_together(sandbox, realm_id, firm):
     connection.refresh_from_db()
     assert connection.status == ConnectionStatus.CONNECTED
     assert connection.token_version == 2
+
+
+REFRESH_IN_ANOTHER_PROCESS = """
+import os, sys, time
+import django
+django.setup()
+from practice.quickbooks import oauth
+from practice.quickbooks.client import QBOClient
+from practice.quickbooks.models import Connection
+connection = Connection.objects.get(pk=int(sys.argv[1]))
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.002)
+oauth.refresh(connection)
+QBOClient(connection).read("Account", "1")
+print("done", connection.token_version, flush=True)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_race_across_processes(sandbox, realm_id, firm, settings, tmp_path):
+    """Worker processes and this one refresh the same connection at once (PostgreSQL: the only
+    test database other processes can open). Grace 0 makes a lost rotation fatal."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection as db
+
+    if db.vendor != "postgresql":
+        pytest.skip("other processes cannot open the in-memory SQLite test database")
+    sandbox.set_config(refresh_token_grace_seconds=0)
+    connection = connect_firm(firm, realm_id, sandbox)
+    start_version = connection.token_version
+    params = db.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": (
+            f"postgres://{params['USER']}:{params['PASSWORD'] or ''}"
+            f"@{params['HOST']}:{params['PORT']}/{params['NAME']}"
+        ),
+        "QBO_ENVIRONMENT": "sandbox-local",
+        "QBO_SANDBOX_URL": sandbox.url,
+        "QBO_CLIENT_ID": TEST_CLIENT_ID,
+        "QBO_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        "QBO_TOKEN_KEYS": ",".join(settings.QBO_TOKEN_KEYS),
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("TEST_DB_NAME", None)
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REFRESH_IN_ANOTHER_PROCESS, str(connection.pk), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        go.touch()
+        mine = Connection.objects.get(pk=connection.pk)
+        oauth.refresh(mine)
+        outputs = [proc.communicate(timeout=60) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outputs]
+    connection.refresh_from_db()
+    assert connection.status == ConnectionStatus.CONNECTED
+    assert connection.token_version == start_version + 1
+    _, refresh = plain(connection)
+    assert token_endpoint_refresh(sandbox, refresh).status_code == 200
