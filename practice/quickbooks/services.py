@@ -168,11 +168,23 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
     connection = ctx.connection
     eligible = eligible_account_ids(connection)
     links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
-    accounts = ClientAccount.objects.filter(firm_id=connection.firm_id, archived=False).order_by("pk")
+    accounts = ClientAccount.objects.filter(firm_id=connection.firm_id).order_by("pk")
 
     todo: list[tuple[ClientAccount, SyncLink | None]] = []
     for account in accounts.iterator(chunk_size=2000):
         link = links.get(account.pk)
+        if account.archived:
+            # Archived accounts are not pushed; one archived while waiting stops waiting.
+            if link is not None and link.status == SyncStatus.SYNCING and not link.batch_request_id:
+                engine.clear_pending(link)
+                link.status = SyncStatus.NOT_SYNCED
+                engine.save_with_attempt(
+                    link,
+                    operation="sync",
+                    outcome=Outcome.INFO,
+                    message="The account was archived; it is not synced.",
+                )
+            continue
         if link is None:
             if eligible is None or account.pk in eligible:
                 todo.append((account, None))
@@ -646,6 +658,8 @@ def account_sync_create(*, firm: Firm, account: ClientAccount, name: str, actor:
     problem = name_problem(name)
     if problem:
         raise ValidationError({"name": problem})
+    if account.archived:
+        raise SyncActionError("Archived accounts are not synced. Restore the account first.")
     connection = _require_connection(firm)
     with transaction.atomic():
         link = _locked_link(connection, account)
@@ -732,6 +746,8 @@ def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> Sy
 def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
     """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume)."""
     connection = _require_connection(firm)
+    if account.archived:
+        raise SyncActionError("Archived accounts are not synced. Restore the account first.")
     with transaction.atomic():
         link = _locked_link(connection, account)
         if link.status == SyncStatus.SYNCED:

@@ -403,3 +403,15 @@ def test_a_run_with_nothing_to_do_costs_the_same_for_10_or_200_accounts(firm, co
     ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"Idle {i}") for i in range(10, 200)])
     run(conn)
     assert idle_run_queries() == small
+
+
+def test_archived_accounts_are_not_pushed_even_when_asked(firm, conn):
+    waiting, archived = accounts(firm, "Archived While Waiting", "Archived First")
+    services.account_sync_retry(firm=firm, account=waiting)  # marked Syncing
+    account_archive(account=waiting)
+    account_archive(account=archived)
+    with pytest.raises(services.SyncActionError):
+        services.account_sync_retry(firm=firm, account=archived)
+    run(conn)
+    assert link_of(conn, waiting).status == SyncStatus.NOT_SYNCED
+    assert qbo_customers(conn, "Archived While Waiting") == []
