@@ -897,9 +897,10 @@ def _build_term(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, 
     obj.setdefault("Active", True)
     obj.setdefault("Type", "STANDARD")
     if obj["Type"] == "STANDARD":
-        obj.setdefault("DueDays", 0)
-        obj.setdefault("DiscountPercent", 0)
-        obj.setdefault("DiscountDays", 0)
+        for key in ("DueDays", "DiscountPercent", "DiscountDays"):
+            obj[key] = _num(obj.get(key) or 0, key)
+            if key != "DiscountPercent":
+                obj[key] = int(obj[key])
 
 
 def _build_payment_method(
@@ -926,12 +927,22 @@ def _build_singleton(
 
 def _check_date(obj: Obj, key: str) -> None:
     value = obj.get(key)
-    if value is None:
+    if value is None or value == "":
+        obj.pop(key, None)
         return
     try:
-        date.fromisoformat(str(value)[:10])
+        if not isinstance(value, str):
+            raise ValueError(value)
+        date.fromisoformat(value[:10])
     except ValueError:
         raise errors.bad_request(f"Invalid date {value} for {key}", key) from None
+
+
+def _txn_date(obj: Obj) -> None:
+    """TxnDate defaults to the company's today, also when sent as null or empty."""
+    if obj.get("TxnDate") in (None, ""):
+        obj["TxnDate"] = clock.today()
+    _check_date(obj, "TxnDate")
 
 
 def _docnumber(realm: Realm, entity: str, obj: Obj, existing: Obj | None, options: set[str]) -> None:
@@ -1056,16 +1067,18 @@ def _due_date(realm: Realm, obj: Obj) -> None:
     if not isinstance(term_ref, dict):
         term_ref = realm.pref("SalesFormsPrefs", "DefaultTerms")
     term = realm.get("Term", str(term_ref.get("value"))) if isinstance(term_ref, dict) else None
-    days = int((term or {}).get("DueDays") or 0)
-    obj["DueDate"] = (date.fromisoformat(obj["TxnDate"]) + timedelta(days=days)).isoformat()
+    try:
+        days = int((term or {}).get("DueDays") or 0)
+    except (TypeError, ValueError):
+        days = 0
+    obj["DueDate"] = (date.fromisoformat(obj["TxnDate"][:10]) + timedelta(days=days)).isoformat()
 
 
 def _sales_common(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, options: set[str]) -> float:
     links = obj.get("LinkedTxn")
     if links is not None and (not isinstance(links, list) or not all(isinstance(lk, dict) for lk in links)):
         raise errors.bad_request("LinkedTxn must be a list of objects", "LinkedTxn")
-    obj.setdefault("TxnDate", clock.today())
-    _check_date(obj, "TxnDate")
+    _txn_date(obj)
     _docnumber(realm, spec.name, obj, existing, options)
     total = _sales_lines(realm, obj, existing) + _tax_total(realm, obj)
     obj["TotalAmt"] = money(total)
@@ -1133,8 +1146,7 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
     if total < 0:
         raise errors.business("The payment amount cannot be negative.", "TotalAmt")
     obj["TotalAmt"] = total
-    obj.setdefault("TxnDate", clock.today())
-    _check_date(obj, "TxnDate")
+    _txn_date(obj)
     customer_id = str(obj["CustomerRef"]["value"])
     previous: dict[tuple[str, str], float] = {}
     if existing is not None:
@@ -1214,8 +1226,7 @@ def _build_purchase(
 ) -> None:
     if obj.get("PaymentType") not in ("Cash", "Check", "CreditCard"):
         raise errors.invalid_enum("PaymentType", str(obj.get("PaymentType")))
-    obj.setdefault("TxnDate", clock.today())
-    _check_date(obj, "TxnDate")
+    _txn_date(obj)
     total = 0.0
     for next_line, line in enumerate(obj["Line"], 1):
         if not isinstance(line, dict):
@@ -1248,7 +1259,7 @@ def _build_purchase(
 
 def _build_generic(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, options: set[str]) -> None:
     if spec.kind == TRANSACTION:
-        obj.setdefault("TxnDate", clock.today())
+        _txn_date(obj)
         if spec.docnumber:
             _docnumber(realm, spec.name, obj, existing, options)
         lines = obj.get("Line")
