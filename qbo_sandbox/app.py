@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -682,11 +683,17 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
 
-async def _body(request: Request) -> Any:
+async def _body(request: Request, kind: type = dict) -> Any:
     raw = await request.body()
     if not raw:
-        return {}
-    return json.loads(raw)
+        return kind()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise HTTPException(400, "request body is not JSON") from None
+    if not isinstance(data, kind):
+        raise HTTPException(400, f"request body must be a JSON {'object' if kind is dict else 'list'}")
+    return data
 
 
 class Control:
@@ -829,9 +836,7 @@ class Control:
         spec = SPECS.get(entity) or BY_PATH.get(entity.lower())
         if spec is None:
             return _json({"error": f"unknown entity {entity}"}, 404)
-        bodies = await _body(request)
-        if not isinstance(bodies, list):
-            return _json({"error": "expected a JSON list of entity bodies"}, 400)
+        bodies = await _body(request, list)
         webhooks = request.query_params.get("webhooks", "false").lower() == "true"
         hook = realm.on_change
         if not webhooks:

@@ -184,3 +184,18 @@ def test_cli_commands(sandbox: SandboxServer, capsys) -> None:
     assert resp.json()["Customer"]["DisplayName"] == "Amy's Bird Sanctuary"
     with pytest.raises(SystemExit):
         cli.main(["token", "--realm", "nope", "--url", sandbox.url])
+
+
+def test_control_plane_rejects_bad_bodies(sandbox: SandboxServer) -> None:
+    assert sandbox.client.post("/_sandbox/realms", content=b"{nope").status_code == 400
+    assert sandbox.client.post("/_sandbox/realms", json=["list"]).status_code == 400
+    realm = sandbox.create_realm()
+    assert sandbox.client.post(f"/_sandbox/realms/{realm}/bulk/Customer", json={"x": 1}).status_code == 400
+    assert sandbox.client.post(f"/_sandbox/realms/{realm}/bulk/Widget", json=[]).status_code == 404
+    assert (
+        sandbox.client.post(
+            f"/_sandbox/realms/{realm}/faults", json={"kind": "429", "count": "x"}
+        ).status_code
+        == 400
+    )
+    assert sandbox.client.get("/_sandbox/realms/nope/counters").status_code == 404
