@@ -77,6 +77,10 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             "statuses": ConnectionStatus,
             "environment_name": env_name,
             "configured": configured,
+            # Connected in another environment (e.g. the local sandbox, before going live).
+            "environment_changed": bool(
+                connection and connection.environment and env_name and connection.environment != env_name
+            ),
             "can_connect": request.membership.role == "owner",  # type: ignore[attr-defined]
         },
     )

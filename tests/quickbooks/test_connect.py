@@ -511,3 +511,11 @@ def test_local_sandbox_prepare_is_idempotent(client_as, firm, sandbox, settings)
     response = back(owner, consent(url, realm_id=realm))
     assert response.redirect_chain[-1][0] == SETUP
     assert local_sandbox.DEMO_COMPANY_NAME in response.content.decode()
+
+
+def test_settings_page_warns_when_the_environment_changed(client_as, connection, settings):
+    settings.QBO_ENVIRONMENT = "production"
+    settings.QBO_CLIENT_ID, settings.QBO_CLIENT_SECRET = "prod-id", "prod-secret"
+    page = client_as("owner").get(SETTINGS).content.decode()
+    assert 'now uses "production"' in page
+    assert "Reconnect" in page
