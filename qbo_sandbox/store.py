@@ -237,12 +237,13 @@ class Realm:
             self.on_change(self.realm_id, entity, obj_id, operation, when)
 
     def display_name(self, entity: str, obj: Obj) -> str | None:
+        """The `name` QBO puts into a reference to `obj` (hierarchical lists use the full path)."""
         spec = SPECS.get(entity)
+        if spec is None or not spec.name_field:
+            return None
         if entity in ("Account", "Item", "Class", "Department", "Customer"):
-            return obj.get("FullyQualifiedName") or obj.get(spec.name_field or "Name") if spec else None
-        if spec and spec.name_field:
-            return obj.get(spec.name_field)
-        return None
+            return obj.get("FullyQualifiedName") or obj.get(spec.name_field)
+        return obj.get(spec.name_field)
 
     # ---------------------------------------------------------------- validation
 
