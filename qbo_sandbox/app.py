@@ -720,6 +720,8 @@ class Control:
             Route(f"{p}/realms/{{realm}}/counters/reset", self.reset_counters, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/bulk/{{entity}}", self.bulk, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/revoke", self.revoke, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/query", self.peek_query, methods=["GET", "POST"]),
+            Route(f"{p}/realms/{{realm}}/entities/{{entity}}/{{obj_id}}", self.peek_read, methods=["GET"]),
             Route(f"{p}/apps", self.create_app, methods=["POST"]),
             Route(f"{p}/tokens", self.tokens, methods=["POST"]),
             Route(f"{p}/snapshot", self.snapshot, methods=["POST"]),
@@ -872,6 +874,34 @@ class Control:
                 "errors": faults,
             }
         )
+
+    async def peek_query(self, request: Request) -> Response:
+        """Run a query outside the API: no auth, no throttling, not counted, not logged (for assertions)."""
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        text = request.query_params.get("query")
+        if text is None:
+            text = (await request.body()).decode("utf-8", "replace")
+        try:
+            result = query.run(text, realm.data, self.sb.config, realm.name_candidates)
+        except errors.QBOError as err:
+            return _json(err.body(), err.status)
+        return _json({"QueryResponse": result, "time": clock.envelope_stamp()})
+
+    async def peek_read(self, request: Request) -> Response:
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        entity = request.path_params["entity"]
+        spec = SPECS.get(entity) or BY_PATH.get(entity.lower())
+        if spec is None:
+            return _json({"error": f"unknown entity {entity}"}, 404)
+        obj = realm.get(spec.name, request.path_params["obj_id"])
+        if obj is None:
+            tomb = realm.tombstones.get(spec.name, {}).get(request.path_params["obj_id"])
+            return _json(tomb or {"error": "not found"}, 404)
+        return _json({spec.name: obj})
 
     async def revoke(self, request: Request) -> Response:
         if not self._realm(request):

@@ -160,6 +160,19 @@ class SandboxServer:
             raise RuntimeError(f"bulk insert rejected {len(data['errors'])} bodies: {data['errors'][:3]}")
         return list(data["ids"])
 
+    def query(self, realm_id: str, statement: str) -> dict[str, Any]:
+        """The `QueryResponse` of a statement, read past the API: no token, not throttled, not counted."""
+        data = self._call("GET", f"/_sandbox/realms/{realm_id}/query", params={"query": statement})
+        return dict(data["QueryResponse"])
+
+    def read(self, realm_id: str, entity: str, obj_id: str) -> dict[str, Any] | None:
+        """One object as stored (None when missing or deleted), read past the API like `query`."""
+        resp = self.client.get(f"/_sandbox/realms/{realm_id}/entities/{entity}/{obj_id}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return dict(next(iter(resp.json().values())))
+
     def set_config(self, **kw: Any) -> dict[str, Any]:
         return dict(self._call("POST", "/_sandbox/config", json=kw))
 

@@ -199,3 +199,15 @@ def test_control_plane_rejects_bad_bodies(sandbox: SandboxServer) -> None:
         == 400
     )
     assert sandbox.client.get("/_sandbox/realms/nope/counters").status_code == 404
+
+
+def test_peek_query_and_read_are_not_metered(api: Api) -> None:
+    cust = api.create("Customer", customer_body("Peeked"))
+    before = api.server.counters(api.realm_id)
+    found = api.server.query(api.realm_id, "select * from Customer where DisplayName = 'peeked'")
+    assert found["Customer"][0]["Id"] == cust["Id"]
+    assert api.server.read(api.realm_id, "Customer", cust["Id"])["DisplayName"] == "Peeked"
+    assert api.server.read(api.realm_id, "customer", "99999") is None
+    assert api.server.counters(api.realm_id) == before
+    with pytest.raises(RuntimeError):
+        api.server.query(api.realm_id, "select * from Customer where")
