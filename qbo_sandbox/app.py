@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 from qbo_sandbox import clock, errors, query
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
-from qbo_sandbox.state import RealmRuntime, Sandbox, fault_dict
+from qbo_sandbox.state import RealmRuntime, Sandbox, Window, fault_dict
 from qbo_sandbox.store import Realm
 
 log = logging.getLogger("qbo_sandbox")
@@ -272,7 +272,7 @@ class Api:
         limited = rt.minute.count(now, 60 * scale) >= cfg.requests_per_minute
         if not limited and rt.in_flight.get(ctx.client, 0) >= cfg.max_concurrent:
             limited = True
-        second = rt.per_app_second.setdefault(ctx.client, _window())
+        second = rt.per_app_second.setdefault(ctx.client, Window())
         if (
             not limited
             and cfg.requests_per_second > 0
@@ -281,7 +281,7 @@ class Api:
             limited = True
         batch = None
         if not limited and ctx.operation == "batch":
-            batch = rt.per_app_batch.setdefault(ctx.client, _window())
+            batch = rt.per_app_batch.setdefault(ctx.client, Window())
             limited = batch.count(now, 60 * scale) >= cfg.batch_per_minute
             if not limited and cfg.batch_per_minute_realm > 0:
                 limited = rt.batch_minute.count(now, 60 * scale) >= cfg.batch_per_minute_realm
@@ -410,7 +410,7 @@ class Api:
             rt.bump("queries")
             text = ctx.params.get("query") if ctx.method == "GET" else None
             if text is None:
-                text = (self._raw_text(body, ctx) or "").strip()
+                text = ctx.raw.decode("utf-8", "replace").strip()
             return _json_reply(
                 {
                     "QueryResponse": query.run(text, realm.data, self.sandbox.config, realm.name_candidates),
@@ -451,9 +451,6 @@ class Api:
         rt.bump("writes")
         result = self.write(realm, spec.name, op, body, ctx.options)
         return _json_reply({spec.name: result, "time": clock.envelope_stamp()}), 0
-
-    def _raw_text(self, body: Any, ctx: Ctx) -> str:
-        return ctx.raw.decode("utf-8", "replace")
 
     def check_minor_version(self, ctx: Ctx) -> None:
         raw = ctx.params.get("minorversion")
@@ -668,12 +665,6 @@ def _pdf(entity: str, obj: dict[str, Any]) -> bytes:
         out += f"{off:010d} 00000 n \n".encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
-
-
-def _window() -> Any:
-    from qbo_sandbox.state import Window
-
-    return Window()
 
 
 # ==================================================================== control plane
