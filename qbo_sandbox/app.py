@@ -589,7 +589,8 @@ class Api:
         names = [n.strip() for n in ctx.params.get("entities", "").split(",") if n.strip()]
         if not names:
             raise errors.required("entities")
-        since_raw = ctx.params.get("changedsince", "")
+        # An unencoded "+hh:mm" offset arrives as a space; read it back as the plus it was.
+        since_raw = ctx.params.get("changedsince", "").strip().replace(" ", "+")
         if not since_raw:
             raise errors.required("changedSince")
         since = clock.parse_stamp(since_raw)
