@@ -113,9 +113,13 @@ def test_commands(firm, conn, capsys):
     assert "connection" in capsys.readouterr().out
 
 
+# transaction=True: the worker closes the database connection between tasks (close_old_connections),
+# which a test wrapped in one transaction would not survive on PostgreSQL.
+@pytest.mark.django_db(transaction=True)
 def test_setup_then_worker_runs_the_first_sync(firm, connection, django_capture_on_commit_callbacks):
     accounts(firm, "Worker Client")
     DBTaskResult.objects.all().delete()
+    RealmSyncState.objects.update(queued_at=None)
     with django_capture_on_commit_callbacks(execute=True):
         set_up(connection)  # what saving the setup page does
     assert queued() == 1
