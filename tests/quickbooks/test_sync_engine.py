@@ -415,3 +415,32 @@ def test_archived_accounts_are_not_pushed_even_when_asked(firm, conn):
     run(conn)
     assert link_of(conn, waiting).status == SyncStatus.NOT_SYNCED
     assert qbo_customers(conn, "Archived While Waiting") == []
+
+
+@pytest.mark.parametrize("crash_point", ["before_send", "after_qbo_answered"])
+def test_worker_crash_is_recovered_by_replay(firm, conn, monkeypatch, crash_point):
+    """A worker killed between storing the requestid and recording QBO's answer: the next run
+    re-sends the same batch, QBO replays, and each customer exists once."""
+    accts = accounts(firm, "Crash One", "Crash Two")
+
+    class Killed(BaseException):  # like SIGKILL: nothing in the engine catches it
+        pass
+
+    target = "_send" if crash_point == "before_send" else "_record_success"
+    original = getattr(engine, target)
+
+    def crash(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(engine, target, crash)
+    with pytest.raises(Killed):
+        run(conn)
+    monkeypatch.setattr(engine, target, original)
+    links = [link_of(conn, a) for a in accts]
+    assert all(link.batch_request_id and link.status == SyncStatus.SYNCING for link in links)
+    assert (qbo_customers(conn, "Crash One") != []) == (crash_point == "after_qbo_answered")
+    run(conn)
+    for a in accts:
+        link = link_of(conn, a)
+        assert link.status == SyncStatus.SYNCED and not link.batch_request_id
+        assert [c["Id"] for c in qbo_customers(conn, a.name)] == [link.qbo_id]
