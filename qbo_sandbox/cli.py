@@ -80,7 +80,40 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--realm", required=True)
     token.add_argument("--client-id", default=None, help="defaults to the built-in development app")
     token.add_argument("--url", default=url_default)
+    fault = sub.add_parser("fault", help="inject a failure into a realm's next API calls")
+    fault.add_argument("--realm", required=True)
+    fault.add_argument(
+        "--kind",
+        required=True,
+        help="429, 500, 500_json, 502, 503, 504, timeout, drop, fault_200, revoke, 401, 401_xml, 403",
+    )
+    fault.add_argument("--count", type=int, default=1)
+    for name in ("method", "path", "entity", "operation", "code"):
+        fault.add_argument(f"--{name}", default=None)
+    fault.add_argument("--seconds", type=float, default=None)
+    fault.add_argument("--url", default=url_default)
+
+    counters = sub.add_parser("counters", help="a realm's request counters")
+    counters.add_argument("--realm", required=True)
+    counters.add_argument("--url", default=url_default)
+
+    config = sub.add_parser("config", help="show or change the running sandbox's knobs")
+    config.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    config.add_argument("--url", default=url_default)
     return parser
+
+
+def _config_values(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"qbo-sandbox: --set wants KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,6 +140,26 @@ def main(argv: list[str] | None = None) -> None:
             },
         )
         _print({"client_id": data["client_id"], "client_secret": data["client_secret"], **data})
+    elif args.command == "fault":
+        spec = {
+            k: getattr(args, k)
+            for k in ("kind", "count", "method", "path", "entity", "operation", "code", "seconds")
+        }
+        _print(
+            _call(
+                args.url,
+                "POST",
+                f"/_sandbox/realms/{args.realm}/faults",
+                {k: v for k, v in spec.items() if v is not None},
+            )
+        )
+    elif args.command == "counters":
+        _print(_call(args.url, "GET", f"/_sandbox/realms/{args.realm}/counters"))
+    elif args.command == "config":
+        if args.set:
+            _print(_call(args.url, "POST", "/_sandbox/config", _config_values(args.set)))
+        else:
+            _print(_call(args.url, "GET", "/_sandbox/config"))
     elif args.command == "token":
         body = {"realm_id": args.realm}
         if args.client_id:

@@ -211,3 +211,32 @@ def test_peek_query_and_read_are_not_metered(api: Api) -> None:
     assert api.server.counters(api.realm_id) == before
     with pytest.raises(RuntimeError):
         api.server.query(api.realm_id, "select * from Customer where")
+
+
+def test_cli_fault_counters_config(sandbox: SandboxServer, capsys, limits) -> None:
+    realm = sandbox.create_realm()
+    cli.main(
+        [
+            "fault",
+            "--realm",
+            realm,
+            "--kind",
+            "503",
+            "--count",
+            "2",
+            "--entity",
+            "Customer",
+            "--url",
+            sandbox.url,
+        ]
+    )
+    assert json.loads(capsys.readouterr().out)["kind"] == "503"
+    cli.main(["counters", "--realm", realm, "--url", sandbox.url])
+    assert json.loads(capsys.readouterr().out)["requests"] == 0
+    cli.main(
+        ["config", "--set", "requests_per_minute=42", "--set", "throttle_body=json", "--url", sandbox.url]
+    )
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["requests_per_minute"] == 42 and cfg["throttle_body"] == "json"
+    cli.main(["config", "--url", sandbox.url])
+    assert json.loads(capsys.readouterr().out)["requests_per_minute"] == 42
