@@ -378,7 +378,14 @@ class Api:
                         "",
                     )
                     return _fault_reply(err), True, 0
-                return Reply(cached[2], cached[3], cached[4]), True, 0
+                body_bytes = cached[3]
+                if cfg.requestid_replay_new_time and cached[4] == JSON_TYPE:
+                    # Whether QBO re-stamps a replay is unverified (§12); this option models "yes".
+                    replay = json.loads(body_bytes)
+                    if isinstance(replay, dict) and "time" in replay:
+                        replay["time"] = clock.envelope_stamp()
+                        body_bytes = errors.dumps(replay)
+                return Reply(cached[2], body_bytes, cached[4]), True, 0
         try:
             reply, items = self.dispatch(realm, rt, ctx, body)
         except errors.QBOError as err:

@@ -29,6 +29,8 @@ class SandboxConfig:
     # requestid replay memory (§5); QBO does not document it, the recommendation is "about a day".
     requestid_retention_seconds: float = 86400.0
     requestid_max_entries: int = 200000  # per realm; the oldest are forgotten first
+    # A replay is the stored body byte for byte (False) or with a fresh envelope `time` (True).
+    requestid_replay_new_time: bool = False
     # Query paging (§3).
     default_max_results: int = 100
     max_results_cap: int = 1000

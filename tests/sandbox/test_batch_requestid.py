@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from .conftest import Api, customer_body, invoice_body
@@ -210,3 +211,12 @@ def test_requestid_cache_forgets_oldest_beyond_its_size(api: Api, limits) -> Non
     assert newest.status_code == 200  # still replayed
     oldest = api.post("/customer", customer_body("Cached 0"), params={"requestid": "cap-0"})
     assert api.fault(oldest)["code"] == "6240"  # forgotten, so executed again
+
+
+def test_requestid_replay_can_carry_a_new_time(api: Api, limits) -> None:
+    limits(requestid_replay_new_time=True)
+    rid = uuid.uuid4().hex
+    first = api.post("/customer", customer_body("Fresh Time"), params={"requestid": rid}).json()
+    time.sleep(0.01)
+    again = api.post("/customer", customer_body("Fresh Time"), params={"requestid": rid}).json()
+    assert again["Customer"] == first["Customer"] and again["time"] != first["time"]
