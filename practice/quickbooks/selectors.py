@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
+from practice.quickbooks.messages import error_text
 from practice.quickbooks.models import Connection, SyncAttempt, SyncLink
 from practice.quickbooks.statuses import STATUS_ORDER, SyncStatus, status_colour, status_label
 
@@ -90,7 +91,7 @@ class StatusView:
         return None
 
 
-def status_view(link: SyncLink | None, connection: Connection | None) -> StatusView:
+def status_view(link: SyncLink | None, connection: Connection | None, account_name: str = "") -> StatusView:
     status = link.status if link is not None else SyncStatus.NOT_SYNCED
     view = StatusView(status=status, label=status_label(status), colour=status_colour(status), tooltip="")
     if link is not None:
@@ -109,8 +110,10 @@ def status_view(link: SyncLink | None, connection: Connection | None) -> StatusV
         view.tooltip = _("Not synced; you can sync it from the Info tab.")
     elif status == SyncStatus.SKIPPED:
         view.tooltip = _("Sync was turned off for this account; sync it again from the Info tab if needed.")
-    elif status == SyncStatus.ERROR:
-        view.tooltip = link.error_message if link is not None else ""
+    elif status == SyncStatus.ERROR and link is not None:
+        view.tooltip = error_text(
+            link.error_kind, name=account_name, candidates=view.candidates or [], stored=link.error_message
+        )
     elif status == SyncStatus.SYNCING:
         if connection is not None and not connection.is_connected:
             # Pushes wait while the connection needs reconnecting; nothing is lost.
@@ -134,7 +137,7 @@ def links_by_account(connection: Connection | None, account_ids: list[int]) -> d
 def account_status(*, firm: Firm, account: ClientAccount) -> StatusView:
     connection = connection_for(firm)
     link = links_by_account(connection, [account.pk]).get(account.pk)
-    return status_view(link, connection)
+    return status_view(link, connection, account.name)
 
 
 def annotate_status(qs: QuerySet[Any], connection: Connection | None) -> QuerySet[Any]:
@@ -185,7 +188,7 @@ def _list_context(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
     links = links_by_account(connection, [a.pk for a in accounts])
     any_syncing = False
     for account in accounts:
-        account.qbo = status_view(links.get(account.pk), connection)
+        account.qbo = status_view(links.get(account.pk), connection, account.name)
         any_syncing = any_syncing or account.qbo.is_syncing
     unfiltered = getattr(request, "_qbo_unfiltered", None)
     counts = status_counts(unfiltered) if unfiltered is not None else {}
@@ -211,7 +214,7 @@ def _detail_context(request: HttpRequest, context: dict[str, Any]) -> dict[str, 
     connection = _request_connection(request)
     link = links_by_account(connection, [account.pk]).get(account.pk)
     return {
-        "qbo": status_view(link, connection),
+        "qbo": status_view(link, connection, account.name),
         "qbo_connection": connection,
         "qbo_history": attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
     }

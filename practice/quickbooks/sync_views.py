@@ -36,7 +36,7 @@ def _panel_context(request: HttpRequest, account: ClientAccount) -> dict[str, An
     link = selectors.links_by_account(connection, [account.pk]).get(account.pk)
     return {
         "account": account,
-        "qbo": selectors.status_view(link, connection),
+        "qbo": selectors.status_view(link, connection, account.name),
         "qbo_connection": connection,
         "qbo_history": selectors.attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
     }
@@ -250,9 +250,9 @@ def account_status_poll(request: HttpRequest) -> HttpResponse:
     firm = request.firm  # type: ignore[attr-defined]
     connection = selectors.connection_for(firm)
     # Only this firm's accounts: foreign ids are silently dropped.
-    own = list(ClientAccount.objects.filter(firm=firm, pk__in=ids).values_list("pk", flat=True))
-    links = selectors.links_by_account(connection, own)
-    views = [(pk, selectors.status_view(links.get(pk), connection)) for pk in own]
+    own = dict(ClientAccount.objects.filter(firm=firm, pk__in=ids).values_list("pk", "name"))
+    links = selectors.links_by_account(connection, list(own))
+    views = [(pk, selectors.status_view(links.get(pk), connection, name)) for pk, name in own.items()]
     any_syncing = any(v.is_syncing for _pk, v in views)
     ctx = {"views": views, "any_syncing": any_syncing, "ids": ",".join(str(pk) for pk in own)}
     return render(request, "quickbooks/partials/account_status_poll.html", ctx)
