@@ -15,6 +15,17 @@ from practice.quickbooks.statuses import Outcome, SyncStatus
 
 __all__ = ["RealmSyncState", "SyncAttempt", "SyncLink"]
 
+# What each SyncAttempt.operation means, for people reading the history.
+OPERATION_LABELS = {
+    "match": _("Match by name"),
+    "create": _("Create customer"),
+    "update": _("Update"),
+    "link": _("Link by hand"),
+    "reactivate": _("Reactivate and link"),
+    "unsync": _("Unsync"),
+    "sync": _("Sync requested"),
+}
+
 
 class SyncLink(TimeStampedModel):
     """One app record (`kind` + `local_id`) and the QBO entity it is linked to, or why it isn't.
@@ -104,6 +115,10 @@ class SyncAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.operation} {self.outcome}"
+
+    @property
+    def operation_label(self) -> str:
+        return str(OPERATION_LABELS.get(self.operation, self.operation))
 
 
 class RealmSyncState(models.Model):
