@@ -205,3 +205,10 @@ def test_history_on_the_account_page(firm, conn, client_as):
     assert "qbo-menu" not in page  # employees see statuses, not actions
     owner_page = client_as("owner").get(reverse("clients:account_detail", args=[acct.pk])).content.decode()
     assert "qbo-menu" in owner_page and "Sync account with QuickBooks" in owner_page
+
+
+def test_create_form_suggests_a_free_name_after_a_vendor_clash(firm, conn, client_as):
+    (acct,) = accounts(firm, "Books by Bessie")
+    run(conn)
+    page = client_as("owner").get(reverse("clients:account_detail", args=[acct.pk])).content.decode()
+    assert 'value="Books by Bessie (client)"' in page
