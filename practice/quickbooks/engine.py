@@ -603,6 +603,10 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
                     did += dispatch(ctx, ops)
                 if not did:
                     break
+            else:
+                # Still busy after MAX_ROUNDS (a very large backlog): hand over to a fresh run
+                # rather than hold the realm for ever.
+                return RunResult(ran=True, reason="more work", summary=ctx.summary)
         except ReauthRequired as e:
             # The client has already marked the connection "needs reconnect"; in-flight writes
             # keep their requestid and are replayed after reconnecting.

@@ -71,8 +71,9 @@ def run_now(connection_id: int) -> dict[str, Any]:
         queued_at=None, last_run_started_at=timezone.now()
     )
     result = engine.run_realm(connection_id)
-    if result.reason == "busy":
-        # Another runner holds the realm; it may have planned before our change. Look again soon.
+    if result.reason in ("busy", "more work"):
+        # Another runner holds the realm (it may have planned before our change), or this run
+        # stopped with work left: look again soon.
         enqueue_sync(connection_id, delay_seconds=5)
     elif result.ran:
         schedule_next_retry(connection_id)
