@@ -256,3 +256,24 @@ def account_status_poll(request: HttpRequest) -> HttpResponse:
     any_syncing = any(v.is_syncing for _pk, v in views)
     ctx = {"views": views, "any_syncing": any_syncing, "ids": ",".join(str(pk) for pk in own)}
     return render(request, "quickbooks/partials/account_status_poll.html", ctx)
+
+
+@manager_required
+@require_GET
+def sync_preview(request: HttpRequest) -> HttpResponse:
+    """What the first (or next) run will do with accounts, read live, nothing written.
+
+    For the setup page: `<div hx-get="{% url 'quickbooks:sync_preview' %}" hx-trigger="load">`.
+    """
+    connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
+    ctx: dict[str, Any] = {"preview": None, "error": ""}
+    if connection is None or not connection.is_connected:
+        ctx["error"] = _("QuickBooks is not connected.")
+    else:
+        try:
+            ctx["preview"] = services.account_sync_preview(connection=connection)
+        except ReauthRequired:
+            ctx["error"] = _("QuickBooks is not connected.")
+        except QBOError:
+            ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
+    return render(request, "quickbooks/partials/sync_preview.html", ctx)

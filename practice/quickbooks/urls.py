@@ -33,3 +33,4 @@ urlpatterns += [
     path("accounts/bulk/", sync_views.accounts_bulk, name="accounts_bulk"),
     path("accounts/status/", sync_views.account_status_poll, name="account_status_poll"),
 ]
+urlpatterns += [path("accounts/preview/", sync_views.sync_preview, name="sync_preview")]
