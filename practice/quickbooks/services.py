@@ -2,7 +2,11 @@
 
 The public surface for the rest of the app (views, the API, management commands):
 `request_sync`, `account_sync_link`, `account_sync_create`, `account_sync_reactivate`,
-`account_unsync`, `account_sync_retry`, `accounts_sync_bulk`.
+`account_unsync`, `account_sync_retry`, `accounts_sync_bulk`, `account_sync_preview`, and
+`customer_ref` for the invoice/payment kinds (None while the account must wait).
+
+Importing this module registers the "customer" kind with the engine (order 10: customers go
+before invoices and payments).
 """
 
 from __future__ import annotations
