@@ -694,6 +694,17 @@ def profile_only(args: argparse.Namespace) -> None:
     print(res["profile"])
 
 
+def git_state() -> dict[str, Any]:
+    """The commit measured, and whether the sync code had uncommitted changes (shared tree)."""
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "practice/quickbooks", "qbo_sandbox")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "sync_code_dirty": dirty.splitlines()}
+
+
 def med(rows: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rows))
 
@@ -788,6 +799,7 @@ def main() -> None:
     print()
     print(f"Account sync, {args.accounts} accounts {wl.counts()}, medians of {args.runs} runs")
     print(f"DB: {db.label}; sandbox: separate process, limits off, added latency {args.latency} s")
+    print(f"git: {git_state()}")
     head = (
         f"{'variant':<10} {'synced':>6} {'requests':>8} {'req/synced':>10} {'ops':>6} {'ops/synced':>10} "
         f"{'batches':>7} {'wall s':>7} {'app CPU s':>9} {'CPU s/1k':>8} {'sbx CPU s':>9} {'correct':>7}"
@@ -851,6 +863,7 @@ def main() -> None:
                     "cpus": os.cpu_count(),
                     "loadavg_at_end": os.getloadavg(),
                 },
+                "git": git_state(),
                 "database": db.label,
                 "sandbox": "qbo-sandbox serve, separate process, loopback",
                 "workload": wl.counts(),
