@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from qbo_sandbox import clock, errors, query
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
+from qbo_sandbox.oauth import WEBHOOK_FORMATS
 from qbo_sandbox.state import RealmRuntime, Sandbox, Window, fault_dict
 from qbo_sandbox.store import Realm
 
@@ -695,6 +696,43 @@ async def _body(request: Request, kind: type = dict) -> Any:
     return data
 
 
+class _FieldError(ValueError):
+    """A control-plane body field with a bad value; the 400 answer names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# Entities an app can subscribe to: the ones the sandbox writes, plus the rest of Intuit's webhook
+# table (qbo-api.md §9.1), which the sandbox never emits but a portal configuration may list.
+WEBHOOK_ENTITY_NAMES = frozenset(SPECS) | {"Budget", "Currency", "JournalCode"}
+
+
+def _webhook_settings(data: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+    """``webhook_format`` and ``webhook_entities`` of an app body, checked; None means not given."""
+    fmt = data.get("webhook_format")
+    if fmt is not None and fmt not in WEBHOOK_FORMATS:
+        raise _FieldError(
+            "webhook_format", f"webhook_format must be one of {', '.join(WEBHOOK_FORMATS)}, not {fmt!r}"
+        )
+    entities = data.get("webhook_entities")
+    if entities is None:
+        return fmt, None
+    if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
+        raise _FieldError(
+            "webhook_entities", "webhook_entities must be a list of entity names (or null for all)"
+        )
+    unknown = [e for e in entities if e not in WEBHOOK_ENTITY_NAMES]
+    if unknown:
+        raise _FieldError(
+            "webhook_entities",
+            f"webhook_entities has unknown entity names {', '.join(map(repr, unknown))}; names are "
+            f"case-sensitive, e.g. Customer, Invoice (known: {', '.join(sorted(WEBHOOK_ENTITY_NAMES))})",
+        )
+    return fmt, list(dict.fromkeys(entities))
+
+
 class Control:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
@@ -723,6 +761,8 @@ class Control:
             Route(f"{p}/realms/{{realm}}/entities/{{entity}}/{{obj_id}}", self.peek_read, methods=["GET"]),
             Route(f"{p}/apps", self.create_app, methods=["POST"]),
             Route(f"{p}/tokens", self.tokens, methods=["POST"]),
+            Route(f"{p}/webhooks/deliveries", self.webhook_deliveries, methods=["GET"]),
+            Route(f"{p}/webhooks/flush", self.flush_webhooks, methods=["POST"]),
             Route(f"{p}/snapshot", self.snapshot, methods=["POST"]),
         ]
 
@@ -915,6 +955,7 @@ class Control:
         if isinstance(redirect, str):
             redirect = [redirect]
         try:
+            webhook_format, webhook_entities = _webhook_settings(data)
             app = self.sb.oauth.register_app(
                 client_id=data.get("client_id"),
                 client_secret=data.get("client_secret"),
@@ -922,10 +963,13 @@ class Control:
                 webhook_url=data.get("webhook_url"),
                 verifier_token=data.get("verifier_token"),
                 name=data.get("name", ""),
+                webhook_format=webhook_format,
+                webhook_entities=webhook_entities,
             )
+        except _FieldError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
-        self.sb.dirty = True
         out = {k: v for k, v in vars(app).items() if not k.startswith("_")}
         return _json(out, 201)
 
@@ -939,8 +983,37 @@ class Control:
             tokens = self.sb.oauth.issue_tokens(client_id=client_id, realm_id=realm_id)
         except Exception as exc:
             return _json({"error": str(exc)}, 400)
-        self.sb.dirty = True
         return _json({**tokens, "realm_id": realm_id, "client_id": client_id})
+
+    async def webhook_deliveries(self, request: Request) -> Response:
+        """The dispatcher's delivery log (last 1000), oldest first, each with every attempt."""
+        realm_id = request.query_params.get("realm")
+        client_id = request.query_params.get("client_id")
+        out = [
+            d.to_dict()
+            for d in list(self.sb.webhooks.deliveries)
+            if (realm_id is None or realm_id in d.realm_ids)
+            and (client_id is None or d.client_id == client_id)
+        ]
+        return _json(out)
+
+    async def flush_webhooks(self, request: Request) -> Response:
+        """Send every buffered notification now; with ``{"wait": seconds}`` also wait for the
+        dispatcher to go idle (all sent, acknowledged or given up), at most that long."""
+        data = await _body(request)
+        try:
+            wait = float(data.get("wait") or 0)
+        except (TypeError, ValueError):
+            return _json({"error": "wait must be a number of seconds", "field": "wait"}, 400)
+        hooks = self.sb.webhooks
+        flushed = hooks.pending_events()
+        hooks.flush_now()
+        deadline = time.monotonic() + max(0.0, wait)
+        # Give the dispatcher one turn of the loop so flushed events leave the buffer.
+        await asyncio.sleep(0)
+        while wait > 0 and not hooks.idle() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return _json({"flushed_events": flushed, "idle": hooks.idle()})
 
     async def snapshot(self, request: Request) -> Response:
         data = await _body(request)

@@ -74,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     app_create.add_argument("--webhook-url", default=None)
     app_create.add_argument("--verifier-token", default=None)
     app_create.add_argument("--name", default="")
+    app_create.add_argument(
+        "--webhook-format",
+        choices=["cloudevents", "legacy"],
+        default=None,
+        help="payload format of webhook notifications (default cloudevents)",
+    )
+    app_create.add_argument(
+        "--webhook-entities",
+        action="append",
+        default=None,
+        metavar="ENTITY[,ENTITY...]",
+        help="only notify about these entities, e.g. Customer,Invoice (default: all); repeatable",
+    )
+    app_create.add_argument("--client-id", default=None, help="register with this id, or update that app")
     app_create.add_argument("--url", default=url_default)
 
     token = sub.add_parser("token", help="issue OAuth tokens for a realm without the consent flow")
@@ -128,17 +142,21 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "realm" and args.action == "list":
         _print(_call(args.url, "GET", "/_sandbox/realms"))
     elif args.command == "app":
-        data = _call(
-            args.url,
-            "POST",
-            "/_sandbox/apps",
-            {
-                "redirect_uris": args.redirect_uri,
-                "webhook_url": args.webhook_url,
-                "verifier_token": args.verifier_token,
-                "name": args.name,
-            },
-        )
+        app_body: dict[str, Any] = {
+            "redirect_uris": args.redirect_uri,
+            "webhook_url": args.webhook_url,
+            "verifier_token": args.verifier_token,
+            "name": args.name,
+        }
+        if args.client_id:
+            app_body["client_id"] = args.client_id
+        if args.webhook_format:
+            app_body["webhook_format"] = args.webhook_format
+        if args.webhook_entities is not None:
+            app_body["webhook_entities"] = [
+                name.strip() for value in args.webhook_entities for name in value.split(",") if name.strip()
+            ]
+        data = _call(args.url, "POST", "/_sandbox/apps", app_body)
         _print({"client_id": data["client_id"], "client_secret": data["client_secret"], **data})
     elif args.command == "fault":
         spec = {

@@ -72,6 +72,8 @@ class SandboxConfig:
     # Webhooks (owned by qbo_sandbox/webhooks.py).
     webhook_delay_seconds: float = 1.0
     webhook_max_retries: int = 3
+    # Intuit wants the 200 within 3 s (BLOG-WHMON); a slower answer counts as a failed attempt.
+    webhook_timeout_seconds: float = 3.0
     public_base_url: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

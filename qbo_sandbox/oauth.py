@@ -49,9 +49,12 @@ DEV_CLIENT_ID = "qbo-sandbox-dev"
 DEV_CLIENT_SECRET = "qbo-sandbox-dev-secret"
 DEV_VERIFIER_TOKEN = "qbo-sandbox-dev-verifier"
 # Intuit pre-registers its OAuth Playground for development keys; the localhost URIs cover the
-# practice app run by `make demo` and by tests (which re-register the dev app with their own URI).
+# practice app run by `make demo` (its default QBO_REDIRECT_URI is the /settings/integrations/ one)
+# and by tests (which re-register the dev app with their own URI).
 DEV_REDIRECT_URIS = (
     "https://developer.intuit.com/v2/OAuth2Playground/RedirectUrl",
+    "http://127.0.0.1:8000/settings/integrations/quickbooks/callback/",
+    "http://localhost:8000/settings/integrations/quickbooks/callback/",
     "http://127.0.0.1:8000/quickbooks/callback/",
     "http://localhost:8000/quickbooks/callback/",
 )

@@ -125,6 +125,9 @@ class Sandbox:
         self.oauth = OAuthStore(self.config)
         self.webhooks = WebhookDispatcher(self)
         self.dirty = False
+        # Token refreshes, revocations and app registrations must reach the state file like realm
+        # writes do: a refresh token issued and then lost by a restart would strand the client.
+        self.oauth.on_change = self._oauth_changed
         self.started = time.time()
         if state_file and os.path.exists(state_file):
             self.load(state_file)
@@ -141,6 +144,9 @@ class Sandbox:
             self.webhooks.entity_changed(realm_id, entity, entity_id, operation, when)
         except Exception:  # a webhook problem must never fail the API write
             log.exception("webhook enqueue failed")
+
+    def _oauth_changed(self) -> None:
+        self.dirty = True
 
     def create_realm(
         self, seed: str = "empty", name: str | None = None, realm_id: str | None = None

@@ -173,6 +173,21 @@ class SandboxServer:
         resp.raise_for_status()
         return dict(next(iter(resp.json().values())))
 
+    def webhook_deliveries(
+        self, realm_id: str | None = None, client_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Webhook deliveries made so far (oldest first, last 1000), each a ``Delivery.to_dict()``:
+        ``delivery_id, client_id, url, format, realm_ids, events, status, created_at, signature,
+        body`` (the raw JSON text sent) and ``attempts``. Filtered to one realm and/or app if given."""
+        params = {k: v for k, v in (("realm", realm_id), ("client_id", client_id)) if v is not None}
+        return list(self._call("GET", "/_sandbox/webhooks/deliveries", params=params))
+
+    def flush_webhooks(self, wait: float = 0.0) -> dict[str, Any]:
+        """Send buffered notifications now instead of after ``webhook_delay_seconds``. With ``wait``
+        (seconds), return once every delivery is acknowledged or given up, or that time has passed;
+        the answer's ``idle`` says which."""
+        return dict(self._call("POST", "/_sandbox/webhooks/flush", json={"wait": wait}, timeout=wait + 30))
+
     def set_config(self, **kw: Any) -> dict[str, Any]:
         return dict(self._call("POST", "/_sandbox/config", json=kw))
 

@@ -638,3 +638,67 @@ def test_consent_page_in_chromium(server, store, tmp_path):
     assert params["state"] == "st-123"
     assert store.codes[params["code"]].redirect_uri == redirect
     assert parse_qs(urlsplit(cancelled).query)["error"] == ["access_denied"]
+
+
+def test_token_changes_mark_the_snapshot_dirty():
+    sandbox = make_sandbox()
+    store = sandbox.oauth
+    app = store.register_app(redirect_uris=[REDIRECT])
+    assert sandbox.dirty
+    sandbox.dirty = False
+    tokens = store.issue_tokens(client_id=app.client_id, realm_id="1")
+    assert sandbox.dirty
+    sandbox.dirty = False
+    store.refresh(app=app, refresh_token=tokens["refresh_token"])
+    assert sandbox.dirty
+    sandbox.dirty = False
+    store.revoke_token(app=app, token=tokens["access_token"])
+    assert sandbox.dirty
+
+
+def test_refresh_over_http_survives_a_restart(tmp_path):
+    """A refresh through the token endpoint reaches the state file by autosave, before any
+    shutdown: a sandbox killed after it, then started from the file, accepts the new token."""
+    import shutil
+
+    state = tmp_path / "state.json"
+    crashed = tmp_path / "crashed.json"
+    config = SandboxConfig(throttling_enabled=False, snapshot_interval_seconds=0.05)
+    with SandboxServer(config, state_file=str(state)) as first:
+        realm = first.create_realm(name="Restarted Co")
+        client_id, secret = first.register_app(redirect_uris=[REDIRECT])
+        tokens = first.issue_tokens(realm, client_id=client_id)
+        deadline = time.monotonic() + 5
+        while not (state.exists() and tokens["refresh_token"] in state.read_text()):
+            assert time.monotonic() < deadline, "first tokens never reached the state file"
+            time.sleep(0.02)
+        resp = httpx.post(
+            first.url + "/oauth2/v1/tokens/bearer",
+            auth=(client_id, secret),
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        )
+        assert resp.status_code == 200, resp.text
+        refreshed = resp.json()
+        deadline = time.monotonic() + 5
+        while refreshed["refresh_token"] not in state.read_text():
+            assert time.monotonic() < deadline, "the refresh never reached the state file"
+            time.sleep(0.02)
+        shutil.copy(state, crashed)  # the file as a kill -9 right now would leave it
+    with SandboxServer(SandboxConfig(throttling_enabled=False), state_file=str(crashed)) as second:
+        resp = httpx.post(
+            second.url + "/oauth2/v1/tokens/bearer",
+            auth=(client_id, secret),
+            data={"grant_type": "refresh_token", "refresh_token": refreshed["refresh_token"]},
+        )
+        assert resp.status_code == 200, resp.text
+        with second.api(realm, resp.json()["access_token"]) as api:
+            info = api.get(f"/companyinfo/{realm}")
+            assert info.status_code == 200, info.text
+            assert info.json()["CompanyInfo"]["CompanyName"] == "Restarted Co"
+
+
+def test_dev_app_accepts_the_practice_apps_default_callback():
+    # config/settings.py: QBO_REDIRECT_URI defaults to this, so `make demo` connects with no setup.
+    uris = make_sandbox().oauth.dev_app.redirect_uris
+    assert "http://127.0.0.1:8000/settings/integrations/quickbooks/callback/" in uris
+    assert "http://localhost:8000/settings/integrations/quickbooks/callback/" in uris

@@ -80,10 +80,12 @@ def server():
     # Its own server (not the session one): these tests shrink the webhook window and retry
     # schedule, and every write elsewhere would otherwise queue notifications here.
     cfg = SandboxConfig(
-        webhook_delay_seconds=0.2, webhook_max_retries=3, time_scale=0.01, throttling_enabled=False
+        webhook_delay_seconds=0.2,
+        webhook_max_retries=3,
+        webhook_timeout_seconds=0.5,
+        time_scale=0.01,
+        throttling_enabled=False,
     )
-    # Read by the dispatcher whether or not SandboxConfig declares the field yet.
-    cfg.webhook_timeout_seconds = 0.5
     with SandboxServer(cfg) as srv:
         yield srv
 
@@ -331,3 +333,158 @@ def test_events_before_start_are_kept():
     hooks = WebhookDispatcher(SimpleNamespace(config=cfg))
     hooks.entity_changed("1", "Customer", "1", "Create", STAMP)
     assert hooks.pending_events() == 1
+
+
+# -- control plane: apps with a webhook format, the delivery log, flush ------------------------------
+
+
+def _connect_through_control_plane(server, receiver, **app_fields):
+    client_id, _ = server.register_app(
+        webhook_url=receiver.url, verifier_token="control-verifier", **app_fields
+    )
+    realm = server.create_realm()
+    tokens = server.issue_tokens(realm, client_id=client_id)
+    return client_id, realm, tokens
+
+
+@pytest.mark.parametrize("fmt", ["cloudevents", "legacy"])
+def test_control_plane_app_format_end_to_end(server, receiver_factory, fmt):
+    """An app registered over HTTP with a format and an entity filter gets exactly that."""
+    receiver = receiver_factory()
+    client_id, realm, tokens = _connect_through_control_plane(
+        server, receiver, webhook_format=fmt, webhook_entities=["Customer"]
+    )
+    with server.api(realm, tokens["access_token"]) as api:
+        customer = api.post("/customer", json={"DisplayName": f"Format {fmt}"}).json()["Customer"]
+        assert api.post("/vendor", json={"DisplayName": f"Filtered {fmt}"}).status_code == 200
+    assert server.flush_webhooks(wait=5)["idle"] is True
+    (delivery,) = server.webhook_deliveries(realm_id=realm)
+    assert delivery["client_id"] == client_id
+    assert delivery["format"] == fmt
+    assert delivery["status"] == "delivered"
+    assert delivery["realm_ids"] == [realm]
+    assert delivery["events"] == 1
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    (request,) = receiver.requests
+    assert request["body"].decode() == delivery["body"]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["intuit-signature"] == delivery["signature"]
+    assert verify(request["body"], headers["intuit-signature"], "control-verifier")
+    payload = json.loads(request["body"])
+    if fmt == "legacy":
+        (note,) = payload["eventNotifications"]
+        assert note["realmId"] == realm
+        (entity,) = note["dataChangeEvent"]["entities"]
+        assert (entity["name"], entity["id"], entity["operation"]) == ("Customer", customer["Id"], "Create")
+    else:
+        (event,) = payload
+        assert event["specversion"] == "1.0"
+        assert event["type"] == "qbo.customer.created.v1"
+        assert (event["intuitaccountid"], event["intuitentityid"]) == (realm, customer["Id"])
+
+
+def test_control_plane_updates_an_apps_webhook_settings(server):
+    client_id, _ = server.register_app(webhook_url="http://127.0.0.1:9/hook")
+    app = server.sandbox.oauth.get_app(client_id)
+    assert (app.webhook_format, app.webhook_entities) == ("cloudevents", None)
+    server.register_app(client_id=client_id, webhook_format="legacy", webhook_entities=["Invoice", "Invoice"])
+    assert (app.webhook_format, app.webhook_entities) == ("legacy", ["Invoice"])
+    # Left out: kept as they are.
+    server.register_app(client_id=client_id, name="Renamed")
+    assert (app.webhook_format, app.webhook_entities, app.name) == ("legacy", ["Invoice"], "Renamed")
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "mentions"),
+    [
+        ({"webhook_format": "xml"}, "webhook_format", "'xml'"),
+        ({"webhook_format": 1}, "webhook_format", "cloudevents, legacy"),
+        ({"webhook_entities": "Customer"}, "webhook_entities", "list"),
+        ({"webhook_entities": ["Customer", 7]}, "webhook_entities", "list"),
+        ({"webhook_entities": ["Customer", "invoice"]}, "webhook_entities", "'invoice'"),
+    ],
+)
+def test_control_plane_rejects_bad_webhook_settings(server, body, field, mentions):
+    before = len(server.sandbox.oauth.apps)
+    resp = server.client.post("/_sandbox/apps", json={"webhook_url": "http://127.0.0.1:9/h", **body})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["field"] == field
+    assert field in resp.json()["error"] and mentions in resp.json()["error"]
+    assert len(server.sandbox.oauth.apps) == before
+
+
+def test_delivery_log_filters_by_realm_and_app(server, receiver_factory):
+    receiver = receiver_factory()
+    client_id, realm_a, tokens_a = _connect_through_control_plane(server, receiver)
+    realm_b = server.create_realm()
+    tokens_b = server.issue_tokens(realm_b, client_id=client_id)
+    for realm, tokens in ((realm_a, tokens_a), (realm_b, tokens_b)):
+        with server.api(realm, tokens["access_token"]) as api:
+            assert api.post("/customer", json={"DisplayName": f"Log {realm}"}).status_code == 200
+        # One realm at a time, so each notification covers one realm.
+        assert server.flush_webhooks(wait=5)["idle"] is True
+    (in_a,) = server.webhook_deliveries(realm_id=realm_a)
+    (in_b,) = server.webhook_deliveries(realm_id=realm_b)
+    assert (in_a["realm_ids"], in_b["realm_ids"]) == ([realm_a], [realm_b])
+    mine = server.webhook_deliveries(client_id=client_id)
+    assert [d["delivery_id"] for d in mine] == [in_a["delivery_id"], in_b["delivery_id"]]
+    everything = server.webhook_deliveries()
+    assert {in_a["delivery_id"], in_b["delivery_id"]} <= {d["delivery_id"] for d in everything}
+    assert len(everything) == len(server.sandbox.webhooks.deliveries)
+    assert server.webhook_deliveries(realm_id="1") == []
+    assert server.webhook_deliveries(realm_id=realm_a, client_id="someone-else") == []
+    raw = server.client.get("/_sandbox/webhooks/deliveries", params={"realm": realm_a})
+    assert raw.status_code == 200 and isinstance(raw.json(), list)
+
+
+def test_flush_endpoint_sends_without_waiting_for_the_window(server, receiver_factory):
+    receiver = receiver_factory()
+    _client_id, realm, tokens = _connect_through_control_plane(server, receiver)
+    server.set_config(webhook_delay_seconds=30)
+    try:
+        with server.api(realm, tokens["access_token"]) as api:
+            assert api.post("/customer", json={"DisplayName": "Flushed"}).status_code == 200
+        time.sleep(0.1)
+        assert receiver.requests == []
+        assert server.webhook_deliveries(realm_id=realm) == []
+        answer = server.flush_webhooks(wait=5)
+    finally:
+        server.set_config(webhook_delay_seconds=0.2)
+    assert answer == {"flushed_events": 1, "idle": True}
+    assert len(receiver.requests) == 1
+    (delivery,) = server.webhook_deliveries(realm_id=realm)
+    assert delivery["status"] == "delivered"
+    # Nothing buffered: a flush is a no-op.
+    assert server.flush_webhooks() == {"flushed_events": 0, "idle": True}
+    bad = server.client.post("/_sandbox/webhooks/flush", json={"wait": "soon"})
+    assert bad.status_code == 400 and bad.json()["field"] == "wait"
+
+
+def test_cli_app_create_passes_webhook_settings(server, receiver_factory, capsys):
+    from qbo_sandbox import cli
+
+    receiver = receiver_factory()
+    args = ["app", "create", "--webhook-url", receiver.url, "--verifier-token", "cli-verifier"]
+    args += ["--webhook-format", "legacy", "--webhook-entities", "Customer,Invoice"]
+    args += ["--webhook-entities", "Vendor", "--url", server.url]
+    cli.main(args)
+    created = json.loads(capsys.readouterr().out)
+    assert created["webhook_format"] == "legacy"
+    assert created["webhook_entities"] == ["Customer", "Invoice", "Vendor"]
+    realm = server.create_realm()
+    tokens = server.issue_tokens(realm, client_id=created["client_id"])
+    with server.api(realm, tokens["access_token"]) as api:
+        assert api.post("/vendor", json={"DisplayName": "CLI Vendor"}).status_code == 200
+    assert server.flush_webhooks(wait=5)["idle"] is True
+    (request,) = receiver.requests
+    assert verify(request["body"], request["headers"]["intuit-signature"], "cli-verifier")
+    (note,) = json.loads(request["body"])["eventNotifications"]
+    assert note["dataChangeEvent"]["entities"][0]["name"] == "Vendor"
+
+    with pytest.raises(SystemExit) as bad_format:
+        cli.main(["app", "create", "--webhook-format", "xml", "--url", server.url])
+    assert bad_format.value.code == 2
+    assert "--webhook-format" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad_entity:
+        cli.main(["app", "create", "--webhook-entities", "customer", "--url", server.url])
+    assert "webhook_entities" in str(bad_entity.value) and "400" in str(bad_entity.value)
