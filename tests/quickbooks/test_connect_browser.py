@@ -77,7 +77,7 @@ def signed_in(chromium, live_server):
         )
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(30_000)  # generous: the CI box is shared by parallel jobs
         return page
 
     yield make
