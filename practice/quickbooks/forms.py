@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from practice.quickbooks.models import AccountScope, Connection, UnmatchedCustomer
@@ -133,8 +132,8 @@ class SetupForm(forms.Form):
             setattr(c, f"{field}_name", _label(self.accounts[account_id])[:255] if account_id else "")
         c.fees_enabled = bool(data.get("fees_enabled"))
         c.sync_manual_payments = bool(data.get("sync_manual_payments"))
-        if c.setup_completed_at is None:
-            c.setup_completed_at = timezone.now()
+        # The first save only records the choices: syncing starts when the owner confirms the
+        # preview (`setup_confirm`), since nothing may reach QBO before that (product.md §2).
         # Only the setup columns: a token refresh may be writing the same row right now.
         c.save(
             update_fields=[
@@ -149,7 +148,6 @@ class SetupForm(forms.Form):
                 "fee_account_name",
                 "fees_enabled",
                 "sync_manual_payments",
-                "setup_completed_at",
                 "updated_at",
             ]
         )

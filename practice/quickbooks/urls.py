@@ -10,6 +10,7 @@ urlpatterns = [
     # Must match settings.QBO_REDIRECT_URI (registered with Intuit / the sandbox).
     path("callback/", views.callback, name="callback"),
     path("setup/", views.setup, name="setup"),
+    path("setup/confirm/", views.setup_confirm, name="setup_confirm"),
     path("check/", views.check, name="check"),
     path("disconnect/", views.disconnect, name="disconnect"),
     path("start-over/", views.start_over, name="start_over"),

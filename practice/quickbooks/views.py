@@ -14,8 +14,10 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -45,6 +47,8 @@ def _never_500(view: View) -> View:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
+        except (PermissionDenied, Http404):
+            raise  # answers Django renders itself (403/404), not failures
         except Exception:
             # The traceback holds no tokens: they live only in locals of oauth/client frames,
             # which logging does not print.
@@ -228,9 +232,42 @@ def setup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         form.save()
         log.info("qbo.setup.saved connection=%s by=%s", connection.pk, request.user.pk)
+        if not connection.is_set_up:
+            return redirect("quickbooks:setup_confirm")
         messages.success(request, _("QuickBooks settings saved."))
         return _settings_redirect()
     return render(request, "quickbooks/setup.html", {"connection": connection, "form": form})
+
+
+@manager_required
+@require_http_methods(["GET", "POST"])
+@_never_500
+def setup_confirm(request: HttpRequest) -> HttpResponse:
+    """Before the first push: the saved choices and a preview of what the first sync will do
+    (read live, nothing written). Syncing starts only when the owner confirms (product.md §2)."""
+    is_owner = request.membership.role == "owner"  # type: ignore[attr-defined]
+    if request.method == "POST" and not is_owner:
+        raise PermissionDenied
+    connection = _connection(request)
+    if connection is None or not connection.is_connected:
+        messages.error(request, _("Connect QuickBooks first."))
+        return _settings_redirect()
+    if connection.is_set_up:
+        return _settings_redirect()
+    if not connection.income_account_id:
+        return redirect("quickbooks:setup")
+    if request.method == "POST":
+        # A real save (not .update()), so listeners of Connection's post_save start the sync.
+        connection.setup_completed_at = timezone.now()
+        connection.save(update_fields=["setup_completed_at", "updated_at"])
+        log.info("qbo.setup.confirmed connection=%s by=%s", connection.pk, request.user.pk)
+        messages.success(request, _("QuickBooks syncing has started."))
+        return _settings_redirect()
+    return render(
+        request,
+        "quickbooks/setup_confirm.html",
+        {"connection": connection, "can_confirm": is_owner},
+    )
 
 
 @manager_required

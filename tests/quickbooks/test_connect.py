@@ -26,6 +26,7 @@ SETTINGS = reverse("quickbooks:settings")
 CONNECT = reverse("quickbooks:connect")
 CALLBACK = reverse("quickbooks:callback")
 SETUP = reverse("quickbooks:setup")
+SETUP_CONFIRM = reverse("quickbooks:setup_confirm")
 DISCONNECT = reverse("quickbooks:disconnect")
 START_OVER = reverse("quickbooks:start_over")
 CHECK = reverse("quickbooks:check")
@@ -137,15 +138,24 @@ def test_full_connect_flow_then_setup(client_as, firm, named_realm, sandbox, cap
         },
         follow=True,
     )
-    assert saved.redirect_chain[-1][0] == SETTINGS
+    # Saving records the choices; nothing goes to QBO until the owner confirms the preview.
+    assert saved.redirect_chain[-1][0] == SETUP_CONFIRM
+    review = saved.content.decode()
+    assert "What the first sync will do" in review
+    assert f'hx-get="{reverse("quickbooks:sync_preview")}"' in review
     connection.refresh_from_db()
-    assert connection.is_set_up
+    assert not connection.is_set_up
     assert (connection.account_scope, connection.unmatched_customer) == ("all", "ask")
     assert str(connection.sync_start_date) == "2026-01-01"
     assert connection.income_account_name == "Services"
     assert connection.fees_enabled and connection.fee_account_id
     assert connection.sync_manual_payments is False
-    page = saved.content.decode()
+    assert client_as("admin").post(SETUP_CONFIRM).status_code == 403
+    started = owner.post(SETUP_CONFIRM, follow=True)
+    assert started.redirect_chain[-1][0] == SETTINGS
+    connection.refresh_from_db()
+    assert connection.is_set_up
+    page = started.content.decode()
     assert "Connected" in page and html.escape(HOSTILE_NAME) in page
     for secret in (access, refresh):
         assert secret not in page
@@ -429,6 +439,8 @@ def _state(firm) -> tuple:
         ("get", SETTINGS, {"owner", "admin"}),
         ("get", SETUP, {"owner", "admin"}),
         ("post", SETUP, {"owner", "admin"}),
+        ("get", SETUP_CONFIRM, {"owner", "admin"}),
+        ("post", SETUP_CONFIRM, {"owner"}),
         ("post", CONNECT, {"owner"}),
         ("get", CALLBACK, {"owner"}),
         ("post", DISCONNECT, {"owner"}),
@@ -468,9 +480,11 @@ def test_admin_can_change_setup(client_as, connection):
             "deposit_account": form.initial["deposit_account"],
         },
     )
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"] == SETUP_CONFIRM
     connection.refresh_from_db()
-    assert connection.account_scope == "all" and connection.is_set_up
+    assert connection.account_scope == "all" and not connection.is_set_up
+    review = admin.get(SETUP_CONFIRM).content.decode()
+    assert "owner starts the first sync" in review and 'type="submit">Start syncing' not in review
 
 
 def test_connect_needs_post_and_csrf(client_as, firm):

@@ -112,9 +112,14 @@ def test_owner_connects_in_the_browser_and_employee_gets_403(signed_in, live_ser
     assert (income, deposit) == ("Services", "Undeposited Funds")
     assert page.locator("select[name=income_account] option").count() > 1
 
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save and preview the first sync").click()
+    page.wait_for_url(re.compile(r".*/setup/confirm/$"))
+    # The sync side's preview partial arrives through htmx, read live from the company.
+    page.locator("#qbo-preview").wait_for()
+    assert not Connection.objects.get(firm=firm).is_set_up
+    page.get_by_role("button", name="Start syncing").click()
     page.wait_for_url(re.compile(r".*/settings/integrations/quickbooks/$"))
-    assert "QuickBooks settings saved." in page.content()
+    assert "QuickBooks syncing has started." in page.content()
     assert page.locator("[data-status=connected]").is_visible()
     connection = Connection.objects.get(firm=firm)
     assert connection.status == ConnectionStatus.CONNECTED and connection.realm_id == realm_id
