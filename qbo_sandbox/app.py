@@ -1,5 +1,6 @@
 """HTTP surface: Intuit's Accounting API v3 under /v3/company/{realmId}/..., OAuth routes (oauth.py),
-and the control plane under /_sandbox/ (no auth; never exposed beyond localhost)."""
+read-only QBO-style web pages under /app/ (webui.py) and the control plane under /_sandbox/ (no auth;
+never exposed beyond localhost)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
 from qbo_sandbox.oauth import WEBHOOK_FORMATS
 from qbo_sandbox.state import RealmRuntime, Sandbox, Window, fault_dict
 from qbo_sandbox.store import Realm
+from qbo_sandbox.webui import WebUI
 
 log = logging.getLogger("qbo_sandbox")
 
@@ -1047,6 +1049,7 @@ def create_app(config: SandboxConfig | None = None, state_file: str | None = Non
     routes: list[BaseRoute] = [Route("/v3/company/{realm}/{rest:path}", api, methods=["GET", "POST"])]
     routes += Control(sandbox).routes()
     routes += sandbox.oauth.routes(sandbox)
+    routes += WebUI(sandbox).routes()
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     return app

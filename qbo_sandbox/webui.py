@@ -1,0 +1,386 @@
+"""A small read-only web UI in the shape of QuickBooks Online's, so "open in QuickBooks" links work
+against the sandbox: ``/app/`` (companies), ``/app/customers?realmId=`` and
+``/app/customerdetail?nameId=&realmId=`` (the URL QBO itself uses for a customer).
+
+No auth (a local sandbox), read straight from the realm's tables: not metered, not throttled, not
+counted and not logged. Every value from the books is escaped: names are whatever API clients sent.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from qbo_sandbox import clock
+from qbo_sandbox.state import Sandbox
+from qbo_sandbox.store import Realm
+
+Obj = dict[str, Any]
+
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f8;color:#1f2328;
+margin:0;padding:0}
+header.bar{background:#2ca01c;color:#fff;padding:.6rem 1.5rem;font-weight:600}
+header.bar a{color:#fff;text-decoration:none}
+main{max-width:60rem;margin:1.5rem auto;background:#fff;border:1px solid #d8dce3;border-radius:8px;
+padding:1.5rem 2rem}
+nav.crumbs{font-size:.85rem;color:#6b7380;margin-bottom:.75rem}
+nav.crumbs a{color:#0b6bcb;text-decoration:none}
+h1{font-size:1.4rem;margin:0 0 .25rem}
+h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
+p.sub{color:#555d68;margin:0 0 1rem}
+dl.fields{display:grid;grid-template-columns:10rem 1fr;gap:.35rem 1rem;margin:0}
+dl.fields dt{color:#6b7380}
+dl.fields dd{margin:0;white-space:pre-line}
+table{border-collapse:collapse;width:100%;font-size:.92rem}
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e6e8ec}
+th{color:#555d68;font-weight:600;background:#f8f9fb}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+a{color:#0b6bcb}
+.badge{display:inline-block;font-size:.75rem;padding:.05rem .45rem;border-radius:999px;border:1px solid}
+.badge.active{color:#1d6f12;border-color:#9fd394;background:#eef8ec}
+.badge.inactive{color:#6b7380;border-color:#c8ccd3;background:#f1f2f4}
+.badge.overdue{color:#8a1c12;border-color:#f5c2bd;background:#fdecea}
+.empty{color:#6b7380;font-style:italic}
+.rid{color:#6b7380;font-size:.85rem}
+footer{max-width:60rem;margin:0 auto 1.5rem;color:#6b7380;font-size:.8rem;text-align:center}
+"""
+
+
+def e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _href(path: str, **params: str) -> str:
+    return e(f"{path}?{urlencode(params)}" if params else path)
+
+
+def _customers_href(realm: Realm) -> str:
+    return _href("/app/customers", realmId=realm.realm_id)
+
+
+def _detail_href(realm: Realm, customer_id: Any) -> str:
+    return _href("/app/customerdetail", nameId=str(customer_id), realmId=realm.realm_id)
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    text = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)} · QBO Sandbox</title><style>{_STYLE}</style></head>"
+        '<body><header class="bar"><a href="/app/">QuickBooks Sandbox</a></header>'
+        f"<main>{body}</main>"
+        "<footer>QBO Sandbox: a local, read-only stand-in for QuickBooks Online's web pages. "
+        "No real Intuit account is involved.</footer></body></html>"
+    )
+    return HTMLResponse(text, status_code=status, headers={**_HEADERS, "intuit_tid": str(uuid.uuid4())})
+
+
+def _not_found(title: str, message: str) -> HTMLResponse:
+    body = (
+        f'<h1>{e(title)}</h1><p class="sub">{e(message)}</p>'
+        '<p><a href="/app/">See all sandbox companies</a></p>'
+    )
+    return _page(title, body, 404)
+
+
+def _company_name(realm: Realm) -> str:
+    info = next(iter(realm.data.get("CompanyInfo", {}).values()), {})
+    name = info.get("CompanyName") if isinstance(info, dict) else None
+    return str(name or realm.company_name)
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def money(value: Any, currency: str = "USD") -> str:
+    amount = _num(value)
+    sign = "-" if amount < 0 else ""
+    text = f"{abs(amount):,.2f}"
+    return f"{sign}${text}" if currency == "USD" else f"{sign}{text} {currency}"
+
+
+def _currency(obj: Obj) -> str:
+    ref = obj.get("CurrencyRef")
+    return str(ref.get("value") or "USD") if isinstance(ref, dict) else "USD"
+
+
+def _ref_value(obj: Obj, key: str) -> str | None:
+    ref = obj.get(key)
+    if isinstance(ref, dict) and ref.get("value") not in (None, ""):
+        return str(ref["value"])
+    return None
+
+
+def _active(obj: Obj) -> bool:
+    return obj.get("Active") is not False
+
+
+def _badge(active: bool) -> str:
+    return (
+        '<span class="badge active">Active</span>'
+        if active
+        else '<span class="badge inactive">Inactive</span>'
+    )
+
+
+def _address(addr: Any) -> str:
+    if not isinstance(addr, dict):
+        return ""
+    lines = [str(addr[k]) for k in ("Line1", "Line2", "Line3", "Line4", "Line5") if addr.get(k)]
+    region = " ".join(str(addr[k]) for k in ("CountrySubDivisionCode", "PostalCode") if addr.get(k))
+    city = ", ".join(p for p in (str(addr.get("City") or ""), region) if p)
+    if city:
+        lines.append(city)
+    if addr.get("Country"):
+        lines.append(str(addr["Country"]))
+    return "\n".join(lines)
+
+
+def _phone(obj: Obj, key: str) -> str:
+    value = obj.get(key)
+    return str(value.get("FreeFormNumber") or "") if isinstance(value, dict) else ""
+
+
+def _email(obj: Obj) -> str:
+    value = obj.get("PrimaryEmailAddr")
+    return str(value.get("Address") or "") if isinstance(value, dict) else ""
+
+
+def _customer_type(realm: Realm, customer: Obj) -> str:
+    type_id = _ref_value(customer, "CustomerTypeRef")
+    if type_id is None:
+        return ""
+    ctype = realm.get("CustomerType", type_id)
+    if ctype and ctype.get("Name"):
+        return str(ctype["Name"])
+    ref = customer.get("CustomerTypeRef") or {}
+    return str(ref.get("name") or type_id)
+
+
+def _voided(txn: Obj) -> bool:
+    return _num(txn.get("TotalAmt")) == 0 and str(txn.get("PrivateNote") or "").startswith("Voided")
+
+
+def _id_key(obj: Obj) -> tuple[int, str]:
+    raw = str(obj.get("Id") or "")
+    return (int(raw), raw) if raw.isdigit() else (0, raw)
+
+
+class WebUI:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sb = sandbox
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/app", self.companies, methods=["GET"]),
+            Route("/app/", self.companies, methods=["GET"]),
+            Route("/app/customers", self.customers, methods=["GET"]),
+            Route("/app/customerdetail", self.customer_detail, methods=["GET"]),
+        ]
+
+    def _realm(self, request: Request) -> tuple[Realm | None, Response | None]:
+        realm_id = request.query_params.get("realmId", "")
+        if not realm_id:
+            return None, _not_found("Company not found", "The link has no realmId.")
+        realm = self.sb.realms.get(realm_id)
+        if realm is None:
+            return None, _not_found("Company not found", f"There is no sandbox company {realm_id}.")
+        return realm, None
+
+    def _crumbs(self, realm: Realm | None = None, customers: bool = False) -> str:
+        parts = ['<a href="/app/">Companies</a>']
+        if realm is not None:
+            parts.append(e(_company_name(realm)))
+            if customers:
+                parts[-1] = f'<a href="{_customers_href(realm)}">{parts[-1]}</a>'
+        return '<nav class="crumbs">' + " › ".join(parts) + "</nav>"
+
+    # ---------------------------------------------------------------- pages
+
+    async def companies(self, request: Request) -> Response:
+        realms = sorted(self.sb.realms.values(), key=lambda r: (_company_name(r).lower(), r.realm_id))
+        if realms:
+            rows = "".join(
+                f'<tr><td><a href="{_customers_href(r)}">{e(_company_name(r))}</a></td>'
+                f'<td class="rid">{e(r.realm_id)}</td><td>{e(r.seed)}</td>'
+                f'<td class="num">{len(r.data.get("Customer", {}))}</td></tr>'
+                for r in realms
+            )
+            table = (
+                "<table><thead><tr><th>Company</th><th>Realm ID</th><th>Seed</th>"
+                f'<th class="num">Customers</th></tr></thead><tbody>{rows}</tbody></table>'
+            )
+        else:
+            table = '<p class="empty">No companies yet.</p>'
+        body = f'<h1>Companies</h1><p class="sub">Every company (realm) in this sandbox.</p>{table}'
+        return _page("Companies", body)
+
+    async def customers(self, request: Request) -> Response:
+        realm, missing = self._realm(request)
+        if realm is None:
+            assert missing is not None
+            return missing
+        customers = sorted(
+            realm.data.get("Customer", {}).values(),
+            key=lambda c: (
+                str(c.get("FullyQualifiedName") or c.get("DisplayName") or "").lower(),
+                _id_key(c),
+            ),
+        )
+        active = sum(1 for c in customers if _active(c))
+        if customers:
+            rows = "".join(
+                "<tr>"
+                f'<td><a href="{_detail_href(realm, c.get("Id"))}">'
+                f"{e(c.get('FullyQualifiedName') or c.get('DisplayName'))}</a></td>"
+                f"<td>{e(c.get('CompanyName'))}</td><td>{e(_email(c))}</td>"
+                f"<td>{e(_phone(c, 'PrimaryPhone'))}</td>"
+                f'<td class="num">{e(money(c.get("Balance"), _currency(c)))}</td>'
+                f"<td>{_badge(_active(c))}</td></tr>"
+                for c in customers
+            )
+            table = (
+                "<table><thead><tr><th>Customer</th><th>Company</th><th>Email</th><th>Phone</th>"
+                f'<th class="num">Open balance</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>'
+            )
+        else:
+            table = '<p class="empty">No customers.</p>'
+        body = (
+            f"{self._crumbs(realm)}<h1>Customers</h1>"
+            f'<p class="sub">{len(customers)} customers: {active} active, '
+            f"{len(customers) - active} inactive.</p>"
+            f"{table}"
+        )
+        return _page(f"Customers · {_company_name(realm)}", body)
+
+    async def customer_detail(self, request: Request) -> Response:
+        realm, missing = self._realm(request)
+        if realm is None:
+            assert missing is not None
+            return missing
+        name_id = request.query_params.get("nameId", "")
+        customer = realm.get("Customer", name_id) if name_id else None
+        if customer is None:
+            return _not_found(
+                "Customer not found",
+                f"{_company_name(realm)} has no customer with id {name_id}."
+                if name_id
+                else "The link has no nameId.",
+            )
+        cur = _currency(customer)
+        fields: list[tuple[str, str]] = [
+            ("Display name", e(customer.get("DisplayName"))),
+            ("Company", e(customer.get("CompanyName"))),
+            ("Customer type", e(_customer_type(realm, customer))),
+            ("Email", e(_email(customer))),
+            ("Phone", e(_phone(customer, "PrimaryPhone"))),
+            ("Mobile", e(_phone(customer, "Mobile"))),
+            ("Billing address", e(_address(customer.get("BillAddr")))),
+        ]
+        ship = _address(customer.get("ShipAddr"))
+        if ship and ship != _address(customer.get("BillAddr")):
+            fields.append(("Shipping address", e(ship)))
+        parent_id = _ref_value(customer, "ParentRef")
+        if parent_id is not None:
+            parent = realm.get("Customer", parent_id)
+            label = (parent or {}).get("DisplayName") or parent_id
+            link = _detail_href(realm, parent_id)
+            fields.append(("Sub-customer of", f'<a href="{link}">{e(label)}</a>'))
+        fields.append(("Status", _badge(_active(customer))))
+        fields.append(("Open balance", e(money(customer.get("Balance"), cur))))
+        if _num(customer.get("BalanceWithJobs")) != _num(customer.get("Balance")):
+            fields.append(("Balance with sub-customers", e(money(customer.get("BalanceWithJobs"), cur))))
+        fields.append(("Customer ID", e(customer.get("Id"))))
+        dl = "".join(f"<dt>{label}</dt><dd>{value or '—'}</dd>" for label, value in fields)
+        body = (
+            f"{self._crumbs(realm, customers=True)}"
+            f"<h1>{e(customer.get('DisplayName'))}</h1>"
+            f'<p class="sub">{e(_company_name(realm))} '
+            f'<span class="rid">(realm {e(realm.realm_id)})</span></p>'
+            f'<dl class="fields">{dl}</dl>'
+            f"{self._invoices(realm, customer)}{self._payments(realm, customer)}"
+        )
+        return _page(str(customer.get("DisplayName") or "Customer"), body)
+
+    # ---------------------------------------------------------------- tables
+
+    def _invoices(self, realm: Realm, customer: Obj) -> str:
+        cid = str(customer.get("Id"))
+        today = clock.today()
+        invoices = sorted(
+            (
+                inv
+                for inv in realm.data.get("Invoice", {}).values()
+                if _ref_value(inv, "CustomerRef") == cid and _num(inv.get("Balance")) > 0
+            ),
+            key=lambda inv: (str(inv.get("TxnDate") or ""), _id_key(inv)),
+        )
+        if not invoices:
+            return '<h2>Open invoices</h2><p class="empty">No open invoices.</p>'
+        rows = []
+        for inv in invoices:
+            due = str(inv.get("DueDate") or "")
+            overdue = ' <span class="badge overdue">Overdue</span>' if due and due < today else ""
+            rows.append(
+                f"<tr><td>{e(inv.get('DocNumber') or inv.get('Id'))}</td><td>{e(inv.get('TxnDate'))}</td>"
+                f"<td>{e(due)}{overdue}</td>"
+                f'<td class="num">{e(money(inv.get("TotalAmt"), _currency(inv)))}</td>'
+                f'<td class="num">{e(money(inv.get("Balance"), _currency(inv)))}</td></tr>'
+            )
+        return (
+            "<h2>Open invoices</h2><table><thead><tr><th>No.</th><th>Date</th><th>Due date</th>"
+            f'<th class="num">Total</th><th class="num">Balance</th></tr></thead><tbody>{"".join(rows)}'
+            "</tbody></table>"
+        )
+
+    def _payments(self, realm: Realm, customer: Obj) -> str:
+        cid = str(customer.get("Id"))
+        payments = sorted(
+            (p for p in realm.data.get("Payment", {}).values() if _ref_value(p, "CustomerRef") == cid),
+            key=lambda p: (str(p.get("TxnDate") or ""), _id_key(p)),
+            reverse=True,
+        )
+        if not payments:
+            return '<h2>Payments</h2><p class="empty">No payments.</p>'
+        invoices = realm.data.get("Invoice", {})
+        rows = []
+        for pay in payments:
+            applied = []
+            for line in pay.get("Line") or []:
+                if not isinstance(line, dict):
+                    continue
+                for link in line.get("LinkedTxn") or []:
+                    if isinstance(link, dict) and link.get("TxnType") == "Invoice":
+                        inv = invoices.get(str(link.get("TxnId")))
+                        applied.append(str((inv or {}).get("DocNumber") or link.get("TxnId")))
+            status = ' <span class="badge inactive">Voided</span>' if _voided(pay) else ""
+            rows.append(
+                f"<tr><td>{e(pay.get('TxnDate'))}{status}</td><td>{e(pay.get('PaymentRefNum'))}</td>"
+                f"<td>{e(', '.join(applied))}</td>"
+                f'<td class="num">{e(money(pay.get("TotalAmt"), _currency(pay)))}</td>'
+                f'<td class="num">{e(money(pay.get("UnappliedAmt"), _currency(pay)))}</td></tr>'
+            )
+        return (
+            "<h2>Payments</h2><table><thead><tr><th>Date</th><th>Ref no.</th><th>Applied to invoices</th>"
+            f'<th class="num">Amount</th><th class="num">Unapplied</th></tr></thead><tbody>{"".join(rows)}'
+            "</tbody></table>"
+        )

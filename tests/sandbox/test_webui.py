@@ -1,0 +1,172 @@
+"""The read-only web UI (/app/...): QBO-shaped customer pages, escaped, 404s, not metered."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from qbo_sandbox.testing import SandboxServer
+
+from .conftest import Api, customer_body, invoice_body
+
+SCRIPT_NAME = '<script>alert("x")</script> & Co'
+
+
+def _get(server: SandboxServer, path: str, **params: str) -> httpx.Response:
+    url = f"{server.url}{path}" + (f"?{urlencode(params)}" if params else "")
+    return httpx.get(url, timeout=10)
+
+
+def _detail(server: SandboxServer, realm: str, name_id: str) -> httpx.Response:
+    return _get(server, "/app/customerdetail", nameId=name_id, realmId=realm)
+
+
+def test_detail_of_a_sample_customer(sandbox: SandboxServer, sample: Api) -> None:
+    resp = _detail(sandbox, sample.realm_id, "1")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in resp.headers["content-security-policy"]
+    page = resp.text
+    company = sandbox.sandbox.realms[sample.realm_id].company_name
+    assert html.escape(company) in page
+    assert "Amy&#x27;s Bird Sanctuary" in page
+    assert "Amy's" not in page
+    for text in ("Birds@Intuit.com", "(650) 555-3311", "4581 Finch St.", "Bayshore, CA 94326", "$239.00"):
+        assert text in page, text
+    assert '<span class="badge active">Active</span>' in page
+    # Customer 1's open invoices, and its payments with the invoice numbers they paid.
+    open_invoices = [
+        i
+        for i in sandbox.sandbox.realms[sample.realm_id].data["Invoice"].values()
+        if i["CustomerRef"]["value"] == "1" and i["Balance"] > 0
+    ]
+    assert open_invoices
+    section = page.split("<h2>Open invoices</h2>", 1)[1].split("<h2>Payments</h2>", 1)[0]
+    for inv in open_invoices:
+        assert f"<td>{inv['DocNumber']}</td>" in section
+    paid = [
+        p
+        for p in sandbox.sandbox.realms[sample.realm_id].data["Payment"].values()
+        if p["CustomerRef"]["value"] == "1"
+    ]
+    assert len(paid) >= 2
+    payments = page.split("<h2>Payments</h2>", 1)[1]
+    assert payments.count("<tr>") == len(paid) + 1  # header + one row each
+
+
+def test_payment_shows_and_paid_invoice_leaves_open_list(sandbox: SandboxServer, api: Api) -> None:
+    cust = api.create("Customer", customer_body("Payer"))
+    paid = api.create("Invoice", invoice_body(cust["Id"], 50.0, DocNumber="P-1"))
+    still_open = api.create("Invoice", invoice_body(cust["Id"], 70.0, DocNumber="P-2"))
+    api.create(
+        "Payment",
+        {
+            "CustomerRef": {"value": cust["Id"]},
+            "TotalAmt": 80.0,
+            "PaymentRefNum": "CHK-9",
+            "Line": [{"Amount": 50.0, "LinkedTxn": [{"TxnId": paid["Id"], "TxnType": "Invoice"}]}],
+        },
+    )
+    page = _detail(sandbox, api.realm_id, cust["Id"]).text
+    invoices, payments = page.split("<h2>Open invoices</h2>", 1)[1].split("<h2>Payments</h2>", 1)
+    assert "<td>P-2</td>" in invoices and "P-1" not in invoices and still_open["Balance"] == 70
+    assert "CHK-9" in payments and "<td>P-1</td>" in payments
+    assert "$80.00" in payments and "$30.00" in payments  # amount, unapplied
+    assert "$70.00" in page  # the customer's open balance
+
+
+def test_script_name_is_escaped_everywhere(sandbox: SandboxServer, api: Api) -> None:
+    customer = api.create(
+        "Customer",
+        customer_body(
+            SCRIPT_NAME,
+            CompanyName="<b>Bold</b> Ltd",
+            PrimaryEmailAddr={"Address": "x@example.com"},
+            BillAddr={"Line1": "<img src=x onerror=alert(1)>", "City": "Town"},
+        ),
+    )
+    api.create("Invoice", invoice_body(customer["Id"], 120.0, DocNumber="<i>7</i>"))
+    escaped = html.escape(SCRIPT_NAME)
+    for resp in (
+        _detail(sandbox, api.realm_id, customer["Id"]),
+        _get(sandbox, "/app/customers", realmId=api.realm_id),
+    ):
+        assert resp.status_code == 200
+        page = resp.text
+        assert "<script" not in page
+        assert "<img" not in page and "<b>Bold" not in page and "<i>7" not in page
+        assert escaped in page
+    detail = _detail(sandbox, api.realm_id, customer["Id"]).text
+    assert "&lt;b&gt;Bold&lt;/b&gt; Ltd" in detail
+    assert "&lt;img src=x onerror=alert(1)&gt;" in detail
+    assert "&lt;i&gt;7&lt;/i&gt;" in detail and "$120.00" in detail
+
+
+def test_customer_list_links_and_status(sandbox: SandboxServer, api: Api) -> None:
+    keep = api.create("Customer", customer_body("Zed Active"))
+    gone = api.create("Customer", customer_body("Ann Inactive"))
+    api.create(
+        "Customer", {"Id": gone["Id"], "SyncToken": gone["SyncToken"], "sparse": True, "Active": False}
+    )
+    resp = _get(sandbox, "/app/customers", realmId=api.realm_id)
+    assert resp.status_code == 200
+    page = resp.text
+    assert "2 customers: 1 active, 1 inactive." in page
+    assert page.index("Ann Inactive") < page.index("Zed Active")  # by name
+    for cust in (keep, gone):
+        href = html.escape(
+            f"/app/customerdetail?{urlencode({'nameId': cust['Id'], 'realmId': api.realm_id})}"
+        )
+        assert f'href="{href}"' in page
+    rows = re.findall(r"<tr>.*?</tr>", page)
+    assert any("Ann Inactive" in r and "badge inactive" in r for r in rows)
+    assert any("Zed Active" in r and "badge active" in r for r in rows)
+    detail = _detail(sandbox, api.realm_id, gone["Id"]).text
+    assert '<span class="badge inactive">Inactive</span>' in detail
+    assert "No open invoices." in detail and "No payments." in detail
+
+
+def test_companies_page(sandbox: SandboxServer, api: Api) -> None:
+    for path in ("/app/", "/app"):
+        resp = _get(sandbox, path)
+        assert resp.status_code == 200
+        assert f"/app/customers?realmId={api.realm_id}" in resp.text
+        name = sandbox.sandbox.realms[api.realm_id].company_name
+        assert html.escape(name) in resp.text
+
+
+def test_404s(sandbox: SandboxServer, api: Api) -> None:
+    cases = [
+        _detail(sandbox, "nope", "1"),
+        _detail(sandbox, api.realm_id, "999999"),
+        _get(sandbox, "/app/customerdetail", realmId=api.realm_id),
+        _get(sandbox, "/app/customerdetail", nameId="1"),
+        _get(sandbox, "/app/customers", realmId="nope"),
+        _get(sandbox, "/app/customers"),
+    ]
+    for resp in cases:
+        assert resp.status_code == 404, resp.url
+        assert resp.headers["content-type"].startswith("text/html")
+        assert "not found" in resp.text
+    unknown = _detail(sandbox, "<script>x</script>", "<script>").text
+    assert "<script>" not in unknown and "&lt;script&gt;x&lt;/script&gt;" in unknown
+
+
+def test_not_metered_or_counted(sandbox: SandboxServer, sample: Api) -> None:
+    sandbox.reset_counters(sample.realm_id)
+    before = len(sandbox.requests(sample.realm_id))
+    for _ in range(3):
+        assert _detail(sandbox, sample.realm_id, "1").status_code == 200
+        assert _get(sandbox, "/app/customers", realmId=sample.realm_id).status_code == 200
+    assert all(v == 0 for v in sandbox.counters(sample.realm_id).values())
+    assert len(sandbox.requests(sample.realm_id)) == before
+
+
+def test_not_throttled(sandbox: SandboxServer, sample: Api, limits: Any) -> None:
+    limits(throttling_enabled=True, requests_per_minute=1, requests_per_second=1)
+    for _ in range(5):
+        assert _detail(sandbox, sample.realm_id, "1").status_code == 200
