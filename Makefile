@@ -29,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy .
+	$(BIN)/mypy practice config qbo_sandbox manage.py
 
 test-sqlite: install
 	$(BIN)/python -m pytest -q
