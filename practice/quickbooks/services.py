@@ -144,15 +144,39 @@ def _is_due(link: SyncLink, now: Any) -> bool:
     return link.next_retry_at is None or link.next_retry_at <= now
 
 
-def _record_decision(ctx: engine.RunContext, link: SyncLink, account: ClientAccount, result: Any) -> None:
-    """Store a decision that needs no write to QBO (a link by name, or an Error)."""
+def _is_fresh(link: SyncLink | None) -> bool:
+    """A link nobody has acted on yet (ours, or one a person created but left untouched)."""
+    return (
+        link is not None
+        and link.status == SyncStatus.NOT_SYNCED
+        and not link.batch_request_id
+        and not link.qbo_id
+        and not link.pending_op
+    )
+
+
+def _record_decision(
+    ctx: engine.RunContext,
+    link: SyncLink,
+    account: ClientAccount,
+    result: Any,
+    decisions: list[engine.DecisionRecord],
+) -> None:
+    """Decide without a write to QBO (a link by name, or an Error); saved with the others."""
     link.input_hash = input_hash(account)
     link.last_attempt_at = ctx.now
     if result.decision == Decision.LINK:
         c: QBOName = result.customer
         engine.mark_linked(link, {"Id": c.id, "SyncToken": c.sync_token, "DisplayName": c.name}, now=ctx.now)
-        engine.save_with_attempt(
-            link, operation="match", outcome=Outcome.SUCCESS, message=f"Linked by name to “{c.name}”."
+        decisions.append(
+            engine.DecisionRecord(
+                link,
+                {
+                    "operation": "match",
+                    "outcome": Outcome.SUCCESS,
+                    "message": f"Linked by name to “{c.name}”.",
+                },
+            )
         )
         ctx.count("customer.linked_by_name")
     else:
@@ -162,7 +186,11 @@ def _record_decision(ctx: engine.RunContext, link: SyncLink, account: ClientAcco
             message=result.message,
             candidates=[c.as_candidate() for c in result.candidates],
         )
-        engine.save_with_attempt(link, operation="match", outcome=Outcome.ERROR, message=result.message)
+        decisions.append(
+            engine.DecisionRecord(
+                link, {"operation": "match", "outcome": Outcome.ERROR, "message": result.message}
+            )
+        )
         ctx.count(f"customer.{result.decision.value}")
     ctx.cache["recorded_without_write"] = ctx.cache.get("recorded_without_write", 0) + 1
 
@@ -206,6 +234,18 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
     if not todo:
         return []
 
+    # Accounts seen for the first time get their links in bulk (a few statements per page, not
+    # one get_or_create each). One a person acted on meanwhile is decided next round.
+    missing = [account.pk for account, link in todo if link is None]
+    if missing:
+        made = engine.insert_links(connection, KIND, missing)
+        links.update(made)
+        todo = [
+            (account, link if link is not None else made[account.pk])
+            for account, link in todo
+            if link is not None or _is_fresh(made.get(account.pk))
+        ]
+
     # Names already spoken for: QBO customers linked to an account, and creates in flight.
     taken_ids = {link.qbo_id for link in links.values() if link.qbo_id}
     claimed: set[str] = set()
@@ -216,9 +256,10 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
                 claimed.add(normalize(str(name)))
 
     ops: list[engine.Op] = []
+    decisions: list[engine.DecisionRecord] = []
     create_when_missing = connection.unmatched_customer != "ask"
-    for account, existing in todo:
-        link = existing or _get_or_make_link(connection, account)
+    for account, link in todo:
+        assert link is not None
         if link.pending_op == "reactivate" and link.target_qbo_id:
             op = _plan_reactivate(ctx, link)
             if op is not None:
@@ -247,9 +288,10 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             link.input_hash = input_hash(account)
             ops.append(_create_op(ctx, link, account, account.name))
         else:
-            _record_decision(ctx, link, account, result)
+            _record_decision(ctx, link, account, result, decisions)
             if result.decision == Decision.LINK and result.customer is not None:
                 taken_ids.add(result.customer.id)
+    engine.save_decisions(ctx, decisions)
     return ops
 
 

@@ -426,7 +426,7 @@ def test_worker_crash_is_recovered_by_replay(firm, conn, monkeypatch, crash_poin
     class Killed(BaseException):  # like SIGKILL: nothing in the engine catches it
         pass
 
-    target = "_send" if crash_point == "before_send" else "_record_success"
+    target = "_send" if crash_point == "before_send" else "_record_outcomes"
     original = getattr(engine, target)
 
     def crash(*args, **kwargs):
@@ -471,3 +471,49 @@ def test_messages_are_rebuilt_in_the_readers_language(firm, conn, sandbox, realm
             "Spanish catalogue not rebuilt yet for the sync messages (make messages): check at the end"
         )
     assert "proveedor" in spanish.lower()
+
+
+@pytest.mark.parametrize("in_qbo", [False, True], ids=["created", "linked_by_name"])
+def test_a_run_costs_a_few_queries_per_batch_of_30_not_per_account(firm, conn, sandbox, realm_id, in_qbo):
+    """Planning and recording are bulk: SQL statements grow with batches of 30, not accounts
+    (before: ~7 per account: a get_or_create each, one transaction per outcome)."""
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    from practice.clients.models import ClientAccount
+
+    def queries_for(n: int, prefix: str) -> int:
+        names = [f"{prefix} {i:03d}" for i in range(n)]
+        if in_qbo:
+            sandbox.bulk_insert(realm_id, "Customer", [{"DisplayName": name} for name in names])
+        ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=name) for name in names])
+        with CaptureQueriesContext(db) as ctx:
+            assert run(conn).ran
+        ids = ClientAccount.objects.filter(name__in=names).values("pk")
+        links = SyncLink.objects.filter(connection=conn, local_id__in=ids)
+        assert [link.status for link in links] == [SyncStatus.SYNCED] * n
+        assert SyncAttempt.objects.filter(link__in=links, outcome="success").count() == n
+        return len(ctx.captured_queries)
+
+    small = queries_for(30, "Guard Small")
+    large = queries_for(90, "Guard Large")
+    print("queries", small, large)
+    # 60 more accounts = 2 more batches of 30: at most a small constant each.
+    assert large - small <= 2 * 12, (small, large)
+
+
+def test_a_person_acting_while_the_plan_decides_wins(firm, conn, monkeypatch):
+    """Decisions without a write are saved together at the end of the plan; a link a person
+    changed meanwhile (here: unsynced) is left as the person left it."""
+    (acct,) = accounts(firm, "Amy's Bird Sanctuary")  # matches by name: linked without a write
+    real = engine.save_decisions
+
+    def person_first(ctx, decisions):
+        services.account_unsync(firm=firm, account=acct)
+        return real(ctx, decisions)
+
+    monkeypatch.setattr(engine, "save_decisions", person_first)
+    assert run(conn).ran
+    link = link_of(conn, acct)
+    assert link.status == SyncStatus.SKIPPED and not link.qbo_id
+    assert not SyncAttempt.objects.filter(link=link, operation="match").exists()
