@@ -6,10 +6,16 @@ reaper runs once before the first task is claimed (a restarted worker picks up w
 predecessor left RUNNING) and then every --reap-every seconds in a thread, so a pool of workers
 keeps the queue healthy with no cron job. Several workers reaping at once is safe: the reaper's
 updates are conditional (see practice.common.tasks.reap_stale_tasks).
+
+Beside them, a sweep thread calls `practice.quickbooks.tasks.sweep_now()` every --sweep-every
+seconds (default QBO_SWEEP_INTERVAL_SECONDS, 60): it re-enqueues realms with due retries and
+runs lost with a killed worker. An exception there is logged; it never stops the worker.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +25,36 @@ from django.db import close_old_connections
 from django.utils.crypto import get_random_string
 
 from practice.common.tasks import ReaperThread, heartbeat, heartbeat_stop, reap_stale_tasks
+
+logger = logging.getLogger("practice.common.worker")
+
+
+class SweepThread(threading.Thread):
+    """Calls the QBO sweep now and then every `every_seconds` until `stop()`."""
+
+    def __init__(self, *, every_seconds: float) -> None:
+        super().__init__(name="qbo-sweep", daemon=True)
+        self.every_seconds = every_seconds
+        self._stop_event = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        while True:
+            try:
+                from practice.quickbooks.tasks import sweep_now
+
+                sweep_now()
+                self.runs += 1
+            except Exception:
+                # A database or QBO hiccup must not kill the thread (or the worker): try again later.
+                logger.exception("tasks.sweep.error")
+            finally:
+                close_old_connections()
+            if self._stop_event.wait(self.every_seconds):
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
 
 
 class Command(BaseCommand):
@@ -51,6 +87,12 @@ class Command(BaseCommand):
             default=None,
             help="Reap tasks RUNNING longer than this (default: settings.TASK_REAPER_STALE_SECONDS).",
         )
+        parser.add_argument(
+            "--sweep-every",
+            type=float,
+            default=None,
+            help="Seconds between QBO sweeps (default: QBO_SWEEP_INTERVAL_SECONDS, 60; 0: never).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stale = options["stale_seconds"]
@@ -76,6 +118,13 @@ class Command(BaseCommand):
             worker_id=worker_id,
         )
         beside.start()
+        sweep_every = options["sweep_every"]
+        if sweep_every is None:
+            sweep_every = float(getattr(settings, "QBO_SWEEP_INTERVAL_SECONDS", 60))
+        # Not in --batch mode: that runs what is queued and exits.
+        sweeper = SweepThread(every_seconds=sweep_every) if sweep_every > 0 and not options["batch"] else None
+        if sweeper is not None:
+            sweeper.start()
 
         worker_options: dict[str, Any] = {
             "queue_name": options["queue_name"],
@@ -95,5 +144,8 @@ class Command(BaseCommand):
         finally:
             beside.stop()
             beside.join(timeout=5)
+            if sweeper is not None:
+                sweeper.stop()
+                sweeper.join(timeout=5)
             # Whatever this worker still holds (a task cut short) is reaped without waiting.
             heartbeat_stop(worker_id)
