@@ -144,3 +144,52 @@ def test_a_waiting_retry_schedules_its_own_run(
     with django_capture_on_commit_callbacks(execute=True):
         run_now(conn.pk)  # not due yet: nothing sent, and no second delayed run
     assert DBTaskResult.objects.filter(task_path=SYNC_TASK).count() == 1
+
+
+def test_the_worker_sweeps_beside_its_tasks_and_survives_a_failing_sweep(db, monkeypatch, caplog):
+    """run_worker calls the QBO sweep periodically in a thread; an exception is logged and the
+    next sweep still happens (the worker itself is never stopped by it)."""
+    import threading
+
+    from practice.common.management.commands import run_worker
+    from practice.quickbooks import tasks
+
+    calls = []
+    swept_again = threading.Event()
+
+    def flaky_sweep(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        swept_again.set()
+        return 0
+
+    def fake_db_worker(name, **options):
+        assert name == "db_worker"
+        # The worker is "running tasks" until the sweep has failed once and then run again.
+        assert swept_again.wait(10)
+
+    monkeypatch.setattr(tasks, "sweep_now", flaky_sweep)
+    monkeypatch.setattr(run_worker, "call_command", fake_db_worker)
+    call_command("run_worker", "--sweep-every", "0.05", "--reap-every", "0", "--no-startup-delay")
+    assert len(calls) >= 2
+    assert "tasks.sweep.error" in caplog.text
+
+
+@pytest.mark.parametrize(("args", "started"), [((), [60.0]), (("--batch",), [])], ids=["loop", "batch"])
+def test_the_worker_sweeps_once_a_minute_by_default_and_not_in_batch_mode(db, monkeypatch, args, started):
+    from practice.common.management.commands import run_worker
+
+    seen = []
+
+    class Recorder(run_worker.SweepThread):
+        def start(self):
+            seen.append(self.every_seconds)
+
+        def join(self, timeout=None):
+            pass
+
+    monkeypatch.setattr(run_worker, "SweepThread", Recorder)
+    monkeypatch.setattr(run_worker, "call_command", lambda name, **options: None)
+    call_command("run_worker", "--reap-every", "0", "--no-startup-delay", *args)
+    assert seen == started
