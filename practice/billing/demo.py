@@ -11,6 +11,7 @@ Everything is created through the billing services, so the demo obeys the same r
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -145,7 +146,10 @@ def demo_firm() -> Firm | None:
 
 
 def _slug(name: str) -> str:
-    return ".".join("".join(ch for ch in word.lower() if ch.isalnum()) for word in name.split()).strip(".")
+    """An ASCII e-mail local part: accents folded, punctuation-only words ("&") dropped."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    words = ("".join(ch for ch in word.lower() if ch.isalnum()) for word in ascii_name.split())
+    return ".".join(w for w in words if w)
 
 
 @transaction.atomic
