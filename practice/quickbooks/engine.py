@@ -364,6 +364,8 @@ def insert_links(
     if not local_ids:
         return {}
     now = timezone.now()
+    # Every row is this prototype with its own local_id (a field with a per-row default, say a
+    # uuid, would need its own value here).
     proto = SyncLink(
         firm_id=connection.firm_id,
         connection=connection,

@@ -6,9 +6,9 @@
   the earliest `next_retry_at` of the realm, so back-off retries happen on time by themselves.
 - `sweep()`: the periodic safety net. Re-enqueues realms with due retries, realms whose queued
   run was lost (a killed worker), and, with `all_realms`, every connected realm (lost events
-  cannot lose data because each run re-plans from state). Run it every minute or so: the
-  `qbo_sweep` management command (`--loop 60` keeps it running), or from the worker's loop
-  (`run_worker` can call `practice.quickbooks.tasks.sweep_now()` between batches).
+  cannot lose data because each run re-plans from state). It runs every minute beside the
+  worker (`run_worker --sweep-every`, default 60 s, calls `sweep_now()` in a thread); the
+  `qbo_sweep` management command (`--loop 60` keeps it running) is there for plain `db_worker`.
 
 Both are safe to run twice: the engine's lease lets one run work a realm at a time.
 """

@@ -146,7 +146,8 @@ def test_a_waiting_retry_schedules_its_own_run(
     assert DBTaskResult.objects.filter(task_path=SYNC_TASK).count() == 1
 
 
-def test_the_worker_sweeps_beside_its_tasks_and_survives_a_failing_sweep(db, monkeypatch, caplog):
+@pytest.mark.django_db(transaction=True)  # run_worker closes the connection (see above)
+def test_the_worker_sweeps_beside_its_tasks_and_survives_a_failing_sweep(monkeypatch, caplog):
     """run_worker calls the QBO sweep periodically in a thread; an exception is logged and the
     next sweep still happens (the worker itself is never stopped by it)."""
     import threading
@@ -176,8 +177,9 @@ def test_the_worker_sweeps_beside_its_tasks_and_survives_a_failing_sweep(db, mon
     assert "tasks.sweep.error" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("args", "started"), [((), [60.0]), (("--batch",), [])], ids=["loop", "batch"])
-def test_the_worker_sweeps_once_a_minute_by_default_and_not_in_batch_mode(db, monkeypatch, args, started):
+def test_the_worker_sweeps_once_a_minute_by_default_and_not_in_batch_mode(monkeypatch, args, started):
     from practice.common.management.commands import run_worker
 
     seen = []
