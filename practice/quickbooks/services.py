@@ -699,6 +699,18 @@ def account_sync_link(
     return link
 
 
+def _queue_manual_op(link: SyncLink, *, op: str, actor: str, message: str) -> None:
+    """Hand a person's create/reactivate request to the engine: Syncing, a fresh retry count,
+    no stale error, and a history row saying who asked. Call inside the link's lock."""
+    link.pending_op = op
+    link.status = SyncStatus.SYNCING
+    link.attempts = 0
+    link.next_retry_at = None
+    engine.clear_error(link)
+    link.save()
+    engine.record_attempt(link, operation=op, outcome=Outcome.INFO, actor=actor, message=message)
+
+
 def account_sync_create(*, firm: Firm, account: ClientAccount, name: str, actor: str = "") -> SyncLink:
     """Create a new QBO customer for the account (name editable), through the engine."""
     problem = name_problem(name)
@@ -712,23 +724,11 @@ def account_sync_create(*, firm: Firm, account: ClientAccount, name: str, actor:
         _refuse_in_flight(link)
         if link.qbo_id and link.status == SyncStatus.SYNCED:
             raise SyncActionError("This account is already linked. Unsync it first to link it elsewhere.")
-        link.pending_op = "create"
         link.desired_name = clean_display_name(name)
         link.target_qbo_id = ""
         link.qbo_id = ""
         link.qbo_name = ""
-        link.status = SyncStatus.SYNCING
-        link.attempts = 0
-        link.next_retry_at = None
-        engine.clear_error(link)
-        link.save()
-        engine.record_attempt(
-            link,
-            operation="create",
-            outcome=Outcome.INFO,
-            actor=actor,
-            message=f"Asked to create “{link.desired_name}”.",
-        )
+        _queue_manual_op(link, op="create", actor=actor, message=f"Asked to create “{link.desired_name}”.")
     request_sync(connection)
     return link
 
@@ -751,17 +751,10 @@ def account_sync_reactivate(
         )
         if not target or not str(target).isdigit():
             raise SyncActionError("There is no inactive QuickBooks customer to reactivate for this account.")
-        link.pending_op = "reactivate"
         link.target_qbo_id = str(target)
-        link.status = SyncStatus.SYNCING
-        link.attempts = 0
-        link.next_retry_at = None
-        engine.clear_error(link)
-        link.save()
-        engine.record_attempt(
+        _queue_manual_op(
             link,
-            operation="reactivate",
-            outcome=Outcome.INFO,
+            op="reactivate",
             actor=actor,
             message="Asked to reactivate and link the QuickBooks customer.",
         )
