@@ -435,6 +435,29 @@ def _replace_lines(invoice: Invoice, lines: list[LineInput]) -> None:
     )
 
 
+def _validate_invoice_input(
+    *,
+    firm: Firm,
+    lines: Iterable[Mapping[str, Any]],
+    existing_service_ids: set[int],
+    **header_input: Any,
+) -> tuple[dict[str, Any], list[LineInput]]:
+    """Check header and lines together so one submit reports every bad field, not the first."""
+    errors: dict[str, list[str]] = {}
+    header: dict[str, Any] = {}
+    clean_lines: list[LineInput] = []
+    try:
+        header = _invoice_header(firm=firm, **header_input)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        clean_lines = _clean_lines(firm=firm, lines=lines, existing_service_ids=existing_service_ids)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    _check(errors)
+    return header, clean_lines
+
+
 @transaction.atomic
 def invoice_create(
     *,
@@ -450,27 +473,18 @@ def invoice_create(
     actor: Any = None,
 ) -> Invoice:
     """Create a draft invoice with its lines. A blank number gets the next "INV-nnnn"."""
-    errors: dict[str, list[str]] = {}
-    header: dict[str, Any] = {}
-    try:
-        header = _invoice_header(
-            firm=firm,
-            account=account,
-            number=number,
-            issue_date=issue_date,
-            due_date=due_date,
-            class_name=class_name,
-            location_name=location_name,
-            memo=memo,
-        )
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    clean_lines: list[LineInput] = []
-    try:
-        clean_lines = _clean_lines(firm=firm, lines=lines, existing_service_ids=set())
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    _check(errors)
+    header, clean_lines = _validate_invoice_input(
+        firm=firm,
+        lines=lines,
+        existing_service_ids=set(),
+        account=account,
+        number=number,
+        issue_date=issue_date,
+        due_date=due_date,
+        class_name=class_name,
+        location_name=location_name,
+        memo=memo,
+    )
     invoice = Invoice(firm=firm, state=InvoiceState.DRAFT, **header)
     _save_with_number(invoice, firm=firm, auto_number=not header["number"])
     _replace_lines(invoice, clean_lines)
@@ -504,30 +518,20 @@ def invoice_update(
     if locked.state != InvoiceState.DRAFT:
         _raise(NON_FIELD_ERRORS, _("Only draft invoices can be edited."))
     firm = locked.firm
-    errors: dict[str, list[str]] = {}
-    header: dict[str, Any] = {}
-    try:
-        header = _invoice_header(
-            firm=firm,
-            account=account,
-            number=number,
-            issue_date=issue_date,
-            due_date=due_date,
-            class_name=class_name,
-            location_name=location_name,
-            memo=memo,
-            exclude_pk=locked.pk,
-            current_account_id=locked.account_id,
-        )
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    clean_lines: list[LineInput] = []
-    try:
-        existing = set(locked.lines.values_list("service_id", flat=True))
-        clean_lines = _clean_lines(firm=firm, lines=lines, existing_service_ids=existing)
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    _check(errors)
+    header, clean_lines = _validate_invoice_input(
+        firm=firm,
+        lines=lines,
+        existing_service_ids=set(locked.lines.values_list("service_id", flat=True)),
+        account=account,
+        number=number,
+        issue_date=issue_date,
+        due_date=due_date,
+        class_name=class_name,
+        location_name=location_name,
+        memo=memo,
+        exclude_pk=locked.pk,
+        current_account_id=locked.account_id,
+    )
     auto_number = not header["number"]
     if auto_number:
         header["number"] = locked.number  # keep the number it already has
