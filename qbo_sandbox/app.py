@@ -849,6 +849,8 @@ class Control:
         entries = list(self.sb.rt(request.path_params["realm"]).log)
         limit = request.query_params.get("limit")
         if limit:
+            if not limit.isdigit():
+                return _json({"error": "limit must be a whole number of entries", "field": "limit"}, 400)
             entries = entries[-int(limit) :]
         return _json({"requests": entries})
 

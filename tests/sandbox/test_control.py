@@ -240,3 +240,10 @@ def test_cli_fault_counters_config(sandbox: SandboxServer, capsys, limits) -> No
     assert cfg["requests_per_minute"] == 42 and cfg["throttle_body"] == "json"
     cli.main(["config", "--url", sandbox.url])
     assert json.loads(capsys.readouterr().out)["requests_per_minute"] == 42
+
+
+def test_request_log_limit_must_be_a_number(sandbox: SandboxServer) -> None:
+    realm = sandbox.create_realm(seed="empty")
+    response = httpx.get(f"{sandbox.url}/_sandbox/realms/{realm}/requests", params={"limit": "ten"})
+    assert response.status_code == 400
+    assert response.json()["field"] == "limit"
