@@ -13,7 +13,7 @@ What it does (docs/benchmarks.md has the figures and the caveats):
    state.
 2. Starts `qbo-sandbox serve` as a separate process on a free loopback port (limits off for the
    comparison runs) and runs, in a fresh child process with a fresh database each time:
-   - `engine`: the real engine through `practice.quickbooks.tasks.run_now`, the body of the
+   - `engine`: the real engine through `practice.quickbooks.sync.tasks.run_now`, the body of the
      `sync_realm` task the worker executes;
    - `engine-b1`: the same with `engine.BATCH_SIZE = 1`. The engine has no batching switch;
      this is the closest thing (every write is still a batch call, of one item);
@@ -455,9 +455,10 @@ def worker(spec_path: str) -> None:
 
     from practice.clients.models import ClientAccount
     from practice.firms.services import firm_create
-    from practice.quickbooks import client as qbo_client
-    from practice.quickbooks import engine, oauth, pacing, tasks
+    from practice.quickbooks.connection import client as qbo_client
+    from practice.quickbooks.connection import oauth, pacing
     from practice.quickbooks.models import SyncLink
+    from practice.quickbooks.sync import engine, tasks
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine.BATCH_SIZE = int(spec["batch_size"])

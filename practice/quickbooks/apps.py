@@ -11,10 +11,11 @@ class QuickbooksConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from practice.common import events
-        from practice.quickbooks import selectors, services
+        from practice.quickbooks import selectors
         from practice.quickbooks.models import Connection
+        from practice.quickbooks.sync import kinds, triggers  # noqa: F401  (kinds: registers the built-in record kinds)
 
-        events.subscribe(services.on_record_changed)
+        events.subscribe(triggers.on_record_changed)
         # Connecting or confirming the setup starts the first sync (enqueue only, on commit).
-        post_save.connect(services.on_connection_saved, sender=Connection, dispatch_uid="qbo-sync-on-connect")
+        post_save.connect(triggers.on_connection_saved, sender=Connection, dispatch_uid="qbo-sync-on-connect")
         selectors.install_hooks()

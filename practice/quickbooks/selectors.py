@@ -17,9 +17,9 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
-from practice.quickbooks.messages import error_text
 from practice.quickbooks.models import Connection, SyncAttempt, SyncLink
 from practice.quickbooks.statuses import STATUS_ORDER, SyncStatus, status_colour, status_label
+from practice.quickbooks.sync.messages import error_text
 
 if TYPE_CHECKING:
     from practice.clients.models import ClientAccount

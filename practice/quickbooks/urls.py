@@ -1,6 +1,6 @@
 from django.urls import path
 
-from practice.quickbooks import views
+from practice.quickbooks.web import views
 
 app_name = "quickbooks"
 urlpatterns = [
@@ -16,8 +16,8 @@ urlpatterns = [
     path("start-over/", views.start_over, name="start_over"),
 ]
 
-# Account sync (practice/quickbooks/sync_views.py).
-from practice.quickbooks import sync_views  # noqa: E402
+# Account sync (practice/quickbooks/web/sync_views.py).
+from practice.quickbooks.web import sync_views  # noqa: E402
 
 urlpatterns += [
     path("accounts/<int:pk>/panel/", sync_views.account_sync_panel, name="account_sync_panel"),

@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone, translation
 
 from practice.clients.services import account_create
-from practice.quickbooks import engine
 from practice.quickbooks.models import SyncLink
+from practice.quickbooks.sync import engine
 from tests.browser.conftest import CLIENT_ID
 from tests.quickbooks.conftest import connect_firm
 
@@ -139,7 +139,7 @@ def test_demo_screenshots(live_server, login, qbo_live, db):
     if not out:
         pytest.skip("set SCREENSHOTS_DIR to write the demo screenshots")
     from practice.billing.demo import DEMO_OWNER_EMAIL, DEMO_PASSWORD, demo_seed
-    from practice.quickbooks.demo import seed_demo_company
+    from practice.quickbooks.demo.seed import seed_demo_company
 
     firm = demo_seed().firm
     realm = qbo_live.create_realm(seed="sample-us", name="Demo Company (sandbox)")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from practice.quickbooks import oauth, pacing
-from practice.quickbooks.client import QBOClient
+from practice.quickbooks.connection import oauth, pacing
+from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import Connection
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.testing import SandboxServer

@@ -7,8 +7,8 @@ from typing import Any
 from django.utils import timezone
 
 from practice.clients.services import account_create
-from practice.quickbooks import engine
 from practice.quickbooks.models import Connection, SyncLink
+from practice.quickbooks.sync import engine
 
 
 def set_up(connection: Connection, *, scope: str = "all", unmatched: str = "create") -> Connection:
@@ -41,7 +41,7 @@ def make_due(connection: Connection) -> None:
 
 def qbo_customers(connection: Connection, name: str) -> list[dict[str, Any]]:
     """Customers of the realm called `name` (active or not), read over HTTP."""
-    from practice.quickbooks.client import QBOClient, quote
+    from practice.quickbooks.connection.client import QBOClient, quote
 
     where = f"DisplayName = {quote(name)} AND Active IN (true, false)"
     return list(QBOClient(connection).query_all("Customer", where))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from practice.quickbooks import services
+from practice.quickbooks import actions
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from tests.quickbooks.sync_support import accounts, link_of, qbo_customers, run, set_up
@@ -41,7 +41,7 @@ ACTIONS = [
 @pytest.mark.parametrize(("who", "expected"), [("anonymous", 302), ("employee", 403), ("other", 404)])
 def test_role_matrix_denials_change_nothing(firm, conn, client_as, name, method, data, who, expected):
     (acct,) = accounts(firm, "Role Matrix Co")
-    services.account_sync_retry(firm=firm, account=acct)  # a link exists, so changes would show
+    actions.account_sync_retry(firm=firm, account=acct)  # a link exists, so changes would show
     before = snapshot()
     c = client_as(who)
     response = getattr(c, method)(reverse(name, args=[acct.pk]), data)

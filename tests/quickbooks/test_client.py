@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from practice.quickbooks.client import BatchOp, QBOClient, quote
-from practice.quickbooks.errors import (
+from practice.quickbooks.connection.client import BatchOp, QBOClient, quote
+from practice.quickbooks.connection.errors import (
     QBOError,
     RateLimited,
     ReauthRequired,
@@ -427,7 +427,7 @@ def test_requests_are_logged_with_ids_only(qbo_client, caplog, connection):
     assert "request_id=log-1" in text
     assert "intuit_tid=" in text
     assert "Secret Person Name" not in text
-    from practice.quickbooks import tokens
+    from practice.quickbooks.connection import tokens
 
     connection.refresh_from_db()
     assert tokens.decrypt(connection.access_token_enc) not in text

@@ -15,8 +15,8 @@ from django.template.loader import render_to_string
 from django.test import Client
 from django.urls import reverse
 
-from practice.quickbooks import oauth, tokens
-from practice.quickbooks.client import QBOClient
+from practice.quickbooks.connection import oauth, tokens
+from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import Connection, ConnectionStatus, SyncLink
 from tests.quickbooks.conftest import connect_firm
 
@@ -263,7 +263,7 @@ def test_code_reuse_is_refused(client_as, firm, realm_id):
 
 def test_sign_in_service_down_gives_a_message(client_as, firm, settings):
     settings.QBO_SANDBOX_URL = "http://127.0.0.1:9"
-    from practice.quickbooks import oauth as oauth_module
+    from practice.quickbooks.connection import oauth as oauth_module
 
     oauth_module._discovery_cache.clear()
     owner = client_as("owner")
@@ -510,7 +510,7 @@ def test_two_firms_same_sandbox(client_as, firm, other_firm, sandbox, realm_id):
 def test_local_sandbox_prepare_is_idempotent(client_as, firm, sandbox, settings):
     """Default dev credentials, registered by prepare(); the demo company exists once; the
     owner can then connect it through the normal flow."""
-    from practice.quickbooks import local_sandbox
+    from practice.quickbooks.demo import local_sandbox
 
     settings.QBO_CLIENT_ID = ""
     settings.QBO_CLIENT_SECRET = ""

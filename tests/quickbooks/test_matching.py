@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from practice.quickbooks.matching import (
+from practice.quickbooks.sync.kinds.matching import (
     Decision,
     NameIndex,
     QBOName,

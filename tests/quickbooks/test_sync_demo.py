@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from practice.billing.demo import DEMO_ACCOUNT_NAMES, demo_seed
 from practice.clients.models import ClientAccount
-from practice.quickbooks.demo import seed_demo_company
+from practice.quickbooks.demo.seed import seed_demo_company
 from practice.quickbooks.models import SyncLink
 from tests.quickbooks.conftest import connect_firm
 from tests.quickbooks.sync_support import qbo_customers, run, set_up

@@ -10,10 +10,13 @@ from django.db import connection as db_connection
 from django.utils import timezone
 
 from practice.clients.services import account_archive, account_update
-from practice.quickbooks import engine, services
-from practice.quickbooks.client import QBOClient
+from practice.quickbooks import actions
+from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
+from practice.quickbooks.sync import engine
+from practice.quickbooks.sync.kinds import customers
+from practice.quickbooks.sync.preview import account_sync_preview
 from tests.quickbooks.sync_support import accounts, link_of, make_due, qbo_customers, run, set_up
 
 
@@ -245,7 +248,7 @@ def test_transient_failures_back_off_then_become_error(firm, conn, sandbox, real
     assert link.status == SyncStatus.ERROR and link.error_kind == "unavailable"
     assert len(delays) == 2 and delays[1] > delays[0]  # exponential
     sandbox.clear_faults(realm_id)
-    services.account_sync_retry(firm=firm, account=acct)
+    actions.account_sync_retry(firm=firm, account=acct)
     run(conn)
     assert link_of(conn, acct).status == SyncStatus.SYNCED
     assert len(qbo_customers(conn, "Flaky Co")) == 1
@@ -254,7 +257,7 @@ def test_transient_failures_back_off_then_become_error(firm, conn, sandbox, real
 def test_rejected_item_does_not_stop_the_batch(firm, conn):
     clash, fine = accounts(firm, "Clash Account", "Fine Account")
     # Ask for a customer named like a vendor: QBO answers 6240 for that item only.
-    services.account_sync_create(firm=firm, account=clash, name="Hicks Hardware")
+    actions.account_sync_create(firm=firm, account=clash, name="Hicks Hardware")
     run(conn)
     a, b = link_of(conn, clash), link_of(conn, fine)
     assert a.status == SyncStatus.ERROR and a.error_kind == "vendor_clash" and a.error_code == "6240"
@@ -320,35 +323,35 @@ def test_two_runners_at_once_create_each_customer_once(firm, realm_id, sandbox):
 
 def test_preview_agrees_with_the_first_run(firm, conn, sandbox, realm_id):
     accts = accounts(firm, "Amy's Bird Sanctuary", "Preview New", "Pyes Cakes", "Books by Bessie")
-    preview = services.account_sync_preview(connection=conn)
+    preview = account_sync_preview(connection=conn)
     assert preview.link_by_name == ["Amy's Bird Sanctuary"]
     assert preview.create == ["Preview New"]
     assert [n for n, _m in preview.need_a_person] == ["Books by Bessie", "Pyes Cakes"]
     assert not SyncLink.objects.exists() and qbo_customers(conn, "Preview New") == []
     run(conn)
     assert [link_of(conn, a).status for a in accts] == ["synced", "synced", "error", "error"]
-    assert services.account_sync_preview(connection=conn).as_counts()["already_linked"] == 2
+    assert account_sync_preview(connection=conn).as_counts()["already_linked"] == 2
 
 
 def test_customer_ref_only_for_synced_accounts(firm, conn):
     synced, errored = accounts(firm, "Cool Cars", "Pyes Cakes")
     run(conn)
-    ref = services.customer_ref(connection=conn, account_id=synced.pk)
+    ref = customers.customer_ref(connection=conn, account_id=synced.pk)
     assert ref and ref["name"] == "Cool Cars"
-    assert services.customer_ref(connection=conn, account_id=errored.pk) is None
-    services.account_unsync(firm=firm, account=synced)
-    assert services.customer_ref(connection=conn, account_id=synced.pk) is None
+    assert customers.customer_ref(connection=conn, account_id=errored.pk) is None
+    actions.account_unsync(firm=firm, account=synced)
+    assert customers.customer_ref(connection=conn, account_id=synced.pk) is None
 
 
 def test_a_person_acting_between_plan_and_send_wins(firm, conn):
     unsynced, linked = accounts(firm, "Race Unsync", "Race Linked")
     ctx = engine.RunContext(connection=conn, client=QBOClient(conn), owner="t", now=timezone.now())
     assert engine.claim_lease(conn.pk, "t")
-    ops = services.plan_customers(ctx)
+    ops = customers.plan_customers(ctx)
     assert {op.link.local_id for op in ops} == {unsynced.pk, linked.pk}
-    services.account_unsync(firm=firm, account=unsynced)
+    actions.account_unsync(firm=firm, account=unsynced)
     cid = qbo_customers(conn, "Cool Cars")[0]["Id"]
-    services.account_sync_link(firm=firm, account=linked, customer_id=cid)
+    actions.account_sync_link(firm=firm, account=linked, customer_id=cid)
     assert engine.dispatch(ctx, ops) == 0
     engine.release_lease(conn.pk, "t")
     assert qbo_customers(conn, "Race Unsync") == [] and qbo_customers(conn, "Race Linked") == []
@@ -407,11 +410,11 @@ def test_a_run_with_nothing_to_do_costs_the_same_for_10_or_200_accounts(firm, co
 
 def test_archived_accounts_are_not_pushed_even_when_asked(firm, conn):
     waiting, archived = accounts(firm, "Archived While Waiting", "Archived First")
-    services.account_sync_retry(firm=firm, account=waiting)  # marked Syncing
+    actions.account_sync_retry(firm=firm, account=waiting)  # marked Syncing
     account_archive(account=waiting)
     account_archive(account=archived)
-    with pytest.raises(services.SyncActionError):
-        services.account_sync_retry(firm=firm, account=archived)
+    with pytest.raises(actions.SyncActionError):
+        actions.account_sync_retry(firm=firm, account=archived)
     run(conn)
     assert link_of(conn, waiting).status == SyncStatus.NOT_SYNCED
     assert qbo_customers(conn, "Archived While Waiting") == []
@@ -449,7 +452,7 @@ def test_worker_crash_is_recovered_by_replay(firm, conn, monkeypatch, crash_poin
 def test_messages_are_rebuilt_in_the_readers_language(firm, conn, sandbox, realm_id):
     from django.utils import translation
 
-    from practice.quickbooks.messages import error_text
+    from practice.quickbooks.sync.messages import error_text
 
     sandbox.bulk_insert(realm_id, "Customer", [{"DisplayName": "Harbor Dental Group", "Active": False}])
     names = ["Pyes Cakes", "Books by Bessie", "Emily Platt", "Harbor Dental Group", "Smith: Tax Client"]
@@ -509,7 +512,7 @@ def test_a_person_acting_while_the_plan_decides_wins(firm, conn, monkeypatch):
     real = engine.save_decisions
 
     def person_first(ctx, decisions):
-        services.account_unsync(firm=firm, account=acct)
+        actions.account_unsync(firm=firm, account=acct)
         return real(ctx, decisions)
 
     monkeypatch.setattr(engine, "save_decisions", person_first)

@@ -12,10 +12,10 @@ from django_tasks_db.models import DBTaskResult
 from practice.clients.services import account_create, account_update
 from practice.quickbooks.models import RealmSyncState, SyncLink
 from practice.quickbooks.statuses import SyncStatus
-from practice.quickbooks.tasks import run_now, sweep_now
+from practice.quickbooks.sync.tasks import run_now, sweep_now
 from tests.quickbooks.sync_support import accounts, link_of, qbo_customers, set_up
 
-SYNC_TASK = "practice.quickbooks.tasks.sync_realm"
+SYNC_TASK = "practice.quickbooks.sync.tasks.sync_realm"
 
 
 def queued():
@@ -153,7 +153,7 @@ def test_the_worker_sweeps_beside_its_tasks_and_survives_a_failing_sweep(monkeyp
     import threading
 
     from practice.common.management.commands import run_worker
-    from practice.quickbooks import tasks
+    from practice.quickbooks.sync import tasks
 
     calls = []
     swept_again = threading.Event()

@@ -14,9 +14,9 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.utils import timezone
 
-from practice.quickbooks import oauth, tokens
-from practice.quickbooks.client import QBOClient
-from practice.quickbooks.errors import ReauthRequired
+from practice.quickbooks.connection import oauth, tokens
+from practice.quickbooks.connection.client import QBOClient
+from practice.quickbooks.connection.errors import ReauthRequired
 from practice.quickbooks.models import Connection, ConnectionStatus
 from tests.quickbooks.conftest import TEST_CLIENT_ID, TEST_CLIENT_SECRET, connect_firm
 
@@ -261,8 +261,8 @@ REFRESH_IN_ANOTHER_PROCESS = """
 import os, sys, time
 import django
 django.setup()
-from practice.quickbooks import oauth
-from practice.quickbooks.client import QBOClient
+from practice.quickbooks.connection import oauth
+from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import Connection
 connection = Connection.objects.get(pk=int(sys.argv[1]))
 print("ready", flush=True)

@@ -53,7 +53,7 @@ class UnmatchedCustomer(models.TextChoices):
     ASK = "ask", _("Ask me")
 
 
-# Columns owned by `practice.quickbooks.oauth` (credentials and health). A plain `save()` of a
+# Columns owned by `practice.quickbooks.connection.oauth` (credentials and health). A plain `save()` of a
 # Connection loaded earlier must not write them back: a refresh in another process may have
 # rotated the tokens meanwhile, and writing the old refresh token back would lose the new one.
 CREDENTIAL_FIELDS = frozenset(
@@ -77,8 +77,8 @@ class Connection(TimeStampedModel):
     """A firm's link to one QBO company: credentials, health and the setup choices.
 
     One row per firm, kept after a disconnect so links and history survive and a reconnect to
-    the same company resumes. Tokens are Fernet ciphertext (see `practice.quickbooks.tokens`);
-    they are written only through `practice.quickbooks.oauth`, which bumps `token_version` on
+    the same company resumes. Tokens are Fernet ciphertext (see `practice.quickbooks.connection.tokens`);
+    they are written only through `practice.quickbooks.connection.oauth`, which bumps `token_version` on
     every change so concurrent refreshes can detect each other with a conditional UPDATE.
     """
 

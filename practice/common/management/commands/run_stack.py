@@ -2,7 +2,7 @@
 
 Starts and supervises, as child processes:
   1. the local QBO sandbox (only when QBO_ENVIRONMENT is "sandbox-local"), then prepares it
-     (`practice.quickbooks.local_sandbox.prepare()`: registers the app's OAuth client and the
+     (`practice.quickbooks.demo.local_sandbox.prepare()`: registers the app's OAuth client and the
      demo company) once it answers;
   2. the web app: gunicorn serving config.wsgi;
   3. the background worker: `manage.py run_worker`.
@@ -236,9 +236,9 @@ class Command(BaseCommand):
 
     def _prepare_sandbox(self) -> None:
         try:
-            module = importlib.import_module("practice.quickbooks.local_sandbox")
+            module = importlib.import_module("practice.quickbooks.demo.local_sandbox")
         except ModuleNotFoundError as e:
-            if e.name != "practice.quickbooks.local_sandbox":
+            if e.name != "practice.quickbooks.demo.local_sandbox":
                 raise
             return
         prepare = getattr(module, "prepare", None)

@@ -7,7 +7,7 @@ predecessor left RUNNING) and then every --reap-every seconds in a thread, so a 
 keeps the queue healthy with no cron job. Several workers reaping at once is safe: the reaper's
 updates are conditional (see practice.common.tasks.reap_stale_tasks).
 
-Beside them, a sweep thread calls `practice.quickbooks.tasks.sweep_now()` every --sweep-every
+Beside them, a sweep thread calls `practice.quickbooks.sync.tasks.sweep_now()` every --sweep-every
 seconds (default QBO_SWEEP_INTERVAL_SECONDS, 60): it re-enqueues realms with due retries and
 runs lost with a killed worker. An exception there is logged; it never stops the worker.
 """
@@ -41,7 +41,7 @@ class SweepThread(threading.Thread):
     def run(self) -> None:
         while True:
             try:
-                from practice.quickbooks.tasks import sweep_now
+                from practice.quickbooks.sync.tasks import sweep_now
 
                 sweep_now()
                 self.runs += 1

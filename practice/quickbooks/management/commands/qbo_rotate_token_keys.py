@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from practice.quickbooks import tokens
+from practice.quickbooks.connection import tokens
 from practice.quickbooks.models import Connection
 
 

@@ -1,6 +1,6 @@
 """Enqueue sync runs for realms that need one (due retries, lost runs; --all: every realm).
 
-The periodic safety net of the event-driven sync (practice.quickbooks.tasks): run it from cron
+The periodic safety net of the event-driven sync (practice.quickbooks.sync.tasks): run it from cron
 every minute, or keep it running with --loop SECONDS next to `run_worker`. --run executes the
 runs in this process instead of enqueueing them (no worker needed).
 """
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--run", action="store_true", help="run the syncs here instead of enqueueing")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from practice.quickbooks.tasks import run_now, sweep_now
+        from practice.quickbooks.sync.tasks import run_now, sweep_now
 
         while True:
             if options["run"]:

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         from django.db.models import Count
 
         from practice.quickbooks.models import Connection, SyncLink
-        from practice.quickbooks.tasks import enqueue_sync, run_now
+        from practice.quickbooks.sync.tasks import enqueue_sync, run_now
 
         connections = Connection.objects.exclude(realm_id="")
         if options["firm"]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
-from practice.quickbooks.matching import MAX_DISPLAY_NAME, clean_display_name
+from practice.quickbooks.sync.kinds.matching import MAX_DISPLAY_NAME, clean_display_name
 
 
 def _names(candidates: Iterable[dict[str, Any]]) -> str:

@@ -22,11 +22,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from practice.common.permissions import manager_required, owner_required
-from practice.quickbooks import oauth
-from practice.quickbooks.client import QBOClient
-from practice.quickbooks.errors import QBOError, ReauthRequired, Retriable
-from practice.quickbooks.forms import SetupForm
+from practice.quickbooks.connection import oauth
+from practice.quickbooks.connection.client import QBOClient
+from practice.quickbooks.connection.errors import QBOError, ReauthRequired, Retriable
 from practice.quickbooks.models import Connection, ConnectionStatus
+from practice.quickbooks.web.forms import SetupForm
 
 log = logging.getLogger("practice.quickbooks.views")
 

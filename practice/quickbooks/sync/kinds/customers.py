@@ -1,31 +1,23 @@
-"""Account sync: the "customer" record kind of the engine, and the manual actions on accounts.
+"""The "customer" record kind: which accounts sync, how each is decided against the realm's
+names (link, create, reactivate or Error), and what QBO's answers and refusals mean.
 
-The public surface for the rest of the app (views, the API, management commands):
-`request_sync`, `account_sync_link`, `account_sync_create`, `account_sync_reactivate`,
-`account_unsync`, `account_sync_retry`, `accounts_sync_bulk`, `account_sync_preview`, and
-`customer_ref` for the invoice/payment kinds (None while the account must wait).
-
-Importing this module registers the "customer" kind with the engine (order 10: customers go
-before invoices and payments).
+Importing this module registers the kind with the engine (order 10: customers go before
+invoices and payments); `practice.quickbooks.sync.kinds` imports it. `customer_ref` is for the
+invoice and payment kinds (None while the account must wait).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
-from django.utils import timezone
-
 from practice.clients.models import ClientAccount
-from practice.quickbooks import engine
-from practice.quickbooks.client import quote
-from practice.quickbooks.errors import QBOError, ReauthRequired, RecordRejected
-from practice.quickbooks.mappers.customer import body_hash, customer_body, input_hash
-from practice.quickbooks.matching import (
+from practice.quickbooks.connection.client import quote
+from practice.quickbooks.connection.errors import QBOError, RecordRejected
+from practice.quickbooks.models import Connection, SyncLink
+from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.sync import engine
+from practice.quickbooks.sync.kinds.matching import (
     Decision,
     NameIndex,
     QBOName,
@@ -35,12 +27,10 @@ from practice.quickbooks.matching import (
     name_problem,
     normalize,
 )
-from practice.quickbooks.models import Connection, SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.sync.mappers.customer import body_hash, customer_body, input_hash
 
 if TYPE_CHECKING:
-    from practice.firms.models import Firm
-    from practice.quickbooks.client import QBOClient
+    from practice.quickbooks.connection.client import QBOClient
 
 logger = logging.getLogger("practice.quickbooks.sync")
 
@@ -64,10 +54,6 @@ _REDECIDE_ON_RENAME = {
 
 # --------------------------------------------------------------------------------------------
 # Eligibility
-
-
-def connection_for(firm: Firm) -> Connection | None:
-    return Connection.objects.filter(firm=firm).first()
 
 
 def eligible_account_ids(connection: Connection) -> set[int] | None:
@@ -454,69 +440,7 @@ engine.register(
 
 
 # --------------------------------------------------------------------------------------------
-# Preview and lookups for other record kinds
-
-
-@dataclass
-class SyncPreview:
-    """What the next run would do with accounts (for the setup preview): nothing is written."""
-
-    link_by_name: list[str]
-    create: list[str]
-    need_a_person: list[tuple[str, str]]  # (account name, message)
-    already_linked: int
-    skipped: int
-
-    def as_counts(self) -> dict[str, int]:
-        return {
-            "link_by_name": len(self.link_by_name),
-            "create": len(self.create),
-            "need_a_person": len(self.need_a_person),
-            "already_linked": self.already_linked,
-            "skipped": self.skipped,
-        }
-
-
-def account_sync_preview(*, connection: Connection, client: QBOClient | None = None) -> SyncPreview:
-    """Decide every eligible, unlinked account against the realm's names, without writing.
-
-    Reads the customer list (1,000 per query), vendors and employees: the same reads and rules
-    as a run, so the preview and the first sync agree.
-    """
-    from practice.quickbooks.client import QBOClient
-
-    ctx = engine.RunContext(
-        connection=connection, client=client or QBOClient(connection), owner="preview", now=timezone.now()
-    )
-    eligible = eligible_account_ids(connection)
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
-    taken = {link.qbo_id for link in links.values() if link.qbo_id}
-    preview = SyncPreview([], [], [], 0, 0)
-    create_when_missing = connection.unmatched_customer != "ask"
-    claimed: set[str] = set()
-    for account in ClientAccount.objects.filter(firm_id=connection.firm_id, archived=False).order_by("name"):
-        link = links.get(account.pk)
-        if link is not None and link.status == SyncStatus.SKIPPED:
-            preview.skipped += 1
-            continue
-        if link is not None and link.qbo_id:
-            preview.already_linked += 1
-            continue
-        if link is None and eligible is not None and account.pk not in eligible:
-            continue
-        result = decide(
-            account.name, _read_index(ctx), create_when_missing=create_when_missing, taken_ids=taken
-        )
-        if result.decision == Decision.LINK and result.customer is not None:
-            taken.add(result.customer.id)
-            preview.link_by_name.append(account.name)
-        elif result.decision == Decision.CREATE and normalize(account.name) not in claimed:
-            claimed.add(normalize(account.name))
-            preview.create.append(account.name)
-        else:
-            message = result.message or "Another account has the same name."
-            preview.need_a_person.append((account.name, message))
-    return preview
+# Lookups for other record kinds
 
 
 def customer_ref(*, connection: Connection, account_id: int) -> dict[str, str] | None:
@@ -533,306 +457,3 @@ def customer_ref(*, connection: Connection, account_id: int) -> dict[str, str] |
     if link is None:
         return None
     return {"value": link.qbo_id, "name": link.qbo_name}
-
-
-# --------------------------------------------------------------------------------------------
-# Triggering runs
-
-
-def request_sync(connection: Connection | None, *, delay_seconds: float = 0) -> bool:
-    """Enqueue `sync_realm` for the connection on commit, unless one is already queued."""
-    if connection is None or not connection.is_connected:
-        return False
-    from practice.quickbooks.tasks import enqueue_sync
-
-    return enqueue_sync(connection.pk, delay_seconds=delay_seconds)
-
-
-def on_record_changed(*, firm: Any, kind: str, obj_id: int, **extra: Any) -> None:
-    """events subscriber: any account/billing change may change what should be in QBO."""
-    firm_id = getattr(firm, "pk", firm)
-    connection = Connection.objects.filter(firm_id=firm_id).first()
-    request_sync(connection)
-
-
-def on_connection_saved(sender: type, instance: Connection, **kwargs: Any) -> None:
-    """post_save of Connection: connecting, reconnecting or saving the setup starts a run.
-
-    Only enqueues (on commit, de-duplicated); the setup preview must have been confirmed
-    (`setup_completed_at`), else the engine refuses to push anything anyway.
-    """
-    if instance.is_connected and instance.is_set_up:
-        request_sync(instance)
-
-
-# --------------------------------------------------------------------------------------------
-# Manual actions (owner and admin; views check the role, these check the firm)
-
-
-class SyncActionError(Exception):
-    """A manual action that cannot be done now, with a message for the person."""
-
-
-@dataclass
-class LinkCheck:
-    """What linking to a customer would do (for the confirm step)."""
-
-    customer: dict[str, Any]
-    linked_to: list[ClientAccount]
-
-
-def _require_connection(firm: Firm) -> Connection:
-    connection = connection_for(firm)
-    if connection is None or not connection.realm_id:
-        raise SyncActionError("QuickBooks is not connected.")
-    return connection
-
-
-def _locked_link(connection: Connection, account: ClientAccount) -> SyncLink:
-    if account.firm_id != connection.firm_id:
-        raise PermissionDenied
-    link = _get_or_make_link(connection, account)
-    return SyncLink.objects.select_for_update().get(pk=link.pk)
-
-
-def _refuse_in_flight(link: SyncLink) -> None:
-    if link.batch_request_id:
-        raise SyncActionError("A sync of this account is in progress. Try again in a moment.")
-
-
-def customer_lookup(*, firm: Firm, customer_id: str, client: QBOClient | None = None) -> dict[str, Any]:
-    """Read one QBO customer live (for link and its confirm step)."""
-    from practice.quickbooks.client import QBOClient
-
-    connection = _require_connection(firm)
-    client = client or QBOClient(connection)
-    body = client.read(ENTITY, customer_id)
-    customer: dict[str, Any] = body.get(ENTITY, body)
-    return customer
-
-
-def accounts_linked_to(
-    *, firm: Firm, customer_id: str, exclude: ClientAccount | None = None
-) -> list[ClientAccount]:
-    connection = connection_for(firm)
-    if connection is None:
-        return []
-    ids = (
-        SyncLink.objects.filter(connection=connection, kind=KIND, qbo_id=customer_id)
-        .exclude(status=SyncStatus.SKIPPED)
-        .values_list("local_id", flat=True)
-    )
-    qs = ClientAccount.objects.filter(firm=firm, pk__in=list(ids))
-    if exclude is not None:
-        qs = qs.exclude(pk=exclude.pk)
-    return list(qs)
-
-
-def linked_accounts_by_customer(*, firm: Firm, customer_ids: list[str]) -> dict[str, list[str]]:
-    """{QBO customer id: names of the firm's accounts linked to it} (two queries)."""
-    connection = connection_for(firm)
-    if connection is None or not customer_ids:
-        return {}
-    pairs = list(
-        SyncLink.objects.filter(connection=connection, kind=KIND, qbo_id__in=customer_ids)
-        .exclude(status=SyncStatus.SKIPPED)
-        .values_list("qbo_id", "local_id")
-    )
-    names = dict(
-        ClientAccount.objects.filter(firm=firm, pk__in=[p[1] for p in pairs]).values_list("pk", "name")
-    )
-    out: dict[str, list[str]] = {}
-    for qbo_id, local_id in pairs:
-        if local_id in names:
-            out.setdefault(qbo_id, []).append(names[local_id])
-    return out
-
-
-def account_sync_link(
-    *,
-    firm: Firm,
-    account: ClientAccount,
-    customer_id: str,
-    actor: str = "",
-    confirmed: bool = False,
-    client: QBOClient | None = None,
-) -> LinkCheck | SyncLink:
-    """Link the account to an existing QBO customer (read live first).
-
-    Returns a `LinkCheck` (nothing changed) when the customer is already linked to another
-    account and the person has not confirmed yet.
-    """
-    customer_id = str(customer_id).strip()
-    if not customer_id.isdigit():
-        raise ValidationError({"customer_id": "Choose a QuickBooks customer."})
-    try:
-        customer = customer_lookup(firm=firm, customer_id=customer_id, client=client)
-    except RecordRejected as e:
-        raise SyncActionError("That QuickBooks customer no longer exists. Choose another one.") from e
-    except ReauthRequired as e:
-        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
-    except QBOError as e:
-        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
-    if not customer.get("Active", True):
-        raise SyncActionError(
-            f"“{customer.get('DisplayName')}” is inactive in QuickBooks. Use “Reactivate and link” instead."
-        )
-    others = accounts_linked_to(firm=firm, customer_id=customer_id, exclude=account)
-    if others and not confirmed:
-        return LinkCheck(customer=customer, linked_to=others)
-    connection = _require_connection(firm)
-    with transaction.atomic():
-        link = _locked_link(connection, account)
-        _refuse_in_flight(link)
-        link.status = SyncStatus.SYNCED  # mark_linked keeps Skipped; a manual link turns sync on
-        engine.mark_linked(link, customer, now=timezone.now())
-        link.input_hash = input_hash(account)
-        link.save()
-        engine.record_attempt(
-            link,
-            operation="link",
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            message=f"Linked by hand to “{link.qbo_name}”.",
-        )
-    request_sync(connection)  # its invoices and payments can go now
-    return link
-
-
-def _queue_manual_op(link: SyncLink, *, op: str, actor: str, message: str) -> None:
-    """Hand a person's create/reactivate request to the engine: Syncing, a fresh retry count,
-    no stale error, and a history row saying who asked. Call inside the link's lock."""
-    link.pending_op = op
-    link.status = SyncStatus.SYNCING
-    link.attempts = 0
-    link.next_retry_at = None
-    engine.clear_error(link)
-    link.save()
-    engine.record_attempt(link, operation=op, outcome=Outcome.INFO, actor=actor, message=message)
-
-
-def account_sync_create(*, firm: Firm, account: ClientAccount, name: str, actor: str = "") -> SyncLink:
-    """Create a new QBO customer for the account (name editable), through the engine."""
-    problem = name_problem(name)
-    if problem:
-        raise ValidationError({"name": problem})
-    if account.archived:
-        raise SyncActionError("Archived accounts are not synced. Restore the account first.")
-    connection = _require_connection(firm)
-    with transaction.atomic():
-        link = _locked_link(connection, account)
-        _refuse_in_flight(link)
-        if link.qbo_id and link.status == SyncStatus.SYNCED:
-            raise SyncActionError("This account is already linked. Unsync it first to link it elsewhere.")
-        link.desired_name = clean_display_name(name)
-        link.target_qbo_id = ""
-        link.qbo_id = ""
-        link.qbo_name = ""
-        _queue_manual_op(link, op="create", actor=actor, message=f"Asked to create “{link.desired_name}”.")
-    request_sync(connection)
-    return link
-
-
-def account_sync_reactivate(
-    *, firm: Firm, account: ClientAccount, customer_id: str | None = None, actor: str = ""
-) -> SyncLink:
-    """Reactivate the inactive QBO customer that matches (or `customer_id`) and link it."""
-    connection = _require_connection(firm)
-    with transaction.atomic():
-        link = _locked_link(connection, account)
-        _refuse_in_flight(link)
-        target = customer_id or next(
-            (
-                str(c.get("id"))
-                for c in (link.candidates or [])
-                if not c.get("active", True) and c.get("entity", "Customer") == "Customer"
-            ),
-            "",
-        )
-        if not target or not str(target).isdigit():
-            raise SyncActionError("There is no inactive QuickBooks customer to reactivate for this account.")
-        link.target_qbo_id = str(target)
-        _queue_manual_op(
-            link,
-            op="reactivate",
-            actor=actor,
-            message="Asked to reactivate and link the QuickBooks customer.",
-        )
-    request_sync(connection)
-    return link
-
-
-def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
-    """Turn sync off for the account (Skipped). Deletes nothing in QBO; keeps the link's QBO Id."""
-    connection = _require_connection(firm)
-    with transaction.atomic():
-        link = _locked_link(connection, account)
-        link.status = SyncStatus.SKIPPED
-        if not link.batch_request_id:
-            engine.clear_pending(link)
-        engine.clear_error(link)
-        link.save()
-        engine.record_attempt(
-            link,
-            operation="unsync",
-            outcome=Outcome.INFO,
-            actor=actor,
-            message="Sync turned off for this account.",
-        )
-    return link
-
-
-def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
-    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume)."""
-    connection = _require_connection(firm)
-    if account.archived:
-        raise SyncActionError("Archived accounts are not synced. Restore the account first.")
-    with transaction.atomic():
-        link = _locked_link(connection, account)
-        if link.status == SyncStatus.SYNCED:
-            return link
-        link.attempts = 0
-        link.next_retry_at = None
-        engine.clear_error(link)
-        if link.batch_request_id:
-            link.status = SyncStatus.SYNCING  # the unanswered batch is replayed as it was
-        elif link.qbo_id and link.status == SyncStatus.SKIPPED:
-            link.status = SyncStatus.SYNCED  # linked before: resume; waiting records go now
-        else:
-            link.status = SyncStatus.SYNCING
-            if link.pending_op not in ("create", "reactivate"):
-                link.pending_op = ""
-            link.input_hash = ""
-        link.save()
-        engine.record_attempt(
-            link, operation="sync", outcome=Outcome.INFO, actor=actor, message="Asked to sync again."
-        )
-    request_sync(connection)
-    return link
-
-
-def accounts_sync_bulk(*, firm: Firm, action: str, account_ids: Iterable[int], actor: str = "") -> int:
-    """Bulk actions of the accounts list: "sync", "unsync" (selected ids) or "retry_errors" (all)."""
-    connection = _require_connection(firm)
-    if action == "retry_errors":
-        ids = list(
-            SyncLink.objects.filter(connection=connection, kind=KIND, status=SyncStatus.ERROR).values_list(
-                "local_id", flat=True
-            )
-        )
-    else:
-        ids = [int(i) for i in account_ids]
-    accounts = ClientAccount.objects.filter(firm=firm, pk__in=ids)
-    done = 0
-    for account in accounts:
-        try:
-            if action == "unsync":
-                account_unsync(firm=firm, account=account, actor=actor)
-            elif action in ("sync", "retry_errors"):
-                account_sync_retry(firm=firm, account=account, actor=actor)
-            else:
-                raise ValidationError({"action": "Unknown action."})
-            done += 1
-        except SyncActionError:
-            continue
-    return done

@@ -4,7 +4,7 @@ exchange, the single-flight token refresh, revoke, and the connection's lifecycl
 Endpoints always come from the chosen environment's discovery document (qbo-api.md §8.1), so
 moving from the bundled sandbox to Intuit's sandbox or production is configuration only.
 The protocol pieces (authorize URI, token request body) are Authlib's; the HTTP goes through
-the one pooled httpx client of `practice.quickbooks.client`.
+the one pooled httpx client of `practice.quickbooks.connection.http`.
 
 Token handling rules (qbo-api.md §8.4, BLOG-TOK): refresh only when needed (shortly before
 expiry, or once after a 401); one refresher per connection across threads *and processes*;
@@ -38,9 +38,10 @@ from django.db import OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from practice.quickbooks import tokens
-from practice.quickbooks.errors import QBOError, ReauthRequired, Retriable
-from practice.quickbooks.models import Connection, ConnectionStatus
+from practice.quickbooks.connection import tokens
+from practice.quickbooks.connection.errors import QBOError, ReauthRequired, Retriable
+from practice.quickbooks.connection.http import http_timeout, shared_http
+from practice.quickbooks.models import Connection, ConnectionStatus, SyncLink
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -125,14 +126,10 @@ def environment(name: str | None = None) -> Environment:
 
 
 def _http() -> httpx.Client:
-    from practice.quickbooks.client import shared_http
-
     return shared_http()
 
 
 def _timeout() -> httpx.Timeout:
-    from practice.quickbooks.client import http_timeout
-
     return http_timeout()
 
 
@@ -539,27 +536,11 @@ def connection_for_firm(firm: Firm) -> Connection | None:
 
 
 def _links_exist(connection: Connection) -> bool:
-    try:
-        from practice.quickbooks.models import SyncLink
-    except ImportError:
-        return False
     return bool(SyncLink.objects.filter(connection=connection).exists())
 
 
 def _links_clear(connection: Connection) -> None:
-    """Forget every link to the old company (the sync helper's service when it exists)."""
-    try:
-        from practice.quickbooks import services
-    except ImportError:
-        services = None  # type: ignore[assignment]
-    clear = getattr(services, "connection_links_clear", None) if services else None
-    if clear is not None:
-        clear(connection=connection)
-        return
-    try:
-        from practice.quickbooks.models import SyncLink
-    except ImportError:
-        return
+    """Forget every link to the old company: its ids mean nothing in the new one."""
     SyncLink.objects.filter(connection=connection).delete()
 
 

@@ -1,6 +1,6 @@
 """The one module that speaks HTTP to the QBO Accounting API v3.
 
-- One pooled `httpx.Client` per process (`shared_http`), explicit timeouts on every call.
+- One pooled `httpx.Client` per process (`http.shared_http`), explicit timeouts on every call.
 - JSON in and out, `minorversion=75` on every request (qbo-api.md §1.2).
 - `requestid` on every write and batch (qbo-api.md §5): the caller passes a deterministic id and
   every retry of the same logical write here reuses it, so QBO replays instead of duplicating.
@@ -19,7 +19,6 @@ QBO_TRANSIENT_RETRIES (1), QBO_TRANSIENT_BACKOFF_SECONDS (1.0), QBO_MINOR_VERSIO
 from __future__ import annotations
 
 import logging
-import os
 import random
 import threading
 import time
@@ -30,8 +29,8 @@ from typing import Any, Literal
 import httpx
 from django.conf import settings
 
-from practice.quickbooks import oauth, tokens
-from practice.quickbooks.errors import (
+from practice.quickbooks.connection import oauth, tokens
+from practice.quickbooks.connection.errors import (
     QBOError,
     RateLimited,
     ReauthRequired,
@@ -40,10 +39,11 @@ from practice.quickbooks.errors import (
     error_from_fault,
     error_from_response,
 )
+from practice.quickbooks.connection.http import http_timeout, shared_http
+from practice.quickbooks.connection.pacing import pacer_for
 from practice.quickbooks.models import Connection
-from practice.quickbooks.pacing import pacer_for
 
-__all__ = ["BATCH_MAX_ITEMS", "BatchOp", "BatchResult", "QBOClient", "http_timeout", "quote", "shared_http"]
+__all__ = ["BATCH_MAX_ITEMS", "BatchOp", "BatchResult", "QBOClient", "quote"]
 
 log = logging.getLogger("practice.quickbooks.client")
 
@@ -101,40 +101,8 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-# --------------------------------------------------------------------------------------------
-# The process-wide HTTP pool
-
-
-_http_lock = threading.Lock()
-_http_client: httpx.Client | None = None
-_http_pid: int | None = None
-
-
 def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
-
-
-def http_timeout() -> httpx.Timeout:
-    """Explicit timeouts; QBO itself gives up on requests after 120 s (qbo-api.md §7)."""
-    read = _setting("QBO_HTTP_TIMEOUT_SECONDS", 60.0)
-    connect = _setting("QBO_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0)
-    return httpx.Timeout(read, connect=min(connect, read), pool=read)
-
-
-def shared_http() -> httpx.Client:
-    """The pooled client of this process (re-created after a fork: sockets are not shareable)."""
-    global _http_client, _http_pid
-    pid = os.getpid()
-    with _http_lock:
-        if _http_client is None or _http_pid != pid or _http_client.is_closed:
-            _http_client = httpx.Client(
-                timeout=http_timeout(),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-                headers={"User-Agent": "practice-qbo/0.1"},
-                follow_redirects=False,
-            )
-            _http_pid = pid
-        return _http_client
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from practice.quickbooks.matching import clean_display_name
+from practice.quickbooks.sync.kinds.matching import clean_display_name
 
 # QBO field limits (qbo-api.md §2.1): longer values are refused with 2050, so trim instead.
 _MAX_COMPANY = 100

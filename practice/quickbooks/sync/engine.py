@@ -39,12 +39,18 @@ from django.db.models import Q
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from practice.quickbooks.errors import QBOError, RateLimited, ReauthRequired, RecordRejected, Retriable
+from practice.quickbooks.connection.errors import (
+    QBOError,
+    RateLimited,
+    ReauthRequired,
+    RecordRejected,
+    Retriable,
+)
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 
 if TYPE_CHECKING:
-    from practice.quickbooks.client import QBOClient
+    from practice.quickbooks.connection.client import QBOClient
     from practice.quickbooks.models import Connection
 
 logger = logging.getLogger("practice.quickbooks.engine")
@@ -181,13 +187,9 @@ def register(kind: RecordKind) -> RecordKind:
 
 
 def kinds() -> list[RecordKind]:
-    _load_builtin_kinds()
+    # The built-in kinds register themselves when `practice.quickbooks.sync.kinds` is imported
+    # (QuickbooksConfig.ready() does it), so the engine imports no kind.
     return sorted(_KINDS.values(), key=lambda k: k.order)
-
-
-def _load_builtin_kinds() -> None:
-    # Imported lazily: the kinds import models and selectors of the domain apps.
-    from practice.quickbooks import services  # noqa: F401  (registers "customer")
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +470,7 @@ class ItemOutcome:
 
 def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str, ops: list[Op]) -> None:
     """Send one batch (already stored on the links) and record every item's outcome."""
-    from practice.quickbooks.client import BatchOp
+    from practice.quickbooks.connection.client import BatchOp
 
     batch = [
         BatchOp(bid=op.link.batch_bid, operation=op.operation, entity=op.entity, body=op.body)  # type: ignore[arg-type]
@@ -786,7 +788,7 @@ def is_connected(connection: Connection) -> bool:
 
 def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient | None = None) -> RunResult:
     """One run for one connection: claim, replay, plan + execute per kind, loop, release."""
-    from practice.quickbooks.client import QBOClient
+    from practice.quickbooks.connection.client import QBOClient
     from practice.quickbooks.models import Connection
 
     owner = owner or f"run-{uuid.uuid4().hex[:16]}"

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from practice.quickbooks import oauth
+from practice.quickbooks.connection import oauth
 
 log = logging.getLogger("practice.quickbooks.local_sandbox")
 
@@ -91,13 +91,13 @@ def ensure_demo_company(base_url: str | None = None, *, name: str = DEMO_COMPANY
 def seed_demo_company(realm_id: str) -> None:
     """Hook: add the customers/vendors the demo's matching story needs to a fresh demo realm.
 
-    The sync side owns the story: `practice.quickbooks.demo.seed_demo_company(realm_id)` is
+    The sync side owns the story: `practice.quickbooks.demo.seed.seed_demo_company(realm_id)` is
     used when that module exists; otherwise the "sample-us" seed alone is the demo company.
     """
     try:
-        demo = importlib.import_module("practice.quickbooks.demo")
+        demo = importlib.import_module("practice.quickbooks.demo.seed")
     except ModuleNotFoundError as exc:
-        if exc.name != "practice.quickbooks.demo":
+        if exc.name != "practice.quickbooks.demo.seed":
             raise
         return
     hook = getattr(demo, "seed_demo_company", None)

@@ -21,8 +21,9 @@ from django_htmx.http import retarget
 from practice.clients.models import ClientAccount
 from practice.clients.selectors import account_get
 from practice.common.permissions import manager_required, member_required
-from practice.quickbooks import selectors, services
-from practice.quickbooks.errors import QBOError, ReauthRequired
+from practice.quickbooks import actions, selectors
+from practice.quickbooks.connection.errors import QBOError, ReauthRequired
+from practice.quickbooks.sync.preview import account_sync_preview
 
 PICKER_PAGE_SIZE = 20
 
@@ -88,7 +89,7 @@ def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
     if connection is None or not connection.is_connected:
         ctx["error"] = _("QuickBooks is not connected.")
         return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
-    from practice.quickbooks.client import QBOClient, quote
+    from practice.quickbooks.connection.client import QBOClient, quote
 
     where = "Active IN (true, false)"
     if search:
@@ -107,7 +108,7 @@ def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
     except QBOError:
         ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
         return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
-    linked = services.linked_accounts_by_customer(
+    linked = actions.linked_accounts_by_customer(
         firm=request.firm,  # type: ignore[attr-defined]
         customer_ids=[str(r.get("Id")) for r in rows],
     )
@@ -132,7 +133,7 @@ def account_link(request: HttpRequest, pk: int) -> HttpResponse:
     account = _account(request, pk)
     customer_id = request.POST.get("customer_id", "")
     try:
-        result = services.account_sync_link(
+        result = actions.account_sync_link(
             firm=request.firm,  # type: ignore[attr-defined]
             account=account,
             customer_id=customer_id,
@@ -141,9 +142,9 @@ def account_link(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ValidationError as e:
         return _fail(request, account, " ".join(e.messages))
-    except services.SyncActionError as e:
+    except actions.SyncActionError as e:
         return _fail(request, account, str(e))
-    if isinstance(result, services.LinkCheck):
+    if isinstance(result, actions.LinkCheck):
         ctx = {"account": account, "customer": result.customer, "linked_to": result.linked_to}
         response = render(request, "quickbooks/partials/customer_picker_confirm.html", ctx)
         return retarget(response, "#qbo-picker-results") if request.htmx else response  # type: ignore[attr-defined]
@@ -158,7 +159,7 @@ def account_create_customer(request: HttpRequest, pk: int) -> HttpResponse:
     account = _account(request, pk)
     name = request.POST.get("name", "")
     try:
-        services.account_sync_create(
+        actions.account_sync_create(
             firm=request.firm,  # type: ignore[attr-defined]
             account=account,
             name=name,
@@ -171,7 +172,7 @@ def account_create_customer(request: HttpRequest, pk: int) -> HttpResponse:
             return retarget(response, "#qbo-create-form")
         messages.error(request, " ".join(e.messages))
         return redirect("clients:account_detail", pk=account.pk)
-    except services.SyncActionError as e:
+    except actions.SyncActionError as e:
         return _fail(request, account, str(e))
     return _panel(request, account)
 
@@ -181,17 +182,17 @@ def _simple_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     firm = request.firm  # type: ignore[attr-defined]
     try:
         if action == "unsync":
-            services.account_unsync(firm=firm, account=account, actor=_actor(request))
+            actions.account_unsync(firm=firm, account=account, actor=_actor(request))
         elif action == "retry":
-            services.account_sync_retry(firm=firm, account=account, actor=_actor(request))
+            actions.account_sync_retry(firm=firm, account=account, actor=_actor(request))
         elif action == "reactivate":
-            services.account_sync_reactivate(
+            actions.account_sync_reactivate(
                 firm=firm,
                 account=account,
                 customer_id=request.POST.get("customer_id") or None,
                 actor=_actor(request),
             )
-    except services.SyncActionError as e:
+    except actions.SyncActionError as e:
         return _fail(request, account, str(e))
     return _panel(request, account)
 
@@ -229,13 +230,13 @@ def accounts_bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, _("Select at least one account."))
         return redirect(target)
     try:
-        done = services.accounts_sync_bulk(
+        done = actions.accounts_sync_bulk(
             firm=request.firm,  # type: ignore[attr-defined]
             action=action,
             account_ids=ids,
             actor=_actor(request),
         )
-    except services.SyncActionError as e:
+    except actions.SyncActionError as e:
         messages.error(request, str(e))
         return redirect(target)
     messages.success(request, _("%(count)d account(s) updated.") % {"count": done})
@@ -271,7 +272,7 @@ def sync_preview(request: HttpRequest) -> HttpResponse:
         ctx["error"] = _("QuickBooks is not connected.")
     else:
         try:
-            ctx["preview"] = services.account_sync_preview(connection=connection)
+            ctx["preview"] = account_sync_preview(connection=connection)
         except ReauthRequired:
             ctx["error"] = _("QuickBooks is not connected.")
         except QBOError:

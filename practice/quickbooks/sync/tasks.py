@@ -1,7 +1,7 @@
 """Background tasks of QBO sync (django-tasks; worker: `manage.py db_worker` / `run_worker`).
 
 - `sync_realm(connection_id)`: one engine run for one connection. Enqueued on commit of any
-  relevant change (`services.on_record_changed`), de-duplicated while one is queued.
+  relevant change (`triggers.on_record_changed`), de-duplicated while one is queued.
 - After a run that leaves retries waiting, `schedule_next_retry` enqueues one delayed run for
   the earliest `next_retry_at` of the realm, so back-off retries happen on time by themselves.
 - `sweep()`: the periodic safety net. Re-enqueues realms with due retries, realms whose queued
@@ -63,8 +63,8 @@ def enqueue_sync(connection_id: int, *, delay_seconds: float = 0) -> bool:
 
 def run_now(connection_id: int) -> dict[str, Any]:
     """The body of `sync_realm`, callable directly (tests, `qbo_sync`)."""
-    from practice.quickbooks import engine
     from practice.quickbooks.models import RealmSyncState
+    from practice.quickbooks.sync import engine
 
     RealmSyncState.objects.get_or_create(connection_id=connection_id)
     RealmSyncState.objects.filter(connection_id=connection_id).update(

@@ -1,0 +1,7 @@
+"""Record kinds, one module each (customers now; items, invoices, payments, refunds next).
+
+Importing this package registers every built-in kind with the engine, in the order each
+declares; `QuickbooksConfig.ready()` imports it, so the engine itself never imports a kind.
+"""
+
+from practice.quickbooks.sync.kinds import customers  # noqa: F401  (registers "customer")
