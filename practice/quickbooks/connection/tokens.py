@@ -26,6 +26,7 @@ _cache: tuple[tuple[str, ...], MultiFernet] | None = None
 
 
 def _dev_key() -> bytes:
+    # A fixed salt, not this module's path: changing it would make every stored token undecryptable.
     digest = hashlib.sha256(b"practice.quickbooks.tokens:" + settings.SECRET_KEY.encode()).digest()
     return base64.urlsafe_b64encode(digest)
 
