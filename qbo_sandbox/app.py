@@ -464,7 +464,11 @@ class Api:
         if not isinstance(body, dict):
             raise errors.bad_request("Request body must be a JSON object", "")
         rt.bump("writes")
-        result = self.write(realm, spec.name, op, body, ctx.options)
+        options = set(ctx.options)
+        if "allowduplicatedocnumber" in options:
+            # The URL spelling of the batch optionsData flag (issue 9 item 7).
+            options.add("allowduplicatedocnum")
+        result = self.write(realm, spec.name, op, body, options)
         return _json_reply({spec.name: result, "time": clock.envelope_stamp()}), 0
 
     def check_minor_version(self, ctx: Ctx) -> None:
