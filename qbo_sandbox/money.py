@@ -203,6 +203,14 @@ def _tax_line(rate_id: str, rate: Decimal, amount: Decimal, taxable: Decimal) ->
     }
 
 
+class SettingError(ValueError):
+    """A bad control-plane field; the 400 answer names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def configure_sales_tax(realm: Realm, spec: Obj) -> Obj:
     """Control plane: switch a company's sales tax (QBO sets TaxPrefs only in its own UI, never via the
     API). ``enabled`` (UsingSalesTax), ``automated`` (PartnerTaxEnabled), ``tax_code`` (the company's
@@ -211,10 +219,11 @@ def configure_sales_tax(realm: Realm, spec: Obj) -> Obj:
 
     unknown = set(spec) - {"enabled", "automated", "tax_code", "rate"}
     if unknown:
-        raise ValueError(f"unknown field {sorted(unknown)[0]}")
+        name = sorted(unknown)[0]
+        raise SettingError(name, f"unknown field {name}; known: enabled, automated, tax_code, rate")
     for key in ("enabled", "automated"):
         if key in spec and not isinstance(spec[key], bool):
-            raise ValueError(f"{key} must be true or false")
+            raise SettingError(key, f"{key} must be true or false")
     prefs = realm.preferences()
     current = prefs.get("TaxPrefs")
     tax: Obj = dict(current) if isinstance(current, dict) else {}
@@ -224,9 +233,12 @@ def configure_sales_tax(realm: Realm, spec: Obj) -> Obj:
         tax["PartnerTaxEnabled"] = spec["automated"]
     code_id = spec.get("tax_code")
     if spec.get("rate") is not None:
-        rate = dec(spec["rate"], "rate")
+        try:
+            rate = dec(spec["rate"], "rate")
+        except errors.QBOError:
+            raise SettingError("rate", "rate must be a number (a percent)") from None
         if rate < 0 or rate > 100:
-            raise ValueError("rate must be a percent between 0 and 100")
+            raise SettingError("rate", "rate must be a percent between 0 and 100")
         rate_id = realm.next_id(SPECS["TaxRate"].id_space)
         realm.insert_raw(
             "TaxRate",
@@ -258,7 +270,7 @@ def configure_sales_tax(realm: Realm, spec: Obj) -> Obj:
         )
     if code_id is not None:
         if not isinstance(code_id, str) or realm.get("TaxCode", code_id) is None:
-            raise ValueError(f"tax_code {code_id!r} is not a TaxCode of this company")
+            raise SettingError("tax_code", f"tax_code {code_id!r} is not a TaxCode of this company")
         tax["TaxGroupCodeRef"] = {"value": code_id}
     prefs["TaxPrefs"] = tax
     return tax
