@@ -69,9 +69,9 @@ def test_percent_discount_rounds_half_up(api: Api) -> None:
         "DetailType": "DiscountLineDetail",
         "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 5},
     }
-    # 5 % of 10.50 is 0.525: half up gives 0.53 (float arithmetic gives 0.52).
-    inv = api.create("Invoice", _invoice(cid, _line(10.50, 1, 10.50), discount))
-    assert inv["Line"][-1]["Amount"] == 0.53 and inv["TotalAmt"] == 9.97
+    # 5 % of 20.10 is 1.005: half up gives 1.01 (binary floats give 1.00).
+    inv = api.create("Invoice", _invoice(cid, _line(20.10, 1, 20.10), discount))
+    assert inv["Line"][-1]["Amount"] == 1.01 and inv["TotalAmt"] == 19.09
 
 
 # ---------------------------------------------------------------- 2. sales tax
