@@ -121,14 +121,15 @@ def _rates(realm: Realm, code_id: str) -> list[tuple[str, Decimal]]:
     return out
 
 
-def sales_tax(realm: Realm, obj: Obj, subtotal: Decimal, discount: Decimal) -> Decimal:
+def sales_tax(realm: Realm, obj: Obj, existing: Obj | None, subtotal: Decimal, discount: Decimal) -> Decimal:
     """Fill TxnTaxDetail of a sales form and return its TotalTax.
 
     Without sales tax the detail is ignored and not stored (REF-invoice TxnTaxDetail). With it, the tax
     code is the one sent, else the customer's default (manual sales tax); under automated sales tax
     (AST) the company's code is used and a sent code only matters with an explicit TotalTax
     (Intuit blog 2017-12-11; intuit/QuickBooks-V3-PHP-SDK#199). An explicit TotalTax is honoured and
-    prorated across the code's rates."""
+    prorated across the code's rates. A TxnTaxDetail equal to the stored one (a sparse update keeps it,
+    a full update echoes it back) is not an override: the tax is computed again for the new lines."""
     sent = obj.get("TxnTaxDetail")
     if sent is not None and not isinstance(sent, dict):
         raise errors.bad_request("TxnTaxDetail must be an object", "TxnTaxDetail")
@@ -147,6 +148,8 @@ def sales_tax(realm: Realm, obj: Obj, subtotal: Decimal, discount: Decimal) -> D
             "TxnTaxDetail.TxnTaxCodeRef",
         )
     explicit = sent.get("TotalTax")
+    if existing is not None and sent == existing.get("TxnTaxDetail"):
+        explicit = None
     if automated_tax_on(realm) and explicit is None:
         code = _ref_value(realm.pref("TaxPrefs", "TaxGroupCodeRef"))
     else:

@@ -1122,7 +1122,7 @@ def _sales_common(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None
     _txn_date(obj)
     _docnumber(realm, spec.name, obj, existing, options)
     subtotal, discount = _sales_lines(realm, obj, existing)
-    tax = money_rules.sales_tax(realm, obj, subtotal, discount)
+    tax = money_rules.sales_tax(realm, obj, existing, subtotal, discount)
     total = money_rules.to_json(subtotal - discount + tax)
     obj["TotalAmt"] = total
     obj.setdefault("CurrencyRef", dict(USD))

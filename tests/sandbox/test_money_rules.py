@@ -378,3 +378,21 @@ def test_txn_date_sent_as_datetime_is_stored_as_date(api: Api, sent: str) -> Non
     assert (
         api.fault(api.post("/invoice", invoice_body(cid, TxnDate="2026-03-04Tnoon")))["element"] == "TxnDate"
     )
+
+
+def test_tax_is_recomputed_when_lines_change_by_sparse_update(sample: Api) -> None:
+    body = _invoice(
+        "1", _line(100, item="6", TaxCodeRef={"value": "TAX"}), TxnTaxDetail={"TxnTaxCodeRef": {"value": "2"}}
+    )
+    inv = sample.create("Invoice", body)
+    assert (inv["TxnTaxDetail"]["TotalTax"], inv["TotalAmt"]) == (8, 108)
+    lines = [_line(250, item="6", TaxCodeRef={"value": "TAX"})]
+    sparse = {"Id": inv["Id"], "SyncToken": inv["SyncToken"], "sparse": True, "Line": lines}
+    updated = sample.post("/invoice", sparse).json()["Invoice"]
+    assert (updated["TxnTaxDetail"]["TotalTax"], updated["TotalAmt"], updated["Balance"]) == (20, 270, 270)
+    # Echoing the stored detail back in a full update recomputes too; a changed TotalTax overrides.
+    full = dict(updated, Line=[_line(50, item="6", TaxCodeRef={"value": "TAX"})])
+    again = sample.post("/invoice", full).json()["Invoice"]
+    assert (again["TxnTaxDetail"]["TotalTax"], again["TotalAmt"]) == (4, 54)
+    override = dict(again, TxnTaxDetail={"TxnTaxCodeRef": {"value": "2"}, "TotalTax": 5})
+    assert sample.post("/invoice", override).json()["Invoice"]["TotalAmt"] == 55
