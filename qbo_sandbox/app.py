@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import batch_faults, clock, errors, query
+from qbo_sandbox import batch_faults, clock, errors, money, query
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
 from qbo_sandbox.oauth import WEBHOOK_FORMATS
@@ -464,7 +464,11 @@ class Api:
         if not isinstance(body, dict):
             raise errors.bad_request("Request body must be a JSON object", "")
         rt.bump("writes")
-        result = self.write(realm, spec.name, op, body, ctx.options)
+        options = set(ctx.options)
+        if "allowduplicatedocnumber" in options:
+            # The URL spelling of the batch optionsData flag (issue 9 item 7).
+            options.add("allowduplicatedocnum")
+        result = self.write(realm, spec.name, op, body, options)
         return _json_reply({spec.name: result, "time": clock.envelope_stamp()}), 0
 
     def check_minor_version(self, ctx: Ctx) -> None:
@@ -817,6 +821,7 @@ class Control:
             Route(f"{p}/realms/{{realm}}/faults", self.add_fault, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/faults", self.list_faults, methods=["GET"]),
             Route(f"{p}/realms/{{realm}}/faults", self.clear_faults, methods=["DELETE"]),
+            Route(f"{p}/realms/{{realm}}/sales-tax", self.sales_tax, methods=["GET", "POST"]),
             Route(f"{p}/realms/{{realm}}/requests", self.requests, methods=["GET"]),
             Route(f"{p}/realms/{{realm}}/requests", self.clear_requests, methods=["DELETE"]),
             Route(f"{p}/realms/{{realm}}/counters", self.counters, methods=["GET"]),
@@ -897,6 +902,22 @@ class Control:
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(fault_dict(rule), 201)
+
+    async def sales_tax(self, request: Request) -> Response:
+        """A company's TaxPrefs; POST switches sales tax (QBO allows that only in its own UI)."""
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        if request.method == "GET":
+            prefs = realm.preferences().get("TaxPrefs")
+            return _json(prefs if isinstance(prefs, dict) else {})
+        data = await _body(request)
+        try:
+            prefs = money.configure_sales_tax(realm, data)
+        except money.SettingError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
+        self.sb.dirty = True
+        return _json(prefs)
 
     async def list_faults(self, request: Request) -> Response:
         if not self._realm(request):

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from qbo_sandbox import errors
+from qbo_sandbox.entities import SPECS
 
 ITEM_FAULT_KINDS = frozenset({"item_fault", "item_500", "item_unanswered"})
 
@@ -99,7 +100,7 @@ def targets(rule: Any, position: int, item: dict[str, Any]) -> bool:
     if rule.bid is not None and rule.bid != str(item.get("bId", "")):
         return False
     if rule.entity:
-        entity = next((k for k in item if k[:1].isupper()), "")
+        entity = next((k for k in item if k in SPECS), "")
         if entity.lower() != rule.entity.lower():
             return False
     if rule.operation:

@@ -167,6 +167,24 @@ class SandboxServer:
             realm_id, kind, count=count, **{k: v for k, v in spec.items() if v is not None}
         )
 
+    def set_sales_tax(
+        self,
+        realm_id: str,
+        enabled: bool = True,
+        automated: bool = True,
+        tax_code: str | None = None,
+        rate: float | None = None,
+    ) -> dict[str, Any]:
+        """Switch a company's sales tax (TaxPrefs.UsingSalesTax / PartnerTaxEnabled): with `automated`
+        QBO computes tax itself from the company's code (`tax_code`, or a new one at `rate` percent)
+        whatever the app sends, unless the app sends an explicit TotalTax. Returns the new TaxPrefs."""
+        body: dict[str, Any] = {"enabled": enabled, "automated": automated}
+        if tax_code is not None:
+            body["tax_code"] = tax_code
+        if rate is not None:
+            body["rate"] = rate
+        return dict(self._call("POST", f"/_sandbox/realms/{realm_id}/sales-tax", json=body))
+
     def clear_faults(self, realm_id: str) -> None:
         self._call("DELETE", f"/_sandbox/realms/{realm_id}/faults")
 
