@@ -7,6 +7,7 @@ deployment changes comes from the environment; see README "Configuration".
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "django_tasks",
     "django_tasks_db",
     "practice.common",
@@ -68,6 +70,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "practice.common.middleware.SecurityHeadersMiddleware",
+    # django-axes wants to be last: it turns a lockout raised during authenticate() into the
+    # lockout page, for our sign-in and for /admin/login/ alike.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +118,28 @@ AUTH_USER_MODEL = "firms.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (issue 12, Intuit's review): django-axes counts failed sign-ins per account
+# and per address, on every form that calls authenticate() with the request (ours and the
+# admin's). Its backend must come first so a locked-out attempt never reaches the password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+# A lockout ends on its own (a bookkeeper who mistyped can try again later; an attacker gets
+# five guesses per quarter hour) and an admin can lift it early (`manage.py axes_reset`).
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+# Either limit locks: one account guessed from many addresses, or many accounts from one.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "practice.firms.throttling.login_username"
+AXES_CLIENT_IP_CALLABLE = "practice.firms.throttling.client_ip"
+AXES_LOCKOUT_CALLABLE = "practice.firms.throttling.locked_out_response"
+# Successful sign-ins are not recorded (no table of who signed in from where to protect).
+AXES_DISABLE_ACCESS_LOG = True
+# How many reverse proxies in front of gunicorn append to X-Forwarded-For (0: none, the
+# peer address is the client). Wrong here means every user shares the proxy's address.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -400,7 +400,7 @@ def test_admin_changelists_open_read_only(client, invoice, firm, account):
         firm=firm, account=account, date=TODAY, amount="10", method="cash", allocations=[(invoice, "10")]
     )
     User.objects.create_superuser("root@example.test", "pw-123456789")
-    client.login(username="root@example.test", password="pw-123456789")
+    client.force_login(User.objects.get(email="root@example.test"))
     for model in ("service", "invoice", "payment", "paymentallocation", "refund", "billinghistory"):
         assert client.get(f"/admin/billing/{model}/").status_code == 200, model
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200

@@ -102,9 +102,9 @@ def test_archive_refuses_get(client_as, account):
 
 
 def test_user_without_firm_gets_403(db, account):
-    User.objects.create_user("loner@example.test", "pw-loner-123456")
+    loner = User.objects.create_user("loner@example.test", "pw-loner-123456")
     c = Client()
-    c.login(username="loner@example.test", password="pw-loner-123456")
+    c.force_login(loner)
     assert c.get(reverse("clients:account_list")).status_code == 403
     assert c.get(reverse("clients:account_detail", args=[account.pk])).status_code == 403
 

@@ -58,13 +58,13 @@ def signed_in(chromium, live_server):
     from django.conf import settings as dj_settings
     from django.test import Client
 
-    from tests.conftest import PASSWORD
-
     contexts = []
 
     def make(email: str):
+        from practice.firms.models import User
+
         c = Client()
-        assert c.login(username=email, password=PASSWORD)
+        c.force_login(User.objects.get(email=email))  # Client.login() lacks the request axes needs
         context = chromium.new_context(viewport={"width": 1200, "height": 900})
         context.add_cookies(
             [
