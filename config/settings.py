@@ -105,9 +105,16 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; the busy timeout absorbs the
-    # short write locks the task queue takes (stack-notes §2).
+    # short write locks the task queue takes (stack-notes §2). IMMEDIATE takes the write lock
+    # when a transaction begins: a deferred one that read first cannot wait for the lock when it
+    # later writes (SQLite answers "database is locked" at once, the busy timeout unused), which
+    # six people saving invoices at the same moment hit (issue 12).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 # Lets concurrent test runs on one PostgreSQL server keep their own test database.
 if os.environ.get("TEST_DB_NAME"):

@@ -100,6 +100,10 @@ def _clean_amount(
     if not amount.is_finite():
         errors.setdefault(field, []).append(_("Enter a number."))
         return ZERO
+    if abs(amount) > MAX_AMOUNT:
+        # Before quantize(): "1e30" in cents needs more than Decimal's 28 digits and raises.
+        errors.setdefault(field, []).append(_("This amount is too large."))
+        return ZERO
     if amount != amount.quantize(Decimal("0.01")):
         errors.setdefault(field, []).append(_("Use at most two decimal places."))
         return ZERO
@@ -400,9 +404,14 @@ def _invoice_header(
 def _save_with_number(invoice: Invoice, *, firm: Firm, auto_number: bool) -> None:
     """Save, picking the next free number when none was given.
 
-    Two people creating invoices at once can pick the same number; the unique constraint
-    catches it and we try the next one (inside a savepoint, so the outer transaction survives).
+    Two people creating invoices at once would pick the same number: the firm's row is locked
+    first so numbering is one at a time per firm (PostgreSQL; on SQLite the IMMEDIATE
+    transaction already holds the write lock). Without it the sixth of six simultaneous
+    writers lost the race five times and was refused. The unique constraint stays the backstop
+    (a number typed by hand elsewhere), retried inside a savepoint so the outer transaction lives.
     """
+    if auto_number:
+        list(Firm.objects.select_for_update().filter(pk=firm.pk).values_list("pk", flat=True))
     for _attempt in range(5):
         if auto_number:
             invoice.number = _next_invoice_number(firm=firm)

@@ -338,6 +338,11 @@ def test_allocation_rows_partial(client_as, account, invoice, draft, other_accou
         ({"reference": "r" * 101}, "reference"),
         ({"allocation-INVOICE": "300.01"}, "allocation-INVOICE"),  # more than the balance
         ({"allocation-INVOICE": "abc"}, "allocation-INVOICE"),
+        # Past Decimal's 28-digit context: quantize() raised InvalidOperation, a 500 (issue 12).
+        ({"allocation-INVOICE": "1e30"}, "allocation-INVOICE"),
+        ({"allocation-INVOICE": "9" * 40}, "allocation-INVOICE"),
+        ({"amount": "1e30"}, "amount"),
+        ({"processing_fee": "-1e30"}, "processing_fee"),
         ({"amount": "10", "allocation-INVOICE": "20"}, "allocations"),  # more than the payment
     ],
 )
