@@ -47,6 +47,7 @@ from practice.billing.models import (
 )
 from practice.clients.models import ClientAccount
 from practice.common.events import record_changed
+from practice.common.text import BIDI_CONTROL_MESSAGE, has_bidi_control
 from practice.firms.models import Firm
 
 MAX_AMOUNT = Decimal("9999999999.99")  # fits max_digits=12, decimal_places=2
@@ -68,6 +69,9 @@ def _clean_text(value: Any, *, field: str, max_length: int, errors: dict[str, li
     if _FORBIDDEN_CHARS in text:
         # PostgreSQL text cannot hold NUL bytes (stack-notes G11); refuse instead of a 500.
         errors.setdefault(field, []).append(_("Remove the invalid control character."))
+        return ""
+    if has_bidi_control(text):
+        errors.setdefault(field, []).append(str(BIDI_CONTROL_MESSAGE))
         return ""
     text = text.strip()
     if len(text) > max_length:

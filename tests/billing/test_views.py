@@ -84,6 +84,7 @@ def test_service_create_edit_archive_flow(client_as, firm):
         ({"name": "X", "rate": "-1"}, "rate"),
         ({"name": "X", "rate": "abc"}, "rate"),
         ({"name": "X", "rate": "1", "income_account_name": "a" * 101}, "income_account_name"),
+        ({"name": "Tax \u202eprep", "rate": "1"}, "name"),  # a bidi override (issue 12)
     ],
 )
 def test_service_bad_input(client_as, service, data, field):
@@ -210,6 +211,8 @@ def test_payment_list_query_count_does_not_grow(
         ({"lines-0-rate": "1.234"}, "lines-0-rate"),
         ({"lines-0-quantity": "abc"}, "lines-0-quantity"),
         ({"lines-0-service": ""}, "lines-0-service"),
+        ({"memo": "Thanks \u2067for\u2069 the work"}, "memo"),  # bidi isolates (issue 12)
+        ({"lines-0-description": "Oct\u202dober"}, "lines-0-description"),
     ],
 )
 def test_invoice_bad_input(client_as, firm, account, service, draft, extra, field):
