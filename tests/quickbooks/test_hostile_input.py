@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from practice.quickbooks.connection.client import like_contains
 from practice.quickbooks.models import SyncLink
+from tests.common.csp_watch import assert_locked_down
 from tests.quickbooks.sync_support import accounts, run, set_up
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -97,3 +98,22 @@ def test_picker_search_with_a_percent_sign_finds_the_name(firm, conn, client_as,
     )
     assert response.status_code == 200
     assert "100% Pure Juice" in response.content.decode()
+
+
+def test_quickbooks_pages_and_partials_have_nothing_inline_for_the_csp(firm, conn, client_as):
+    (acct,) = accounts(firm, "Panel Co")
+    run(conn)
+    owner = client_as("owner")
+    pages = {
+        "settings": owner.get(reverse("quickbooks:settings")),
+        "setup": owner.get(reverse("quickbooks:setup")),
+        "account list with QuickBooks column": owner.get(reverse("clients:account_list")),
+        "account detail with panel": owner.get(reverse("clients:account_detail", args=[acct.pk])),
+        "panel partial": owner.get(reverse("quickbooks:account_sync_panel", args=[acct.pk]), **HX),
+        "picker partial": owner.get(reverse("quickbooks:customer_picker", args=[acct.pk]), {"q": "a"}, **HX),
+        "status poll": owner.get(reverse("quickbooks:account_status_poll"), {"ids": str(acct.pk)}),
+    }
+    for label, response in pages.items():
+        assert response.status_code == 200, (label, response.status_code)
+        assert_locked_down(response, label)
+    assert 'data-action="select-all"' in pages["account list with QuickBooks column"].content.decode()
