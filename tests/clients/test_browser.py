@@ -140,3 +140,23 @@ def test_the_csp_refuses_script_that_got_into_the_page(signed_in, live_server):
     assert len(page.csp_violations) >= 2, page.csp_violations
     assert all("script-src 'self'" in v for v in page.csp_violations)
     page.csp_violations.clear()  # expected here; any other test's violation still fails it
+
+
+def test_invoice_lines_are_added_and_removed_without_inline_script(signed_in, firm, live_server):
+    """Add line (a unique row index from app.js, no hx-vals js:) and the row's ✕ (no hx-on)."""
+    from practice.billing.services import service_create
+
+    account_create(firm=firm, name="Line Co")
+    service_create(firm=firm, name="Bookkeeping", rate="100.00")
+    page = signed_in
+    page.goto(live_server.url + "/billing/invoices/new/")
+    lines = page.locator("#line-rows tr.line-row")
+    before = lines.count()
+    page.click("button.add-line")
+    expect(lines).to_have_count(before + 1)
+    page.click("button.add-line")
+    expect(lines).to_have_count(before + 2)
+    names = page.locator("#line-rows select[name$='-service']").evaluate_all("els => els.map(e => e.name)")
+    assert len(set(names)) == len(names), names  # every row its own index
+    lines.last.locator("[data-action=remove-line]").click()
+    expect(lines).to_have_count(before + 1)
