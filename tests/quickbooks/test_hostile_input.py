@@ -117,3 +117,31 @@ def test_quickbooks_pages_and_partials_have_nothing_inline_for_the_csp(firm, con
         assert response.status_code == 200, (label, response.status_code)
         assert_locked_down(response, label)
     assert 'data-action="select-all"' in pages["account list with QuickBooks column"].content.decode()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example",
+        "javascript:alert(1)",
+    ],
+)
+def test_bulk_action_next_never_leaves_the_site(firm, conn, client_as, target):
+    (acct,) = accounts(firm, "Redirect Co")
+    response = client_as("owner").post(
+        reverse("quickbooks:accounts_bulk"), {"action": "unsync", "ids": [acct.pk], "next": target}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("clients:account_list")
+
+
+def test_bulk_action_next_on_the_site_is_followed(firm, conn, client_as):
+    (acct,) = accounts(firm, "Redirect Co")
+    target = reverse("clients:account_list") + "?page=2"
+    response = client_as("owner").post(
+        reverse("quickbooks:accounts_bulk"), {"action": "unsync", "ids": [acct.pk], "next": target}
+    )
+    assert response["Location"] == target

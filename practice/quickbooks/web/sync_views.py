@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import retarget
@@ -232,7 +233,11 @@ def accounts_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     ids = _account_ids(request.POST.getlist("ids"), limit=1000)
     back = request.POST.get("next", "")
-    target = back if back.startswith("/") and not back.startswith("//") else reverse("clients:account_list")
+    # Django's check, not a prefix test: browsers read "/\\evil.example" as "//evil.example".
+    safe = url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    target = back if back and safe else reverse("clients:account_list")
     if action not in ("sync", "unsync", "retry_errors"):
         messages.error(request, _("Choose an action."))
         return redirect(target)
