@@ -728,6 +728,9 @@ def _send_alone(ctx: RunContext, op: Op) -> None:
             outcome.entity = found
             outcome.note = "Found in QuickBooks (written by an earlier, unanswered attempt); linked to it."
         else:
+            # Not there: from now on every retry is this same request, which QBO replays if it
+            # ran it, so no further look-up is needed.
+            op.maybe_committed = False
             outcome.entity = _write_alone(ctx, op)
     except ReauthRequired:
         raise
@@ -924,8 +927,11 @@ def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation:
 
 def _go_alone(link: SyncLink, op: Op) -> None:
     """From now on this write goes out by itself, keyed by its own requestid (same body)."""
+    if not op.alone:
+        # Its batch may have written it under the batch's requestid, which a lone send does not
+        # share: look for it first (see `_send_alone`).
+        op.maybe_committed = op.operation == "create"
     op.alone = True
-    op.maybe_committed = op.maybe_committed or op.operation == "create"
     link.batch_request_id = op.request_id
     link.batch_bid = ""
     link.request_id = op.request_id
