@@ -210,9 +210,15 @@ def canonical(value: Any) -> Any:
     return value
 
 
+# A body's version fields, not its content: an update planned on a newer SyncToken that sets the
+# same values is the same change.
+_NOT_CONTENT = ("SyncToken", "sparse")
+
+
 def hash_body(body: dict[str, Any]) -> str:
     """What `SyncLink.pushed_hash` holds: a record whose next body hashes the same is not sent."""
-    text = json.dumps(canonical(body), separators=(",", ":"), ensure_ascii=False, default=str)
+    content = {k: v for k, v in body.items() if k not in _NOT_CONTENT}
+    text = json.dumps(canonical(content), separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -840,14 +846,14 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     message=o.note,
                 )
                 events.append(("ok", link, o))
+            elif o.resend is not None:
+                attempt = _apply_resend(ctx, link, o, operation)
+                events.append(("resend", link, o))
             elif o.rejected is not None:
                 attempt = _apply_rejection(ctx, link, o, operation)
                 events.append(
                     ("linked_after_fault" if o.decision and o.decision.link_to else "rejected", link, o)
                 )
-            elif o.resend is not None:
-                attempt = _apply_resend(ctx, link, o, operation)
-                events.append(("resend", link, o))
             else:
                 attempt = _apply_retry(ctx, link, o, operation, rate_limit_wait)
                 events.append(("retry", link, o))
@@ -880,6 +886,8 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     "code": o.rejected.code if o.rejected else "",
                 },
             )
+        elif what == "resend":
+            ctx.count(f"{o.kind.name}.stale_resend")
         else:
             retries += 1
     if retries:
