@@ -7,8 +7,10 @@ A run for one connection:
 
 1. **Claim** the realm's lease (conditional UPDATE on `Connection.lease_owner/lease_expires_at`,
    checked by row count: works the same on SQLite and PostgreSQL). One runner per realm.
-2. **Replay** batches whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
-   bodies, same bIds, same `requestid`, so QBO answers with the original result.
+2. **Replay** writes whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
+   bodies, same bIds, same `requestid`, so QBO answers with the original result. An item whose
+   own answer is missing or transient inside an answered batch goes out alone under its own
+   requestid (QBO would only replay the batch's answer); see docs/adr/0007.
 3. For every registered record kind in dependency order (customers first), **plan** the
    writes, store their `requestid`/batch on the links and commit, then **execute** them in QBO
    batches of ≤ 30, and **record** the batch's outcomes in one transaction: each QBO Id lands
@@ -20,7 +22,8 @@ no write and a batch's outcomes are saved with one UPDATE and one INSERT, so a r
 statements grow with batches of 30 (tests/quickbooks/test_sync_engine.py guards it).
 4. Loop while a round did something; release the lease.
 
-Extension point: invoices and payments plug in as further `RecordKind`s (see `register`).
+Extension point: invoices and payments plug in as further `RecordKind`s (see `register`,
+`depends_on`, `find_existing`, `dependency_ref`, `mark_waiting`, `unchanged_since_push`).
 """
 
 from __future__ import annotations
@@ -708,10 +711,13 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op], passengers: frozenset[
 def _write_alone(ctx: RunContext, op: Op) -> dict[str, Any]:
     client = ctx.client
     body = canonical(op.body)
+    # A batch item's optionsData travels as the `include` query option of a single request.
+    include = ",".join(o for o in op.options.split(",") if o and o != "void")
     if op.operation == "create":
-        return client.create(op.entity, body, request_id=op.request_id)
+        return client.create(op.entity, body, request_id=op.request_id, include=include)
     if op.operation == "update":
-        return client.update(op.entity, body, request_id=op.request_id, sparse=bool(body.get("sparse", True)))
+        sparse = bool(body.get("sparse", True))
+        return client.update(op.entity, body, request_id=op.request_id, sparse=sparse, include=include)
     if op.operation == "delete":
         return client.delete(op.entity, str(body["Id"]), str(body["SyncToken"]), request_id=op.request_id)
     return client.void(op.entity, str(body["Id"]), str(body["SyncToken"]), request_id=op.request_id)
