@@ -318,8 +318,9 @@ class QBOClient:
 
     def _batch_result(self, op: BatchOp, answer: dict[str, Any] | None) -> BatchResult:
         if answer is None:
-            # Not answered: nothing says it ran, so it is safe to send again (same requestid
-            # replays the whole batch, so callers resend in a new batch with its own id).
+            # Not answered: it may or may not have run. Re-sending the batch under the same
+            # requestid would replay this same incomplete answer, so the engine re-sends the
+            # item alone under its own requestid, after looking for it (docs/adr/0007).
             return BatchResult(op.bid, None, Retriable(f"QuickBooks did not answer batch item {op.bid}"))
         fault = answer.get("Fault") or answer.get("fault")
         if isinstance(fault, dict):
