@@ -129,22 +129,41 @@ def test_a_whole_batch_is_replayed_byte_for_byte(
         assert len(qbo_customers(conn, a.name)) == 1
 
 
-def test_a_skipped_member_rides_along_but_never_starts_a_resend(
-    firm, conn, sandbox, realm_id, strict_replays, settings
+@pytest.mark.parametrize("first_fault", ["503", "drop"])
+def test_a_skipped_member_of_a_batch_is_not_sent_again(
+    firm, conn, sandbox, realm_id, strict_replays, settings, first_fault
 ):
     settings.QBO_TRANSIENT_RETRIES = 0
     kept, skipped = accounts(firm, "Kept Member", "Skipped Member")
-    sandbox.inject_fault(realm_id, "503", count=1, operation="batch")
+    sandbox.inject_fault(realm_id, first_fault, count=1, operation="batch")
     run(conn)
+    rid = link_of(conn, kept).batch_request_id
     actions.account_unsync(firm=firm, account=skipped)
     make_due(conn)
     run(conn)
-    # The batch went again as it was (same requestid and items), and QBO's answer is recorded
-    # for both: the skipped account keeps its QBO Id and stays Skipped.
     assert link_of(conn, kept).status == SyncStatus.SYNCED
+    assert len(qbo_customers(conn, "Kept Member")) == 1
     s = link_of(conn, skipped)
-    assert s.status == SyncStatus.SKIPPED and s.qbo_id and not s.batch_request_id
-    assert len(qbo_customers(conn, "Skipped Member")) == 1
+    # Turned off: nothing sent for it, its stored write kept for a later Retry.
+    assert s.status == SyncStatus.SKIPPED and s.batch_request_id == rid and not s.qbo_id
+    if first_fault == "503":
+        # Nothing ran the first time, and the re-sent batch carried only the kept account.
+        assert qbo_customers(conn, "Skipped Member") == []
+        assert [b["batch_items"] for b in api_requests(sandbox, realm_id, operation="batch")] == [0, 1]
+    else:
+        # The first send ran (its answer was lost). QBO knows the requestid with two items, so
+        # it answers 600 to the shorter batch: the kept account went alone, found, not doubled.
+        assert len(qbo_customers(conn, "Skipped Member")) == 1
+    # Synced again later: the same write, never a second customer.
+    actions.account_sync_retry(firm=firm, account=skipped)
+    make_due(conn)
+    run(conn)
+    make_due(conn)
+    run(conn)
+    s = link_of(conn, skipped)
+    assert s.status == SyncStatus.SYNCED
+    (customer,) = qbo_customers(conn, "Skipped Member")
+    assert customer["Id"] == s.qbo_id
 
 
 def test_a_skipped_in_flight_write_alone_is_never_sent(firm, conn, sandbox, realm_id, settings):

@@ -621,9 +621,6 @@ class ItemOutcome:
       batch would only replay the same answer, so from now on the item goes out by itself under
       its own requestid, with the same body, until QBO answers it definitively.
     - `resend`: a replacement write (after a 5010: the current SyncToken, a new requestid).
-    - `passenger`: a link of a replayed batch that is not due itself (Skipped, or out of
-      attempts): it rides along so the batch is byte-identical, and only a definitive answer
-      about it is recorded.
     """
 
     op: Op
@@ -635,7 +632,6 @@ class ItemOutcome:
     retry: Retriable | None = None
     alone: bool = False
     resend: Op | None = None
-    passenger: bool = False
     note: str = ""
 
 
@@ -664,14 +660,12 @@ def _batch_op(op: Op) -> Any:
     )
 
 
-def _send(ctx: RunContext, batch_rid: str, ops: list[Op], passengers: frozenset[int] = frozenset()) -> None:
+def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
     """Send one batch (already stored on the links) and record every item's outcome."""
     outcomes: list[ItemOutcome] = []
 
     def each(**kw: Any) -> list[ItemOutcome]:
-        return [
-            ItemOutcome(op, _kind_of(op), batch_rid, passenger=op.link.pk in passengers, **kw) for op in ops
-        ]
+        return [ItemOutcome(op, _kind_of(op), batch_rid, **kw) for op in ops]
 
     try:
         results = ctx.client.batch([_batch_op(op) for op in ops], request_id=batch_rid)
@@ -693,17 +687,16 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op], passengers: frozenset[
     else:
         for op, result in zip(ops, results, strict=True):
             kind = _kind_of(op)
-            passenger = op.link.pk in passengers
             if result.error is None and result.entity is not None:
-                outcomes.append(ItemOutcome(op, kind, batch_rid, entity=result.entity, passenger=passenger))
+                outcomes.append(ItemOutcome(op, kind, batch_rid, entity=result.entity))
             elif isinstance(result.error, RecordRejected) and result.error.code != "600":
-                outcomes.append(ItemOutcome(op, kind, batch_rid, rejected=result.error, passenger=passenger))
+                outcomes.append(ItemOutcome(op, kind, batch_rid, rejected=result.error))
             else:
                 # Not answered, a per-item transient fault, or an answer without the entity: the
                 # item may have been written. Its answer is part of the batch's cached reply.
                 err = result.error if isinstance(result.error, Retriable) else None
                 err = err or Retriable(f"QuickBooks gave no usable answer for batch item {op.link.batch_bid}")
-                outcomes.append(ItemOutcome(op, kind, batch_rid, retry=err, alone=True, passenger=passenger))
+                outcomes.append(ItemOutcome(op, kind, batch_rid, retry=err, alone=True))
     _decide_rejections(ctx, outcomes)
     _record_outcomes(ctx, outcomes)
 
@@ -832,13 +825,6 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                 )
                 continue
             operation = o.op.label or o.op.operation
-            if o.passenger and o.entity is None and o.rejected is None:
-                # Not due itself: no history row and no attempt counted, but an item that must
-                # now go out alone is moved off the batch all the same.
-                if o.alone:
-                    _go_alone(link, o.op)
-                    links.append(link)
-                continue
             link.last_attempt_at = ctx.now
             if o.entity is not None:
                 # Kinds may refine it in on_success; this is what "unchanged" is compared with.
@@ -1007,7 +993,11 @@ def _apply_retry(
     else:
         if link.status != SyncStatus.SKIPPED:
             link.status = SyncStatus.SYNCING
-        link.next_retry_at = ctx.now + timedelta(seconds=backoff_seconds(link.attempts, retry_after))
+        if o.alone and err.code == "600":
+            # Not a failure of QBO's: the batch's requestid is spent, the lone send can go now.
+            link.next_retry_at = None
+        else:
+            link.next_retry_at = ctx.now + timedelta(seconds=backoff_seconds(link.attempts, retry_after))
         outcome = Outcome.RETRY
     return attempt_row(
         link,
@@ -1095,10 +1085,13 @@ REPLAY_READ_CHUNK = 500
 def replay_in_flight(ctx: RunContext) -> int:
     """Re-send writes whose outcome is unknown, exactly as they were last sent.
 
-    Only a due Syncing link starts a re-send: a Skipped one (a person turned it off) or one out
-    of attempts (Error) never does, which keeps a long outage from turning into a hot loop. When
-    a batch is re-sent, its Skipped or Error members ride along as passengers, so QBO gets the
-    same request under the same requestid.
+    A batch goes again when one of its Syncing links is due, with all its Syncing links (their
+    retry times differ only by jitter). A Skipped link (a person turned it off) or one out of
+    attempts (Error) is never re-sent and never starts a re-send, which keeps a long outage from
+    becoming a hot loop; it keeps its stored write for a later Retry. A batch re-sent without
+    such a member is a different request under the same requestid: QBO then replays the stored
+    answer (the member's included) or answers 600, and either way the items that are still
+    unknown go out alone (see `_send`).
     """
     due_keys = list(
         SyncLink.objects.filter(connection=ctx.connection, status=SyncStatus.SYNCING)
@@ -1110,10 +1103,11 @@ def replay_in_flight(ctx: RunContext) -> int:
     if not due_keys:
         return 0
     groups: dict[str, list[Op]] = {}
-    passengers: set[int] = set()
     for start in range(0, len(due_keys), REPLAY_READ_CHUNK):
         members = SyncLink.objects.filter(
-            connection=ctx.connection, batch_request_id__in=due_keys[start : start + REPLAY_READ_CHUNK]
+            connection=ctx.connection,
+            status=SyncStatus.SYNCING,
+            batch_request_id__in=due_keys[start : start + REPLAY_READ_CHUNK],
         ).order_by("batch_request_id", "batch_bid")
         for link in members:
             stored = link.pending_body if isinstance(link.pending_body, dict) else {}
@@ -1123,13 +1117,9 @@ def replay_in_flight(ctx: RunContext) -> int:
                     "qbo.replay.unknown_kind", extra={"realm": ctx.connection.realm_id, "record": link.pk}
                 )
                 continue
-            if link.status != SyncStatus.SYNCING or (link.next_retry_at and link.next_retry_at > ctx.now):
-                passengers.add(link.pk)
             groups.setdefault(link.batch_request_id, []).append(Op.from_stored(link, stored, kind))
     sent = 0
     for batch_rid, ops in groups.items():
-        if all(op.link.pk in passengers for op in ops):
-            continue
         if not renew_lease(ctx.connection.pk, ctx.owner):
             raise LeaseLost
         ctx.count("replayed", len(ops))
@@ -1138,7 +1128,7 @@ def replay_in_flight(ctx: RunContext) -> int:
                 _send_alone(ctx, op)
         else:
             ops.sort(key=lambda op: int(op.link.batch_bid[1:] or 0))
-            _send(ctx, batch_rid, ops, frozenset(passengers))
+            _send(ctx, batch_rid, ops)
         sent += len(ops)
     return sent
 
