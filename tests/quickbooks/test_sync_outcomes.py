@@ -227,7 +227,8 @@ def test_a_404_without_a_fault_is_an_error_at_once(firm, conn, sandbox, realm_id
     run(conn)
     link = link_of(conn, acct)
     assert link.status == SyncStatus.ERROR and link.error_code == "http_404" and link.attempts == 0
-    assert not link.batch_request_id and "HTTP 404" in link.error_message
+    assert not link.batch_request_id
+    assert link.error_message.startswith("QuickBooks refused the request (HTTP 404) without saying why")
     assert SyncAttempt.objects.filter(link=link, outcome="retry").count() == 0
     assert api_requests(sandbox, realm_id, operation="batch") == []  # the hop answered, not QBO
     assert qbo_customers(conn, "Not Found Route Co") == []

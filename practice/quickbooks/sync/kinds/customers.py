@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
-from practice.quickbooks.connection.errors import RecordRejected
+from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import engine
@@ -432,6 +432,11 @@ def _whose_name(ctx: engine.RunContext, link: SyncLink, name: str) -> engine.Rej
 
 
 def _plain_fault(err: RecordRejected) -> str:
+    if isinstance(err, RequestRefused):
+        return (
+            f"QuickBooks refused the request (HTTP {err.status}) without saying why; nothing was "
+            "written. This is not about the account: use Retry later, and tell support if it happens again."
+        )
     if err.code == "2050":
         field = f" ({err.element})" if err.element else ""
         return f"A value is longer than QuickBooks allows{field}. Shorten it on the account, then Retry."
