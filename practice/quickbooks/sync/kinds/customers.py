@@ -303,7 +303,10 @@ def _plan_reactivate(ctx: engine.RunContext, link: SyncLink) -> engine.Op | None
         current = ctx.client.read(ENTITY, link.target_qbo_id)
     except RecordRejected as e:
         message = (
-            "The QuickBooks customer to reactivate no longer exists. Pick another customer or create one."
+            _plain_fault(e)
+            if isinstance(e, RequestRefused)
+            else "The QuickBooks customer to reactivate no longer exists. "
+            "Pick another customer or create one."
         )
         engine.mark_error(link, error_kind="rejected", message=message, code=e.code, detail=e.detail)
         engine.save_with_attempt(
