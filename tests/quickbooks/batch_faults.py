@@ -86,6 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
         if rule and rule[0] == "fault_not_run":
             request = json.loads(body)
             request["BatchItemRequest"] = [i for i in request["BatchItemRequest"] if i.get("bId") != rule[1]]
+            if not request["BatchItemRequest"]:
+                answer = {"BatchItemResponse": [{"bId": rule[1], "Fault": SYSTEM_FAULT}]}
+                self._answer(200, json.dumps(answer).encode(), {"content-type": "application/json"})
+                return
             body = json.dumps(request).encode()
         headers = {k: v for k, v in self.headers.items() if k.lower() in _FORWARDED_HEADERS}
         resp = self.server.http.request(

@@ -352,3 +352,77 @@ def test_deletes_and_voids_go_in_reverse_dependency_order(firm, conn, sandbox, r
     assert set(
         SyncLink.objects.filter(kind__in=["t_payments", "t_invoices"]).values_list("status", flat=True)
     ) == {SyncStatus.SYNCED}
+
+
+@pytest.mark.parametrize("path", ["batch", "alone"])
+def test_a_writes_options_are_stored_and_sent_both_ways(firm, conn, sandbox, realm_id, settings, path):
+    """An invoice kind may need "allowduplicatedocnumber": optionsData in a batch, `include=` when
+    the write goes alone (after its batch item faulted). Without it QBO answers 6140."""
+    from tests.quickbooks.batch_faults import batch_item_faults
+
+    settings.QBO_TRANSIENT_RETRIES = 0
+    (acct,) = accounts(firm, "Doc Number Co")
+    run(conn)
+    line = {
+        "Amount": 50,
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+    }
+    customer_ref = {"value": link_of(conn, acct).qbo_id}
+    sandbox.bulk_insert(
+        realm_id, "Invoice", [{"CustomerRef": customer_ref, "Line": [line], "DocNumber": "INV-7"}]
+    )
+
+    def plan(ctx: engine.RunContext) -> list[engine.Op]:
+        link, _ = SyncLink.objects.get_or_create(
+            connection=ctx.connection,
+            kind="t_invoice",
+            local_id=acct.pk,
+            defaults={"firm_id": ctx.connection.firm_id},
+        )
+        if link.status != SyncStatus.NOT_SYNCED or link.batch_request_id:
+            return []
+        body = {"CustomerRef": customer_ref, "Line": [line], "DocNumber": "INV-7"}
+        rid = engine.request_id_for(str(ctx.connection.realm_id), "t_invoice", acct.pk, "create", 1)
+        return [
+            engine.Op(
+                link=link,
+                operation="create",
+                entity="Invoice",
+                body=body,
+                request_id=rid,
+                options="allowduplicatedocnumber",
+            )
+        ]
+
+    engine.register(
+        engine.RecordKind(
+            name="t_invoice",
+            entity="Invoice",
+            order=30,
+            plan=plan,
+            on_success=notes_success,
+            on_rejected=notes_rejected,
+            depends_on=("customer",),
+        )
+    )
+    try:
+        if path == "batch":
+            run(conn)
+        else:
+            with batch_item_faults(sandbox.url) as proxy:
+                settings.QBO_API_BASE_URL = proxy.url
+                proxy.fault_next_batch("fault_not_run", "b0")
+                run(conn)
+                link = SyncLink.objects.get(connection=conn, kind="t_invoice")
+                assert (
+                    link.pending_body["alone"] and link.pending_body["options"] == "allowduplicatedocnumber"
+                )
+                make_due(conn)
+                run(conn)
+    finally:
+        engine.unregister("t_invoice")
+    link = SyncLink.objects.get(connection=conn, kind="t_invoice")
+    assert link.status == SyncStatus.SYNCED and link.qbo_id
+    numbered = sandbox.query(realm_id, "SELECT * FROM Invoice WHERE DocNumber = 'INV-7'")["Invoice"]
+    assert len(numbered) == 2

@@ -701,11 +701,15 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
     _record_outcomes(ctx, outcomes)
 
 
+_INCLUDE_SPELLING = {"allowduplicatedocnumber": "allowduplicatedocnum"}
+
+
 def _write_alone(ctx: RunContext, op: Op) -> dict[str, Any]:
     client = ctx.client
     body = canonical(op.body)
-    # A batch item's optionsData travels as the `include` query option of a single request.
-    include = ",".join(o for o in op.options.split(",") if o and o != "void")
+    # A batch item's optionsData travels as the `include` query option of a single request,
+    # where QBO spells the duplicate-number option "allowduplicatedocnum" (qbo-api.md §2.5).
+    include = ",".join(_INCLUDE_SPELLING.get(o, o) for o in op.options.split(",") if o and o != "void")
     if op.operation == "create":
         return client.create(op.entity, body, request_id=op.request_id, include=include)
     if op.operation == "update":
