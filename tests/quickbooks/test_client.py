@@ -13,10 +13,10 @@ import pytest
 
 from practice.quickbooks.connection.client import BatchOp, QBOClient, quote
 from practice.quickbooks.connection.errors import (
-    QBOError,
     RateLimited,
     ReauthRequired,
     RecordRejected,
+    RequestRefused,
     Retriable,
     error_from_response,
 )
@@ -335,8 +335,11 @@ def test_parser_shapes():
     err, _ = error_from_response(200, {}, b'{"Customer": {"Id": "1"')  # truncated body
     assert isinstance(err, Retriable)
 
-    err, _ = error_from_response(404, {}, b"")
-    assert type(err) is QBOError
+    # A 4xx without a Fault (404, 405) is permanent: nothing ran, and it would be refused again.
+    for status in (404, 405):
+        err, _ = error_from_response(status, {}, b"")
+        assert isinstance(err, RequestRefused) and isinstance(err, RecordRejected)
+        assert not isinstance(err, Retriable) and (err.status, err.code) == (status, f"http_{status}")
 
     err, data = error_from_response(200, {}, b'{"Customer": {"Id": "1"}}')
     assert err is None and data == {"Customer": {"Id": "1"}}

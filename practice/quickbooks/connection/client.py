@@ -220,18 +220,36 @@ class QBOClient:
             statement += f" WHERE {where}"
         return int(self.query(statement).get("totalCount", 0))
 
-    def create(self, entity: str, body: dict[str, Any], *, request_id: str) -> dict[str, Any]:
+    def create(
+        self, entity: str, body: dict[str, Any], *, request_id: str, include: str = ""
+    ) -> dict[str, Any]:
+        """Create. `include`: QBO's `include` query option, e.g. "allowduplicatedocnum" (the
+        single-request spelling of a batch item's optionsData)."""
         name = canonical_entity(entity)
-        data = self._send("POST", name.lower(), json_body=body, request_id=request_id, op=f"create {name}")
+        data = self._send(
+            "POST",
+            name.lower(),
+            params={"include": include} if include else None,
+            json_body=body,
+            request_id=request_id,
+            op=f"create {name}",
+        )
         return self._unwrap(data, name)
 
     def update(
-        self, entity: str, body: dict[str, Any], *, request_id: str, sparse: bool = True
+        self, entity: str, body: dict[str, Any], *, request_id: str, sparse: bool = True, include: str = ""
     ) -> dict[str, Any]:
         """Update; `body` carries Id and SyncToken. A stale SyncToken raises RecordRejected 5010."""
         name = canonical_entity(entity)
         payload = {**body, "sparse": sparse}
-        data = self._send("POST", name.lower(), json_body=payload, request_id=request_id, op=f"update {name}")
+        data = self._send(
+            "POST",
+            name.lower(),
+            params={"include": include} if include else None,
+            json_body=payload,
+            request_id=request_id,
+            op=f"update {name}",
+        )
         return self._unwrap(data, name)
 
     def delete(self, entity: str, entity_id: str, sync_token: str, *, request_id: str) -> dict[str, Any]:
@@ -312,8 +330,9 @@ class QBOClient:
 
     def _batch_result(self, op: BatchOp, answer: dict[str, Any] | None) -> BatchResult:
         if answer is None:
-            # Not answered: nothing says it ran, so it is safe to send again (same requestid
-            # replays the whole batch, so callers resend in a new batch with its own id).
+            # Not answered: it may or may not have run. Re-sending the batch under the same
+            # requestid would replay this same incomplete answer, so the engine re-sends the
+            # item alone under its own requestid, after looking for it (docs/adr/0007).
             return BatchResult(op.bid, None, Retriable(f"QuickBooks did not answer batch item {op.bid}"))
         fault = answer.get("Fault") or answer.get("fault")
         if isinstance(fault, dict):

@@ -6,6 +6,8 @@ codes or Fault JSON themselves. The classes say how to recover:
 - `Retriable`: try the same request again later (same `requestid`); nothing is wrong with it.
 - `RateLimited`: a `Retriable` that came from throttling (HTTP 429); wait `retry_after`.
 - `RecordRejected`: QBO refused this record (a Fault); retrying unchanged will fail again.
+- `RequestRefused`: a `RecordRejected` for a 4xx without a Fault body (404, 405, ...): the URL
+  or method was refused, nothing was written, and the same request will be refused again.
 - `ReauthRequired`: the connection itself is unusable until the owner reconnects.
 
 Messages never contain tokens or request bodies.
@@ -24,6 +26,7 @@ __all__ = [
     "RateLimited",
     "ReauthRequired",
     "RecordRejected",
+    "RequestRefused",
     "Retriable",
     "error_from_fault",
     "error_from_response",
@@ -112,6 +115,14 @@ class RecordRejected(QBOError):
     def is_not_found(self) -> bool:
         """610 Object Not Found (deleted in QBO, or a reference made inactive)."""
         return self.code == "610"
+
+
+class RequestRefused(RecordRejected):
+    """A 4xx that carries no Fault (404 Not Found, 405 Method Not Allowed, ...).
+
+    qbo-api.md §6.2: a 404 is "a bug", not a transient state; nothing was executed, so this is
+    permanent like any rejection (retrying it 8 times only delays the message a person needs).
+    """
 
 
 class ReauthRequired(QBOError):
@@ -275,7 +286,12 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
             f"QuickBooks refused the credentials (HTTP {status})", status=status, intuit_tid=tid
         )
     elif status >= 400:
-        err = QBOError(f"QuickBooks answered HTTP {status}", status=status, intuit_tid=tid)
+        err = RequestRefused(
+            f"QuickBooks refused the request (HTTP {status})",
+            code=f"http_{status}",
+            status=status,
+            intuit_tid=tid,
+        )
     elif data is None or not isinstance(data, dict):
         # A 200 that is not a JSON object: a truncated or proxy-mangled answer; resend it.
         err = Retriable("QuickBooks sent an unreadable answer", status=status, intuit_tid=tid)

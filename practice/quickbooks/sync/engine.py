@@ -7,8 +7,10 @@ A run for one connection:
 
 1. **Claim** the realm's lease (conditional UPDATE on `Connection.lease_owner/lease_expires_at`,
    checked by row count: works the same on SQLite and PostgreSQL). One runner per realm.
-2. **Replay** batches whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
-   bodies, same bIds, same `requestid`, so QBO answers with the original result.
+2. **Replay** writes whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
+   bodies, same bIds, same `requestid`, so QBO answers with the original result. An item whose
+   own answer is missing or transient inside an answered batch goes out alone under its own
+   requestid (QBO would only replay the batch's answer); see docs/adr/0007.
 3. For every registered record kind in dependency order (customers first), **plan** the
    writes, store their `requestid`/batch on the links and commit, then **execute** them in QBO
    batches of ≤ 30, and **record** the batch's outcomes in one transaction: each QBO Id lands
@@ -20,11 +22,14 @@ no write and a batch's outcomes are saved with one UPDATE and one INSERT, so a r
 statements grow with batches of 30 (tests/quickbooks/test_sync_engine.py guards it).
 4. Loop while a round did something; release the lease.
 
-Extension point: invoices and payments plug in as further `RecordKind`s (see `register`).
+Extension point: invoices and payments plug in as further `RecordKind`s (see `register`,
+`depends_on`, `find_existing`, `dependency_ref`, `mark_waiting`, `unchanged_since_push`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import uuid
@@ -40,7 +45,6 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from practice.quickbooks.connection.errors import (
-    QBOError,
     RateLimited,
     ReauthRequired,
     RecordRejected,
@@ -123,16 +127,107 @@ class LeaseLost(Exception):
 # Run context and the record-kind registry
 
 
+# Write operations an `Op` can carry. A void goes to QBO as an update with optionsData "void"
+# in a batch (qbo-api.md §4) and as `operation=void` / `include=void` alone (client.void).
+OPERATIONS = ("create", "update", "delete", "void")
+# Deletes and voids undo what depends on them first: they go in reverse dependency order
+# (refunds before payments before invoices), after the round's creates and updates.
+UNDOING = ("delete", "void")
+
+
 @dataclass
 class Op:
-    """One write planned for one link."""
+    """One write planned for one link, stored on the link (`pending_body`) before it is sent, so
+    a replay sends exactly the same thing.
+
+    - `operation`: create, update (sparse: `body` carries Id, SyncToken and `"sparse": true`;
+      on a 5010 the engine re-reads the SyncToken and sends it once more), void or delete
+      (`body` is {Id, SyncToken}).
+    - `kind`: the record kind's name (filled in by the engine from the kind that planned it).
+    - `options`: a batch item's `optionsData` (e.g. "allowduplicatedocnumber").
+    - `alone`: sent as a request of its own, keyed by `request_id` (see `_send_alone`).
+    - `maybe_committed`: an earlier send's outcome is unknown under another key, so before a
+      create goes out alone the kind's `find_existing` looks for it in QBO.
+    - `stale_retried`: already re-sent once after a 5010.
+    """
 
     link: SyncLink
-    operation: str  # "create" | "update"
-    entity: str  # "Customer"
+    operation: str
+    entity: str
     body: dict[str, Any]
     request_id: str
     label: str = ""  # the operation name in history ("create", "reactivate", ...)
+    kind: str = ""
+    options: str = ""
+    alone: bool = False
+    maybe_committed: bool = False
+    stale_retried: bool = False
+
+    def __post_init__(self) -> None:
+        if self.operation not in OPERATIONS:
+            raise ValueError(f"Op.operation must be one of {', '.join(OPERATIONS)}, not {self.operation!r}")
+
+    def stored(self) -> dict[str, Any]:
+        """What goes into `SyncLink.pending_body`: everything a replay needs, nothing else."""
+        return {
+            "operation": self.operation,
+            "entity": self.entity,
+            "body": canonical(self.body),
+            "label": self.label,
+            "request_id": self.request_id,
+            "kind": self.kind,
+            "options": self.options,
+            "alone": self.alone,
+            "maybe_committed": self.maybe_committed,
+            "stale_retried": self.stale_retried,
+        }
+
+    @classmethod
+    def from_stored(cls, link: SyncLink, stored: dict[str, Any], kind: str) -> Op:
+        return cls(
+            link=link,
+            operation=str(stored.get("operation", "")),
+            entity=str(stored.get("entity", "")),
+            body=dict(stored.get("body") or {}),
+            request_id=str(stored.get("request_id") or link.request_id),
+            label=str(stored.get("label", "")),
+            kind=kind,
+            options=str(stored.get("options", "")),
+            alone=bool(stored.get("alone", False)),
+            maybe_committed=bool(stored.get("maybe_committed", False)),
+            stale_retried=bool(stored.get("stale_retried", False)),
+        )
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every object's keys sorted.
+
+    A replay must send the same bytes as the first attempt (QBO may answer 600 "Duplicate
+    Request ID" to a requestid that comes back with a different request, qbo-api.md §5), and
+    PostgreSQL's jsonb does not keep key order: both sends use this order.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
+# A body's version fields, not its content: an update planned on a newer SyncToken that sets the
+# same values is the same change.
+_NOT_CONTENT = ("SyncToken", "sparse")
+
+
+def hash_body(body: dict[str, Any]) -> str:
+    """What `SyncLink.pushed_hash` holds: a record whose next body hashes the same is not sent."""
+    content = {k: v for k, v in body.items() if k not in _NOT_CONTENT}
+    text = json.dumps(canonical(content), separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def unchanged_since_push(link: SyncLink, body: dict[str, Any]) -> bool:
+    """True when `body` is what was last pushed for `link` (nothing to send)."""
+    return bool(link.pushed_hash) and link.pushed_hash == hash_body(body)
 
 
 @dataclass
@@ -160,14 +255,22 @@ class Rejection:
 
 @dataclass
 class RecordKind:
-    """A kind of app record the engine syncs. Register one per kind, in dependency order.
+    """A kind of app record the engine syncs, keyed by `name` (two kinds may write the same QBO
+    entity: an Item kind and a future one, say).
 
     - `plan(ctx)`: decide what each pending record needs. Decisions that need no write (link
-      by name, Error) are recorded right away; writes are returned as `Op`s.
+      by name, Error, waiting for a dependency) are recorded right away; writes are returned as
+      `Op`s.
     - `on_success(ctx, link, entity, op)`: update `link` (unsaved) from QBO's answer; the engine
-      saves it with a history row in one transaction.
-    - `on_rejected(ctx, link, error, op)`: turn a Fault into a `Rejection` (may read QBO; runs
-      outside any transaction).
+      saves it with a history row in one transaction, and sets `pushed_hash` from `op.body`.
+    - `on_rejected(ctx, link, error, op)`: turn a Fault into a `Rejection`. It may read QBO and
+      runs outside any transaction; a `Retriable` (429 included) or `ReauthRequired` it raises
+      is never swallowed: the record stays Syncing and the write is sent again later.
+    - `depends_on`: names of kinds whose records must be in QBO first. They are planned (and
+      their creates sent) earlier in each round; deletes and voids go in reverse order.
+    - `find_existing(ctx, op)`: before a create whose earlier send may have been committed under
+      another key goes out again, look for it in QBO (customers: by DisplayName; invoices: by
+      DocNumber). Return the entity to link it instead of creating a second one, or None.
     """
 
     name: str
@@ -176,6 +279,8 @@ class RecordKind:
     plan: Callable[[RunContext], list[Op]]
     on_success: Callable[[RunContext, SyncLink, dict[str, Any], Op], None]
     on_rejected: Callable[[RunContext, SyncLink, RecordRejected, Op], Rejection]
+    depends_on: tuple[str, ...] = ()
+    find_existing: Callable[[RunContext, Op], dict[str, Any] | None] | None = None
 
 
 _KINDS: dict[str, RecordKind] = {}
@@ -186,10 +291,63 @@ def register(kind: RecordKind) -> RecordKind:
     return kind
 
 
+def unregister(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def kind_named(name: str) -> RecordKind | None:
+    return _KINDS.get(name)
+
+
 def kinds() -> list[RecordKind]:
-    # The built-in kinds register themselves when `practice.quickbooks.sync.kinds` is imported
-    # (QuickbooksConfig.ready() does it), so the engine imports no kind.
-    return sorted(_KINDS.values(), key=lambda k: k.order)
+    """Registered kinds, every kind after the kinds it depends on (then by `order`).
+
+    The built-in kinds register themselves when `practice.quickbooks.sync.kinds` is imported
+    (QuickbooksConfig.ready() does it), so the engine imports no kind.
+    """
+    placed: list[RecordKind] = []
+    done: set[str] = set()
+    pending = sorted(_KINDS.values(), key=lambda k: (k.order, k.name))
+    while pending:
+        ready = [k for k in pending if all(d in done for d in k.depends_on)]
+        if not ready:
+            missing = {d for k in pending for d in k.depends_on if d not in done}
+            raise ValueError(f"record kinds with unknown or circular dependencies: {sorted(missing)}")
+        placed.append(ready[0])
+        done.add(ready[0].name)
+        pending.remove(ready[0])
+    return placed
+
+
+def dependency_ref(ctx: RunContext, kind: str, local_id: int) -> dict[str, str] | None:
+    """The QBO reference ({"value", "name"}) of a record of `kind`, or None while it is not in QBO
+    (not linked yet, Skipped or in Error): the dependent record waits (see `mark_waiting`)."""
+    link = (
+        SyncLink.objects.filter(
+            connection=ctx.connection, kind=kind, local_id=local_id, status=SyncStatus.SYNCED
+        )
+        .exclude(qbo_id="")
+        .only("qbo_id", "qbo_name")
+        .first()
+    )
+    if link is None:
+        return None
+    return {"value": link.qbo_id, "name": link.qbo_name}
+
+
+def mark_waiting(link: SyncLink, message: str) -> bool:
+    """The record waits for a dependency (the message names it); no write, no error, no retry
+    timer: the round that puts the dependency into QBO plans this record again. Returns False
+    when it was already waiting for that reason: record nothing then (a waiting record re-planned
+    every round must not count as work, or the run would loop)."""
+    if link.error_message == message and link.status in (SyncStatus.NOT_SYNCED, SyncStatus.SKIPPED):
+        return False
+    clear_pending(link)
+    clear_error(link)
+    link.error_message = message
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.NOT_SYNCED
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,8 +613,15 @@ def save_decisions(ctx: RunContext, decisions: Sequence[DecisionRecord]) -> int:
 
 @dataclass
 class ItemOutcome:
-    """How one item of a batch ended: QBO's entity, a rejection (and what the kind made of
-    it), or a transient failure to retry."""
+    """How one item ended: QBO's entity, a rejection (and what the kind made of it), or a
+    transient failure to retry.
+
+    - `alone`: the item's outcome is unknown inside an answer QBO has cached under the batch's
+      requestid (an item QBO did not answer, a per-item SystemFault, a 600): re-sending that
+      batch would only replay the same answer, so from now on the item goes out by itself under
+      its own requestid, with the same body, until QBO answers it definitively.
+    - `resend`: a replacement write (after a 5010: the current SyncToken, a new requestid).
+    """
 
     op: Op
     kind: RecordKind
@@ -465,53 +630,179 @@ class ItemOutcome:
     rejected: RecordRejected | None = None
     decision: Rejection | None = None
     retry: Retriable | None = None
-    new_request: bool = False
+    alone: bool = False
+    resend: Op | None = None
+    note: str = ""
 
 
-def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str, ops: list[Op]) -> None:
-    """Send one batch (already stored on the links) and record every item's outcome."""
+def _kind_of(op: Op) -> RecordKind:
+    kind = _KINDS.get(op.kind)
+    if kind is None:
+        raise LookupError(f"no record kind named {op.kind!r}")
+    return kind
+
+
+def _batch_op(op: Op) -> Any:
     from practice.quickbooks.connection.client import BatchOp
 
-    batch = [
-        BatchOp(bid=op.link.batch_bid, operation=op.operation, entity=op.entity, body=op.body)  # type: ignore[arg-type]
-        for op in ops
-    ]
+    operation = op.operation
+    options = [o for o in op.options.split(",") if o]
+    if operation == "void":
+        # A void in a batch is an update with optionsData "void" (qbo-api.md §4).
+        operation = "update"
+        options.insert(0, "void")
+    return BatchOp(
+        bid=op.link.batch_bid,
+        operation=operation,  # type: ignore[arg-type]
+        entity=op.entity,
+        body=canonical(op.body),
+        options=",".join(options) or None,
+    )
+
+
+def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
+    """Send one batch (already stored on the links) and record every item's outcome."""
     outcomes: list[ItemOutcome] = []
+
+    def each(**kw: Any) -> list[ItemOutcome]:
+        return [ItemOutcome(op, _kind_of(op), batch_rid, **kw) for op in ops]
+
     try:
-        results = ctx.client.batch(batch, request_id=batch_rid)
+        results = ctx.client.batch([_batch_op(op) for op in ops], request_id=batch_rid)
     except ReauthRequired:
         raise
     except Retriable as e:
-        outcomes = [ItemOutcome(op, kind_by_entity[op.entity], batch_rid, retry=e) for op in ops]
+        # No answer, a 5xx, a timeout, a 429: QBO may or may not have run the batch. It stays
+        # stored on its links and goes out again with the same requestid, bIds and bodies, so
+        # QBO replays its answer if it did (qbo-api.md §5).
+        outcomes = each(retry=e)
     except RecordRejected as e:
-        # A Fault for the whole batch (malformed request): nothing in it was written.
-        outcomes = [ItemOutcome(op, kind_by_entity[op.entity], batch_rid, rejected=e) for op in ops]
-    except QBOError as e:
-        err = Retriable(str(e), status=e.status, code=e.code)
-        outcomes = [ItemOutcome(op, kind_by_entity[op.entity], batch_rid, retry=err) for op in ops]
+        if e.code == "600":
+            # "Duplicate Request ID": QBO knows this requestid with another request, so it will
+            # neither run nor replay it. Whether the items were written is unknown.
+            outcomes = each(retry=Retriable(e.message, code=e.code, status=e.status), alone=True)
+        else:
+            # A Fault for the whole batch (malformed, too big, a 404): nothing in it was written.
+            outcomes = each(rejected=e)
     else:
-        by_bid = {r.bid: r for r in results}
-        for op in ops:
-            result = by_bid.get(op.link.batch_bid)
-            kind = kind_by_entity[op.entity]
-            if result is None:
-                # QBO must answer every bId; a missing one is an unknown outcome: replay later.
-                outcomes.append(ItemOutcome(op, kind, batch_rid, retry=Retriable("no answer for this item")))
-            elif result.error is None and result.entity is not None:
+        for op, result in zip(ops, results, strict=True):
+            kind = _kind_of(op)
+            if result.error is None and result.entity is not None:
                 outcomes.append(ItemOutcome(op, kind, batch_rid, entity=result.entity))
-            elif isinstance(result.error, Retriable):
-                # A per-item transient failure is part of the cached batch answer, so replaying
-                # the batch would return it again: resend this item alone in a new batch.
-                outcomes.append(ItemOutcome(op, kind, op.request_id, retry=result.error, new_request=True))
-            elif isinstance(result.error, RecordRejected):
+            elif isinstance(result.error, RecordRejected) and result.error.code != "600":
                 outcomes.append(ItemOutcome(op, kind, batch_rid, rejected=result.error))
             else:
-                outcomes.append(ItemOutcome(op, kind, batch_rid, retry=Retriable("unexpected batch answer")))
-    for outcome in outcomes:
-        if outcome.rejected is not None:
-            # May read QBO: decided before the transaction that records the batch.
-            outcome.decision = outcome.kind.on_rejected(ctx, outcome.op.link, outcome.rejected, outcome.op)
+                # Not answered, a per-item transient fault, or an answer without the entity: the
+                # item may have been written. Its answer is part of the batch's cached reply.
+                err = result.error if isinstance(result.error, Retriable) else None
+                err = err or Retriable(f"QuickBooks gave no usable answer for batch item {op.link.batch_bid}")
+                outcomes.append(ItemOutcome(op, kind, batch_rid, retry=err, alone=True))
+    _decide_rejections(ctx, outcomes)
     _record_outcomes(ctx, outcomes)
+
+
+_INCLUDE_SPELLING = {"allowduplicatedocnumber": "allowduplicatedocnum"}
+
+
+def _write_alone(ctx: RunContext, op: Op) -> dict[str, Any]:
+    client = ctx.client
+    body = canonical(op.body)
+    # A batch item's optionsData travels as the `include` query option of a single request,
+    # where QBO spells the duplicate-number option "allowduplicatedocnum" (qbo-api.md §2.5).
+    include = ",".join(_INCLUDE_SPELLING.get(o, o) for o in op.options.split(",") if o and o != "void")
+    if op.operation == "create":
+        return client.create(op.entity, body, request_id=op.request_id, include=include)
+    if op.operation == "update":
+        sparse = bool(body.get("sparse", True))
+        return client.update(op.entity, body, request_id=op.request_id, sparse=sparse, include=include)
+    if op.operation == "delete":
+        return client.delete(op.entity, str(body["Id"]), str(body["SyncToken"]), request_id=op.request_id)
+    return client.void(op.entity, str(body["Id"]), str(body["SyncToken"]), request_id=op.request_id)
+
+
+def _send_alone(ctx: RunContext, op: Op) -> None:
+    """Send one write by itself under its own requestid (stored on the link as its batch id).
+
+    Every retry re-sends this same request; QBO does not cache a 5xx or a 429 (qbo-api.md §5),
+    so a retry after one is executed or replayed, never doubled. A create whose earlier send in
+    a batch may have been committed is first looked for with the kind's `find_existing`.
+    """
+    kind = _kind_of(op)
+    outcome = ItemOutcome(op, kind, op.request_id)
+    try:
+        found = None
+        if op.operation == "create" and op.maybe_committed and kind.find_existing is not None:
+            found = kind.find_existing(ctx, op)
+        if found is not None:
+            outcome.entity = found
+            outcome.note = "Found in QuickBooks (written by an earlier, unanswered attempt); linked to it."
+        else:
+            # Not there: from now on every retry is this same request, which QBO replays if it
+            # ran it, so no further look-up is needed.
+            op.maybe_committed = False
+            outcome.entity = _write_alone(ctx, op)
+    except ReauthRequired:
+        raise
+    except Retriable as e:
+        outcome.retry = e
+        outcome.alone = True
+    except RecordRejected as e:
+        outcome.rejected = e
+    _decide_rejections(ctx, [outcome])
+    _record_outcomes(ctx, [outcome])
+
+
+def _decide_rejections(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
+    """Turn each rejection into a decision before the recording transaction (this may read QBO).
+
+    A 5010 on an update, void or delete re-reads the entity and sends the write once more with
+    the current SyncToken. A `Retriable` while deciding (a 429 or 5xx on the look-up) is never
+    turned into an Error: the item is retried alone, and QBO's answer (a rejection, so nothing
+    was written) is looked into again then.
+    """
+    for o in outcomes:
+        err = o.rejected
+        if err is None:
+            continue
+        try:
+            if err.is_stale and o.op.operation in ("update", "void", "delete") and not o.op.stale_retried:
+                try:
+                    current = ctx.client.read(o.op.entity, str(o.op.body.get("Id", "")))
+                except RecordRejected as gone:
+                    # Deleted in QBO meanwhile: that refusal is the one to explain.
+                    o.rejected = gone
+                    o.decision = o.kind.on_rejected(ctx, o.op.link, gone, o.op)
+                    continue
+                o.resend = Op(
+                    link=o.op.link,
+                    operation=o.op.operation,
+                    entity=o.op.entity,
+                    body={**o.op.body, "SyncToken": str(current.get("SyncToken", ""))},
+                    request_id="",  # derived from the link's next op_seq when recorded
+                    label=o.op.label,
+                    kind=o.op.kind,
+                    options=o.op.options,
+                    alone=True,
+                    stale_retried=True,
+                )
+                continue
+            o.decision = o.kind.on_rejected(ctx, o.op.link, err, o.op)
+        except ReauthRequired:
+            raise
+        except Retriable as e:
+            o.rejected = None
+            o.resend = None
+            o.retry = e
+            o.alone = True
+        except RecordRejected as e:
+            # A look-up of the kind was refused: show QBO's own words rather than guess.
+            o.decision = Rejection(
+                error_kind="rejected",
+                message=f"QuickBooks refused this record: {err.detail or err.message}. Fix it, then Retry.",
+            )
+            logger.warning(
+                "qbo.push.lookup_refused", extra={"realm": ctx.connection.realm_id, "code": e.code}
+            )
 
 
 def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
@@ -531,19 +822,29 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
         }
         for o in outcomes:
             link = locked.get(o.op.link.pk)
-            if link is None:
+            if link is None or link.batch_request_id != o.request_id:
+                # Gone, or no longer waiting for this write (another runner recorded it first).
                 logger.warning(
-                    "qbo.push.link_gone", extra={"realm": ctx.connection.realm_id, "record": o.op.link.pk}
+                    "qbo.push.link_moved_on", extra={"realm": ctx.connection.realm_id, "record": o.op.link.pk}
                 )
                 continue
             operation = o.op.label or o.op.operation
             link.last_attempt_at = ctx.now
             if o.entity is not None:
+                # Kinds may refine it in on_success; this is what "unchanged" is compared with.
+                link.pushed_hash = hash_body(o.op.body)
                 o.kind.on_success(ctx, link, o.entity, o.op)
                 attempt = attempt_row(
-                    link, operation=operation, outcome=Outcome.SUCCESS, request_id=o.request_id
+                    link,
+                    operation=operation,
+                    outcome=Outcome.SUCCESS,
+                    request_id=o.request_id,
+                    message=o.note,
                 )
                 events.append(("ok", link, o))
+            elif o.resend is not None:
+                attempt = _apply_resend(ctx, link, o, operation)
+                events.append(("resend", link, o))
             elif o.rejected is not None:
                 attempt = _apply_rejection(ctx, link, o, operation)
                 events.append(
@@ -581,6 +882,8 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     "code": o.rejected.code if o.rejected else "",
                 },
             )
+        elif what == "resend":
+            ctx.count(f"{o.kind.name}.stale_resend")
         else:
             retries += 1
     if retries:
@@ -626,6 +929,45 @@ def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation:
     )
 
 
+def _go_alone(link: SyncLink, op: Op) -> None:
+    """From now on this write goes out by itself, keyed by its own requestid (same body)."""
+    if not op.alone:
+        # Its batch may have written it under the batch's requestid, which a lone send does not
+        # share: look for it first (see `_send_alone`).
+        op.maybe_committed = op.operation == "create"
+    op.alone = True
+    link.batch_request_id = op.request_id
+    link.batch_bid = ""
+    link.request_id = op.request_id
+    link.pending_body = op.stored()
+
+
+def _apply_resend(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation: str) -> SyncAttempt:
+    """A 5010: QBO refused the write (nothing written) because the entity changed meanwhile. The
+    same change goes out once more with the current SyncToken, under a new requestid, now."""
+    assert o.resend is not None and o.rejected is not None
+    link.op_seq += 1
+    o.resend.request_id = request_id_for(
+        str(ctx.connection.realm_id), link.kind, link.local_id, f"{operation}:stale", link.op_seq
+    )
+    link.batch_request_id = o.resend.request_id
+    link.batch_bid = ""
+    link.request_id = o.resend.request_id
+    link.pending_body = o.resend.stored()
+    link.next_retry_at = None
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.SYNCING
+    return attempt_row(
+        link,
+        operation=operation,
+        outcome=Outcome.RETRY,
+        request_id=o.request_id,
+        fault_code=o.rejected.code,
+        fault_detail=o.rejected.detail or o.rejected.message,
+        message="Changed in QuickBooks meanwhile; sending the change again on top of the current version.",
+    )
+
+
 def _apply_retry(
     ctx: RunContext, link: SyncLink, o: ItemOutcome, operation: str, rate_limit_wait: float
 ) -> SyncAttempt:
@@ -636,13 +978,10 @@ def _apply_retry(
         # Intuit: "wait 60 seconds before retrying" (qbo-api.md §7); a longer Retry-After wins.
         retry_after = max(retry_after or 0.0, rate_limit_wait)
     link.attempts += 1
-    if o.new_request:
-        # Not in flight any more: plan it afresh (new op_seq → new requestid).
-        link.batch_request_id = ""
-        link.batch_bid = ""
-        link.pending_body = None
-        link.sent_at = None
+    if o.alone:
+        _go_alone(link, o.op)
     if link.attempts >= max_attempts():
+        # Kept in flight: Retry re-sends the same write under the same requestid.
         mark_error(
             link,
             error_kind="unavailable",
@@ -658,7 +997,11 @@ def _apply_retry(
     else:
         if link.status != SyncStatus.SKIPPED:
             link.status = SyncStatus.SYNCING
-        link.next_retry_at = ctx.now + timedelta(seconds=backoff_seconds(link.attempts, retry_after))
+        if o.alone and err.code == "600":
+            # Not a failure of QBO's: the batch's requestid is spent, the lone send can go now.
+            link.next_retry_at = None
+        else:
+            link.next_retry_at = ctx.now + timedelta(seconds=backoff_seconds(link.attempts, retry_after))
         outcome = Outcome.RETRY
     return attempt_row(
         link,
@@ -690,7 +1033,6 @@ _IN_FLIGHT_FIELDS = [
 
 def dispatch(ctx: RunContext, ops: list[Op]) -> int:
     """Store each chunk's requestid on its links (committed), then send it. Returns ops sent."""
-    kind_by_entity = {k.entity: k for k in kinds()}
     sent = 0
     realm = str(ctx.connection.realm_id)
     for start in range(0, len(ops), BATCH_SIZE):
@@ -711,13 +1053,7 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
                 op.link.status = locked[op.link.pk].status
                 op.link.batch_request_id = batch_rid
                 op.link.batch_bid = f"b{i}"
-                op.link.pending_body = {
-                    "operation": op.operation,
-                    "entity": op.entity,
-                    "body": op.body,
-                    "label": op.label,
-                    "request_id": op.request_id,
-                }
+                op.link.pending_body = op.stored()
                 op.link.request_id = op.request_id
                 op.link.sent_at = ctx.now
                 op.link.updated_at = stamp
@@ -726,7 +1062,7 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
             bulk_save_links([op.link for op in chunk], _IN_FLIGHT_FIELDS)
         if not renew_lease(ctx.connection.pk, ctx.owner):
             raise LeaseLost
-        _send(ctx, kind_by_entity, batch_rid, chunk)
+        _send(ctx, batch_rid, chunk)
         sent += len(chunk)
     return sent
 
@@ -738,41 +1074,93 @@ def _still_wanted(op: Op, current: SyncLink | None) -> bool:
     return not (op.operation == "create" and current.qbo_id and current.status == SyncStatus.SYNCED)
 
 
+def _stored_kind(stored: dict[str, Any]) -> str:
+    """The kind name of a stored write; writes stored before kinds were keyed by name carry
+    only the entity, which then names a kind only when exactly one kind writes it."""
+    if stored.get("kind"):
+        return str(stored["kind"])
+    owners = [k.name for k in _KINDS.values() if k.entity == stored.get("entity")]
+    return owners[0] if len(owners) == 1 else ""
+
+
+REPLAY_READ_CHUNK = 500
+
+
 def replay_in_flight(ctx: RunContext) -> int:
-    """Re-send batches whose outcome is unknown, exactly as they were first sent."""
-    kind_by_entity = {k.entity: k for k in kinds()}
-    due = (
-        SyncLink.objects.filter(
-            connection=ctx.connection, status__in=[SyncStatus.SYNCING, SyncStatus.SKIPPED]
-        )
+    """Re-send writes whose outcome is unknown, exactly as they were last sent.
+
+    A batch goes again when one of its Syncing links is due, with all its Syncing links (their
+    retry times differ only by jitter). A Skipped link (a person turned it off) or one out of
+    attempts (Error) is never re-sent and never starts a re-send, which keeps a long outage from
+    becoming a hot loop; it keeps its stored write for a later Retry. A batch re-sent without
+    such a member is a different request under the same requestid: QBO then replays the stored
+    answer (the member's included) or answers 600, and either way the items that are still
+    unknown go out alone (see `_send`).
+    """
+    due_keys = list(
+        SyncLink.objects.filter(connection=ctx.connection, status=SyncStatus.SYNCING)
         .exclude(batch_request_id="")
         .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=ctx.now))
-        .order_by("batch_request_id", "batch_bid")
+        .values_list("batch_request_id", flat=True)
+        .distinct()
     )
+    if not due_keys:
+        return 0
     groups: dict[str, list[Op]] = {}
-    for link in due:
-        stored = link.pending_body or {}
-        if stored.get("entity") not in kind_by_entity:
-            continue
-        groups.setdefault(link.batch_request_id, []).append(
-            Op(
-                link=link,
-                operation=stored["operation"],
-                entity=stored["entity"],
-                body=stored["body"],
-                request_id=stored.get("request_id", link.request_id),
-                label=stored.get("label", ""),
-            )
-        )
+    for start in range(0, len(due_keys), REPLAY_READ_CHUNK):
+        members = SyncLink.objects.filter(
+            connection=ctx.connection,
+            status=SyncStatus.SYNCING,
+            batch_request_id__in=due_keys[start : start + REPLAY_READ_CHUNK],
+        ).order_by("batch_request_id", "batch_bid")
+        for link in members:
+            stored = link.pending_body if isinstance(link.pending_body, dict) else {}
+            kind = _stored_kind(stored)
+            if kind not in _KINDS or stored.get("operation") not in OPERATIONS:
+                logger.warning(
+                    "qbo.replay.unknown_kind", extra={"realm": ctx.connection.realm_id, "record": link.pk}
+                )
+                continue
+            groups.setdefault(link.batch_request_id, []).append(Op.from_stored(link, stored, kind))
     sent = 0
     for batch_rid, ops in groups.items():
-        ops.sort(key=lambda op: int(op.link.batch_bid[1:] or 0))
         if not renew_lease(ctx.connection.pk, ctx.owner):
             raise LeaseLost
         ctx.count("replayed", len(ops))
-        _send(ctx, kind_by_entity, batch_rid, ops)
+        if ops[0].alone:
+            for op in ops:
+                _send_alone(ctx, op)
+        else:
+            ops.sort(key=lambda op: int(op.link.batch_bid[1:] or 0))
+            _send(ctx, batch_rid, ops)
         sent += len(ops)
     return sent
+
+
+def run_round(ctx: RunContext) -> int:
+    """One round: replay what is in flight, then plan and send every kind's writes. Returns how
+    much it did (0: the realm is up to date for now).
+
+    Creates and updates go kind by kind in dependency order, so an invoice planned after its
+    customer's create was recorded can refer to it; deletes and voids go after them, in reverse
+    order (refunds before payments before invoices), each kind in batches of its own because
+    QBO does not run a batch's items in order (qbo-api.md §4).
+    """
+    did = replay_in_flight(ctx)
+    undoing: list[list[Op]] = []
+    for kind in kinds():
+        ops = kind.plan(ctx)
+        for op in ops:
+            op.kind = op.kind or kind.name
+        did += len(ops)
+        did += ctx.cache.pop("recorded_without_write", 0)
+        did += dispatch(ctx, [op for op in ops if op.operation not in UNDOING])
+        undo = [op for op in ops if op.operation in UNDOING]
+        if undo:
+            undoing.append(undo)
+    for undo in reversed(undoing):
+        did += dispatch(ctx, undo)
+    return did
 
 
 @dataclass
@@ -811,13 +1199,7 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
         try:
             for _round in range(MAX_ROUNDS):
                 ctx.now = timezone.now()
-                did = replay_in_flight(ctx)
-                for kind in kinds():
-                    ops = kind.plan(ctx)
-                    did += len(ops)
-                    did += ctx.cache.pop("recorded_without_write", 0)
-                    did += dispatch(ctx, ops)
-                if not did:
+                if not run_round(ctx):
                     break
             else:
                 # Still busy after MAX_ROUNDS (a very large backlog): hand over to a fresh run

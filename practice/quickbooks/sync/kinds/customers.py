@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
-from practice.quickbooks.connection.errors import QBOError, RecordRejected
+from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import engine
@@ -303,7 +303,10 @@ def _plan_reactivate(ctx: engine.RunContext, link: SyncLink) -> engine.Op | None
         current = ctx.client.read(ENTITY, link.target_qbo_id)
     except RecordRejected as e:
         message = (
-            "The QuickBooks customer to reactivate no longer exists. Pick another customer or create one."
+            _plain_fault(e)
+            if isinstance(e, RequestRefused)
+            else "The QuickBooks customer to reactivate no longer exists. "
+            "Pick another customer or create one."
         )
         engine.mark_error(link, error_kind="rejected", message=message, code=e.code, detail=e.detail)
         engine.save_with_attempt(
@@ -347,70 +350,96 @@ def _query_by_name(client: QBOClient, entity: str, name: str) -> list[dict[str, 
     return list(client.query_all(entity, where))
 
 
+def _ids_linked_elsewhere(ctx: engine.RunContext, link: SyncLink) -> set[str]:
+    return set(
+        SyncLink.objects.filter(connection=ctx.connection, kind=KIND)
+        .exclude(pk=link.pk)
+        .exclude(qbo_id="")
+        .values_list("qbo_id", flat=True)
+    )
+
+
+def find_existing_customer(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
+    """Before a create whose earlier, unanswered send may have been written goes out again: the
+    one active customer with its DisplayName that no other account links to, or None.
+
+    Always asks QBO (one query): the run's name index cannot know a write made after it was read.
+    A 429 or 5xx propagates, and the create waits.
+    """
+    name = str(op.body.get("DisplayName", ""))
+    active = [c for c in _query_by_name(ctx.client, ENTITY, name) if c.get("Active", True)]
+    if len(active) == 1 and str(active[0].get("Id")) not in _ids_linked_elsewhere(ctx, op.link):
+        return active[0]
+    return None
+
+
 def on_customer_rejected(
     ctx: engine.RunContext, link: SyncLink, err: RecordRejected, op: engine.Op
 ) -> engine.Rejection:
     """Turn a Fault into words. 6240 on create is looked into: whose name is it?"""
-    name = str(op.body.get("DisplayName", ""))
     if err.is_duplicate_name and op.operation == "create":
-        try:
-            customers = _query_by_name(ctx.client, ENTITY, name)
-            active = [c for c in customers if c.get("Active", True)]
-            taken = set(
-                SyncLink.objects.filter(connection=ctx.connection, kind=KIND)
-                .exclude(pk=link.pk)
-                .exclude(qbo_id="")
-                .values_list("qbo_id", flat=True)
-            )
-            if len(active) == 1 and str(active[0].get("Id")) not in taken:
-                # The name is an active customer nobody else links to: most likely the one our
-                # own earlier, unanswered attempt created. Linking it is the match rule anyway.
-                return engine.Rejection(
-                    link_to=active[0], message=f"“{name}” already existed in QuickBooks; linked to it."
-                )
-            if customers and not active:
-                c = customer_from_qbo(customers[0])
-                return engine.Rejection(
-                    error_kind="inactive_match",
-                    message=(
-                        f"The QuickBooks customer “{c.name}” is inactive. Reactivate and link it, "
-                        "pick another customer, or create a new one."
-                    ),
-                    candidates=[c.as_candidate()],
-                )
-            for entity, what in (("Vendor", "a vendor"), ("Employee", "an employee")):
-                found = _query_by_name(ctx.client, entity, name)
-                if found:
-                    return engine.Rejection(
-                        error_kind="vendor_clash" if entity == "Vendor" else "employee_clash",
-                        message=(
-                            f"“{name}” is already {what} in QuickBooks, and QuickBooks does not allow "
-                            "a customer with the same name. Link this account to an existing customer, "
-                            f"or create the customer under a different name (for example “{name} "
-                            "(client)”)."
-                        ),
-                        candidates=[
-                            {
-                                "id": str(found[0].get("Id")),
-                                "name": found[0].get("DisplayName", name),
-                                "active": bool(found[0].get("Active", True)),
-                                "entity": entity,
-                            }
-                        ],
-                    )
-        except QBOError:
-            pass  # fall through to the generic message; the person can Retry
-        return engine.Rejection(
-            error_kind="duplicate_name",
-            message=(
-                f"QuickBooks says the name “{name}” is already used by another customer, vendor or "
-                "employee. Link this account to the existing customer or create one with a different name."
-            ),
-        )
+        return _whose_name(ctx, link, str(op.body.get("DisplayName", "")))
     return engine.Rejection(error_kind="rejected", message=_plain_fault(err))
 
 
+def _whose_name(ctx: engine.RunContext, link: SyncLink, name: str) -> engine.Rejection:
+    """6240 (the name is a customer, vendor or employee already, qbo-api.md §2.1), answered from the
+    run's name index. Only a name the index does not know at all costs a query (written in QBO
+    since the index was read: most likely by our own earlier, unanswered attempt); a 429 or 5xx
+    on it propagates, so the account stays Syncing rather than showing a wrong Error."""
+    index = _read_index(ctx)
+    key = normalize(name)
+    customers = list(index.exact.get(key, []))
+    if not customers and not index.others.get(key):
+        customers = [customer_from_qbo(c) for c in _query_by_name(ctx.client, ENTITY, name)]
+        for c in customers:
+            index.add_customer(c)
+    active = [c for c in customers if c.active]
+    if len(active) == 1 and active[0].id not in _ids_linked_elsewhere(ctx, link):
+        # The name is an active customer nobody else links to: most likely the one our own
+        # earlier, unanswered attempt created. Linking it is the match rule anyway.
+        c = active[0]
+        return engine.Rejection(
+            link_to={"Id": c.id, "SyncToken": c.sync_token, "DisplayName": c.name},
+            message=f"“{name}” already existed in QuickBooks; linked to it.",
+        )
+    if customers and not active:
+        c = customers[0]
+        return engine.Rejection(
+            error_kind="inactive_match",
+            message=(
+                f"The QuickBooks customer “{c.name}” is inactive. Reactivate and link it, "
+                "pick another customer, or create a new one."
+            ),
+            candidates=[c.as_candidate()],
+        )
+    for other in index.others.get(key, []):
+        what = "an employee" if other.entity == "Employee" else "a vendor"
+        return engine.Rejection(
+            error_kind="employee_clash" if other.entity == "Employee" else "vendor_clash",
+            message=(
+                f"“{name}” is already {what} in QuickBooks, and QuickBooks does not allow "
+                "a customer with the same name. Link this account to an existing customer, "
+                f"or create the customer under a different name (for example “{name} "
+                "(client)”)."
+            ),
+            candidates=[other.as_candidate()],
+        )
+    return engine.Rejection(
+        error_kind="duplicate_name",
+        message=(
+            f"QuickBooks says the name “{name}” is already used by another customer, vendor or "
+            "employee. Link this account to the existing customer or create one with a different name."
+        ),
+    )
+
+
 def _plain_fault(err: RecordRejected) -> str:
+    if isinstance(err, RequestRefused):
+        return (
+            f"QuickBooks refused the request (HTTP {err.status}) without saying why; nothing was "
+            "written. This is not about the account: use Retry later, and tell support if it happens again."
+        )
     if err.code == "2050":
         field = f" ({err.element})" if err.element else ""
         return f"A value is longer than QuickBooks allows{field}. Shorten it on the account, then Retry."
@@ -435,6 +464,7 @@ engine.register(
         plan=plan_customers,
         on_success=on_customer_success,
         on_rejected=on_customer_rejected,
+        find_existing=find_existing_customer,
     )
 )
 
