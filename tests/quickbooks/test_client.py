@@ -400,8 +400,9 @@ def test_pacing_stays_under_the_minute_and_batch_limits(sandbox, realm_id, firm,
     counters = sandbox.counters(realm_id)
     assert counters.get("throttled", 0) == 0
     assert counters.get("batch_calls", 0) == 50
-    # Paced, not stalled: 650 requests at 450 per 1.8 s take about 2.6 s.
-    assert elapsed < 10
+    # Paced, not stalled: 650 requests at 450 per 1.8 s take about 2.6 s. The bound is loose on
+    # purpose (a loaded 2-core box); it only catches a pacer that waits out a real minute.
+    assert elapsed < 45
 
 
 @pytest.mark.django_db(transaction=True)
@@ -418,8 +419,9 @@ def test_pacing_stays_under_ten_per_second_and_ten_concurrent(sandbox, realm_id,
     errors, elapsed = _hammer(connection.pk, threads=12, reads=3)
     assert not errors, errors[:3]
     assert sandbox.counters(realm_id).get("throttled", 0) == 0
-    # 36 requests at the pacer's 8 per second: about 4.5 s; paced, not stalled.
-    assert elapsed < 12
+    # 36 requests at the pacer's 8 per second: about 4.5 s; paced, not stalled. Loose on purpose:
+    # it only catches a pacer that waits out a whole minute window.
+    assert elapsed < 45
 
 
 def test_requests_are_logged_with_ids_only(qbo_client, caplog, connection):
