@@ -389,6 +389,7 @@ def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
         print(f"  {category:15s} expected {label:22s} got {counts}")
     print(
         f"  QBO: {counters['requests']} requests, {counters['batch_calls']} batch calls, "
+        f"{counters.get('replays', 0)} requestid replays, "
         f"{counters['throttled']} throttled; history rows {result['history_rows']}; sync tasks {tasks}"
     )
     if verdict["problem_examples"]:
