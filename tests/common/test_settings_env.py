@@ -104,7 +104,7 @@ CASES: dict[str, tuple[str, dict[str, str], Any, Any]] = {
     "QBO_BATCHES_PER_WINDOW": ("20", {}, lambda m: m.QBO_BATCHES_PER_WINDOW, 20.0),
     "QBO_MAX_CONCURRENT": ("3", {}, lambda m: m.QBO_MAX_CONCURRENT, 3),
     "QBO_PACING_PROCESSES": ("2", {}, lambda m: m.QBO_PACING_PROCESSES, 2),
-    "QBO_LEASE_SECONDS": ("90", {}, lambda m: m.QBO_LEASE_SECONDS, 90),
+    "QBO_LEASE_SECONDS": ("45", {}, lambda m: m.QBO_LEASE_SECONDS, 45.0),
     "QBO_RETRY_BASE_SECONDS": ("5", {}, lambda m: m.QBO_RETRY_BASE_SECONDS, 5.0),
     "QBO_RETRY_MAX_SECONDS": ("600", {}, lambda m: m.QBO_RETRY_MAX_SECONDS, 600.0),
     "QBO_MAX_ATTEMPTS": ("3", {}, lambda m: m.QBO_MAX_ATTEMPTS, 3),
@@ -137,6 +137,7 @@ def test_variable_changes_its_setting(name, monkeypatch):
         ("QBO_MAX_ATTEMPTS", "eight", "QBO_MAX_ATTEMPTS must be a whole number, got 'eight'."),
         ("QBO_HTTP_TIMEOUT_SECONDS", "1m", "QBO_HTTP_TIMEOUT_SECONDS must be a number, got '1m'."),
         ("QBO_LEASE_SECONDS", "0", "QBO_LEASE_SECONDS must be at least 10, got '0'."),
+        ("QBO_LEASE_SECONDS", "ninety", "QBO_LEASE_SECONDS must be a number, got 'ninety'."),
         ("CONN_MAX_AGE", "-5", "CONN_MAX_AGE must be at least 0, got '-5'."),
     ],
 )

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("practice.quickbooks.engine")
 
 BATCH_SIZE = 30  # QBO's maximum per batch (qbo-api.md §4)
-LEASE_SECONDS = 300  # default of settings.QBO_LEASE_SECONDS
+LEASE_SECONDS = 300
 MAX_ROUNDS = 25
 # Name-space for deterministic request ids (UUIDv5): the same logical write always gets the same id.
 _RID_NAMESPACE = uuid.UUID("6f1c2a52-3a0e-4d39-9f7e-4b1f3c7a9e10")
@@ -74,15 +74,15 @@ def max_attempts() -> int:
     return int(getattr(settings, "QBO_MAX_ATTEMPTS", 8))
 
 
-def lease_seconds() -> int:
-    return int(getattr(settings, "QBO_LEASE_SECONDS", LEASE_SECONDS))
+def lease_seconds() -> float:
+    return float(getattr(settings, "QBO_LEASE_SECONDS", LEASE_SECONDS))
 
 
 # --------------------------------------------------------------------------------------------
 # Lease
 
 
-def claim_lease(connection_id: int, owner: str, *, seconds: int | None = None) -> bool:
+def claim_lease(connection_id: int, owner: str, *, seconds: float | None = None) -> bool:
     """Take the realm's lease if it is free, expired, or already ours. True when we hold it.
 
     One UPDATE with the condition in its WHERE clause: the database serialises concurrent
@@ -99,7 +99,7 @@ def claim_lease(connection_id: int, owner: str, *, seconds: int | None = None) -
     return claimed == 1
 
 
-def renew_lease(connection_id: int, owner: str, *, seconds: int | None = None) -> bool:
+def renew_lease(connection_id: int, owner: str, *, seconds: float | None = None) -> bool:
     from practice.quickbooks.models import Connection
 
     now = timezone.now()
