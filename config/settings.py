@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,6 +22,25 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_number(name: str, default: float, *, cast: type = float, minimum: float = 0) -> float:
+    """A numeric variable; a typo stops start-up with a message naming it, never a silent default."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = cast(raw.strip())
+    except ValueError:
+        kind = "a whole number" if cast is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {kind}, got {raw!r}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {raw!r}.")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    return int(env_number(name, default, cast=int, minimum=minimum))
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -102,7 +122,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{os.environ.get('SQLITE_PATH', BASE_DIR / 'db.sqlite3')}",
-        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0")),
+        conn_max_age=env_int("CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )
 }
@@ -179,13 +199,13 @@ WHITENOISE_AUTOREFRESH = DEBUG or not STATIC_ROOT.is_dir()
 # database backend; workers run `manage.py db_worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 # A task RUNNING longer than this is taken to belong to a killed worker and is put back.
-TASK_REAPER_STALE_SECONDS = int(os.environ.get("TASK_REAPER_STALE_SECONDS", "900"))
+TASK_REAPER_STALE_SECONDS = env_int("TASK_REAPER_STALE_SECONDS", 900, minimum=1)
 # How often `run_worker` runs the reaper, and how many claims a task gets before it is FAILED.
-TASK_REAPER_INTERVAL_SECONDS = int(os.environ.get("TASK_REAPER_INTERVAL_SECONDS", "60"))
-TASK_REAPER_MAX_ATTEMPTS = int(os.environ.get("TASK_REAPER_MAX_ATTEMPTS", "5"))
+TASK_REAPER_INTERVAL_SECONDS = env_int("TASK_REAPER_INTERVAL_SECONDS", 60, minimum=1)
+TASK_REAPER_MAX_ATTEMPTS = env_int("TASK_REAPER_MAX_ATTEMPTS", 5, minimum=1)
 # run_worker's heartbeat: a worker silent this long is dead, and its RUNNING task is requeued.
-TASK_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("TASK_WORKER_HEARTBEAT_SECONDS", "10"))
-TASK_WORKER_DEAD_AFTER_SECONDS = float(os.environ.get("TASK_WORKER_DEAD_AFTER_SECONDS", "60"))
+TASK_WORKER_HEARTBEAT_SECONDS = env_number("TASK_WORKER_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+TASK_WORKER_DEAD_AFTER_SECONDS = env_number("TASK_WORKER_DEAD_AFTER_SECONDS", 60.0, minimum=1)
 
 # Sessions and cookies (Intuit security review: Secure, HttpOnly, SameSite).
 SESSION_COOKIE_HTTPONLY = True
@@ -229,7 +249,7 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
@@ -245,6 +265,24 @@ QBO_SANDBOX_URL = os.environ.get("QBO_SANDBOX_URL", "http://127.0.0.1:8765")
 # Fernet keys, comma-separated, newest first (MultiFernet: rotate by prepending a new key).
 # The development default is derived from SECRET_KEY; production must set QBO_TOKEN_KEYS.
 QBO_TOKEN_KEYS = [k.strip() for k in os.environ.get("QBO_TOKEN_KEYS", "").split(",") if k.strip()]
+# Calls to QBO: QBO itself gives up on a request after 120 s (qbo-api.md §7), so the read timeout
+# stays below that; connect failures should surface fast (connection/http.py).
+QBO_HTTP_TIMEOUT_SECONDS = env_number("QBO_HTTP_TIMEOUT_SECONDS", 60.0, minimum=1)
+QBO_HTTP_CONNECT_TIMEOUT_SECONDS = env_number("QBO_HTTP_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=1)
+# Pacing below QBO's per-company limits of 500 requests/min, 10/s, 40 batches/min and 10 at once
+# (qbo-api.md §7; connection/pacing.py). Divide among processes with QBO_PACING_PROCESSES.
+QBO_REQUESTS_PER_SECOND = env_number("QBO_REQUESTS_PER_SECOND", 8.0, minimum=0.1)
+QBO_REQUESTS_PER_WINDOW = env_number("QBO_REQUESTS_PER_WINDOW", 450.0, minimum=1)
+QBO_BATCHES_PER_WINDOW = env_number("QBO_BATCHES_PER_WINDOW", 36.0, minimum=1)
+QBO_MAX_CONCURRENT = env_int("QBO_MAX_CONCURRENT", 8, minimum=1)
+QBO_PACING_PROCESSES = env_int("QBO_PACING_PROCESSES", 1, minimum=1)
+# The sync engine (sync/engine.py, sync/tasks.py): how long a realm's runner may go silent before
+# another runner takes the realm over; retries of one record; the worker's sweep (0: off).
+QBO_LEASE_SECONDS = env_number("QBO_LEASE_SECONDS", 90.0, minimum=10)
+QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
+QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
+QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
+QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -229,22 +229,47 @@ def account_sync_reactivate(
     return link
 
 
+def _turn_off(link: SyncLink) -> None:
+    """Skipped: nothing in QBO is deleted and the QBO Id stays; a write already sent keeps its
+    identity so that its answer can still be recorded."""
+    link.status = SyncStatus.SKIPPED
+    if not link.batch_request_id:
+        engine.clear_pending(link)
+    engine.clear_error(link)
+
+
+UNSYNC_MESSAGE = "Sync turned off for this account."
+RETRY_MESSAGE = "Asked to sync again."
+
+
+def _sync_again(link: SyncLink) -> bool:
+    """Decide the link afresh (linked ones resume). False when there is nothing to do (Synced)."""
+    if link.status == SyncStatus.SYNCED:
+        return False
+    link.attempts = 0
+    link.next_retry_at = None
+    engine.clear_error(link)
+    if link.batch_request_id:
+        link.status = SyncStatus.SYNCING  # the unanswered batch is replayed as it was
+    elif link.qbo_id and link.status == SyncStatus.SKIPPED:
+        link.status = SyncStatus.SYNCED  # linked before: resume; waiting records go now
+    else:
+        link.status = SyncStatus.SYNCING
+        if link.pending_op not in ("create", "reactivate"):
+            link.pending_op = ""
+        link.input_hash = ""
+    return True
+
+
 def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
     """Turn sync off for the account (Skipped). Deletes nothing in QBO; keeps the link's QBO Id."""
     connection = _require_connection(firm)
     with transaction.atomic():
         link = _locked_link(connection, account)
-        link.status = SyncStatus.SKIPPED
-        if not link.batch_request_id:
-            engine.clear_pending(link)
-        engine.clear_error(link)
+        _turn_off(link)
         link.save()
         engine.record_attempt(
-            link,
-            operation="unsync",
-            outcome=Outcome.INFO,
-            actor=actor,
-            message="Sync turned off for this account.",
+            link, operation="unsync", outcome=Outcome.INFO, actor=actor, message=UNSYNC_MESSAGE
         )
     return link
 
@@ -256,50 +281,80 @@ def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -
         raise SyncActionError("Archived accounts are not synced. Restore the account first.")
     with transaction.atomic():
         link = _locked_link(connection, account)
-        if link.status == SyncStatus.SYNCED:
+        if not _sync_again(link):
             return link
-        link.attempts = 0
-        link.next_retry_at = None
-        engine.clear_error(link)
-        if link.batch_request_id:
-            link.status = SyncStatus.SYNCING  # the unanswered batch is replayed as it was
-        elif link.qbo_id and link.status == SyncStatus.SKIPPED:
-            link.status = SyncStatus.SYNCED  # linked before: resume; waiting records go now
-        else:
-            link.status = SyncStatus.SYNCING
-            if link.pending_op not in ("create", "reactivate"):
-                link.pending_op = ""
-            link.input_hash = ""
         link.save()
         engine.record_attempt(
-            link, operation="sync", outcome=Outcome.INFO, actor=actor, message="Asked to sync again."
+            link, operation="sync", outcome=Outcome.INFO, actor=actor, message=RETRY_MESSAGE
         )
     request_sync(connection)
     return link
 
 
+# Accounts a bulk action changes in one transaction: a few statements each, whatever the count
+# (the form sends at most 1,000 ids; "retry all errors" may cover the whole firm).
+BULK_PAGE_SIZE = 500
+BULK_ACTIONS = ("sync", "unsync", "retry_errors")
+
+
+def _bulk_page(connection: Connection, *, firm: Firm, action: str, account_ids: list[int], actor: str) -> int:
+    """One page of a bulk action in a constant number of queries: read the accounts, create the
+    links they lack, lock the links, then one UPDATE and one INSERT of history rows."""
+    accounts = ClientAccount.objects.filter(firm=firm, pk__in=account_ids)
+    if action != "unsync":
+        accounts = accounts.filter(archived=False)  # archived accounts are not synced
+    ids = list(accounts.values_list("pk", flat=True))
+    if not ids:
+        return 0
+    with transaction.atomic():
+        have = set(
+            SyncLink.objects.filter(connection=connection, kind=KIND, local_id__in=ids).values_list(
+                "local_id", flat=True
+            )
+        )
+        missing = [pk for pk in ids if pk not in have]
+        if missing:
+            engine.insert_links(connection, KIND, missing, read_chunk=BULK_PAGE_SIZE)
+        links = list(
+            SyncLink.objects.select_for_update()
+            .filter(connection=connection, kind=KIND, local_id__in=ids)
+            .order_by("pk")  # one lock order for every runner: no deadlock between two bulk actions
+        )
+        changed: list[SyncLink] = []
+        for link in links:
+            if action == "unsync":
+                _turn_off(link)
+            elif not _sync_again(link):
+                continue
+            changed.append(link)
+        operation, message = ("unsync", UNSYNC_MESSAGE) if action == "unsync" else ("sync", RETRY_MESSAGE)
+        attempts = [
+            engine.attempt_row(link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message)
+            for link in changed
+        ]
+        engine.save_links_with_attempts(changed, attempts)
+    return len(changed)
+
+
 def accounts_sync_bulk(*, firm: Firm, action: str, account_ids: Iterable[int], actor: str = "") -> int:
-    """Bulk actions of the accounts list: "sync", "unsync" (selected ids) or "retry_errors" (all)."""
+    """Bulk actions of the accounts list: "sync", "unsync" (selected ids) or "retry_errors" (all
+    accounts in Error). Returns how many accounts changed (Synced ones asked to sync do not;
+    other firms' ids and, for sync, archived accounts are left out)."""
+    if action not in BULK_ACTIONS:
+        raise ValidationError({"action": "Choose sync, unsync or retry errors."})
     connection = _require_connection(firm)
     if action == "retry_errors":
-        ids = list(
+        ids = sorted(
             SyncLink.objects.filter(connection=connection, kind=KIND, status=SyncStatus.ERROR).values_list(
                 "local_id", flat=True
             )
         )
     else:
-        ids = [int(i) for i in account_ids]
-    accounts = ClientAccount.objects.filter(firm=firm, pk__in=ids)
+        ids = sorted({int(i) for i in account_ids})
     done = 0
-    for account in accounts:
-        try:
-            if action == "unsync":
-                account_unsync(firm=firm, account=account, actor=actor)
-            elif action in ("sync", "retry_errors"):
-                account_sync_retry(firm=firm, account=account, actor=actor)
-            else:
-                raise ValidationError({"action": "Unknown action."})
-            done += 1
-        except SyncActionError:
-            continue
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        page = ids[start : start + BULK_PAGE_SIZE]
+        done += _bulk_page(connection, firm=firm, action=action, account_ids=page, actor=actor)
+    if done and action != "unsync":
+        request_sync(connection)
     return done

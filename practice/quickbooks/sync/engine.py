@@ -78,11 +78,15 @@ def max_attempts() -> int:
     return int(getattr(settings, "QBO_MAX_ATTEMPTS", 8))
 
 
+def lease_seconds() -> float:
+    return float(getattr(settings, "QBO_LEASE_SECONDS", LEASE_SECONDS))
+
+
 # --------------------------------------------------------------------------------------------
 # Lease
 
 
-def claim_lease(connection_id: int, owner: str, *, seconds: int = LEASE_SECONDS) -> bool:
+def claim_lease(connection_id: int, owner: str, *, seconds: float | None = None) -> bool:
     """Take the realm's lease if it is free, expired, or already ours. True when we hold it.
 
     One UPDATE with the condition in its WHERE clause: the database serialises concurrent
@@ -94,18 +98,18 @@ def claim_lease(connection_id: int, owner: str, *, seconds: int = LEASE_SECONDS)
     claimed = (
         Connection.objects.filter(pk=connection_id)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=owner))
-        .update(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+        .update(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds or lease_seconds()))
     )
     return claimed == 1
 
 
-def renew_lease(connection_id: int, owner: str, *, seconds: int = LEASE_SECONDS) -> bool:
+def renew_lease(connection_id: int, owner: str, *, seconds: float | None = None) -> bool:
     from practice.quickbooks.models import Connection
 
     now = timezone.now()
     return (
         Connection.objects.filter(pk=connection_id, lease_owner=owner).update(
-            lease_expires_at=now + timedelta(seconds=seconds)
+            lease_expires_at=now + timedelta(seconds=seconds or lease_seconds())
         )
         == 1
     )

@@ -1,13 +1,20 @@
-"""The first-sync preview: what the next run would do with the firm's accounts, without writing."""
+"""The first-sync preview: what the next run would do with the firm's accounts, without writing.
+
+It reads the whole realm (every customer, vendor and employee), which for a large company is
+many paced queries and may wait out a 429: too long for a web request. The setup page therefore
+enqueues `preview_task` and polls for its result (web/sync_views.py `sync_preview`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
+from django_tasks import task
 
 from practice.clients.models import ClientAccount
+from practice.quickbooks.connection.errors import QBOError, ReauthRequired
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import engine
@@ -27,6 +34,19 @@ class SyncPreview:
     need_a_person: list[tuple[str, str]]  # (account name, message)
     already_linked: int
     skipped: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyncPreview:
+        return cls(
+            link_by_name=list(data["link_by_name"]),
+            create=list(data["create"]),
+            need_a_person=[(str(name), str(message)) for name, message in data["need_a_person"]],
+            already_linked=int(data["already_linked"]),
+            skipped=int(data["skipped"]),
+        )
 
     def as_counts(self) -> dict[str, int]:
         return {
@@ -78,3 +98,24 @@ def account_sync_preview(*, connection: Connection, client: QBOClient | None = N
             message = result.message or "Another account has the same name."
             preview.need_a_person.append((account.name, message))
     return preview
+
+
+# What `preview_task` returns when QBO could not be read (the view words them for a person).
+PREVIEW_NOT_CONNECTED = "not_connected"
+PREVIEW_UNAVAILABLE = "unavailable"
+
+
+@task()
+def preview_task(connection_id: int) -> dict[str, Any]:
+    """The preview, computed by a worker: {"connection_id", "preview"} or {"connection_id", "error"}.
+
+    A fault is a result, not a task failure: the person sees why and may ask again.
+    """
+    connection = Connection.objects.get(pk=connection_id)
+    try:
+        preview = account_sync_preview(connection=connection)
+    except ReauthRequired:
+        return {"connection_id": connection_id, "error": PREVIEW_NOT_CONNECTED}
+    except QBOError:
+        return {"connection_id": connection_id, "error": PREVIEW_UNAVAILABLE}
+    return {"connection_id": connection_id, "preview": preview.as_dict()}

@@ -7,24 +7,28 @@ checked before anything is read). Accounts of other firms are 404 (firm-scoped s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import retarget
+from django_tasks import TaskResultStatus
+from django_tasks.exceptions import TaskResultDoesNotExist
 
 from practice.clients.models import ClientAccount
 from practice.clients.selectors import account_get
 from practice.common.permissions import manager_required, member_required
 from practice.quickbooks import actions, selectors
 from practice.quickbooks.connection.errors import QBOError, ReauthRequired
-from practice.quickbooks.sync.preview import account_sync_preview
+from practice.quickbooks.sync.preview import PREVIEW_NOT_CONNECTED, SyncPreview, preview_task
 
 PICKER_PAGE_SIZE = 20
 
@@ -274,22 +278,49 @@ def account_status_poll(request: HttpRequest) -> HttpResponse:
     return render(request, "quickbooks/partials/account_status_poll.html", ctx)
 
 
+# A preview not started by a worker after this long: say so instead of a silent spinner.
+PREVIEW_SLOW_AFTER = timedelta(seconds=60)
+PREVIEW_POLL_SECONDS = 1
+
+
 @manager_required
 @require_GET
 def sync_preview(request: HttpRequest) -> HttpResponse:
-    """What the first (or next) run will do with accounts, read live, nothing written.
+    """What the first (or next) run will do with accounts, read by a worker, nothing written.
 
     For the setup page: `<div hx-get="{% url 'quickbooks:sync_preview' %}" hx-trigger="load">`.
+    Reading the realm may take minutes for a large company (paced queries, 429 waits), so the
+    request only enqueues `preview_task` and answers with a partial that polls `?task=<id>`
+    until the result is there; no web request reads QBO here.
     """
     connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
-    ctx: dict[str, Any] = {"preview": None, "error": ""}
+    ctx: dict[str, Any] = {"preview": None, "error": "", "task_id": "", "slow": False}
     if connection is None or not connection.is_connected:
         ctx["error"] = _("QuickBooks is not connected.")
-    else:
-        try:
-            ctx["preview"] = account_sync_preview(connection=connection)
-        except ReauthRequired:
+        return render(request, "quickbooks/partials/sync_preview.html", ctx)
+    task_id = request.GET.get("task", "")
+    if not task_id:
+        ctx["task_id"] = preview_task.enqueue(connection.pk).id
+        return render(request, "quickbooks/partials/sync_preview.html", ctx)
+    try:
+        result = preview_task.get_result(task_id)
+    except (TaskResultDoesNotExist, ValueError) as e:
+        raise Http404 from e
+    # Only this firm's preview: a result id of another firm (or of another task) is not found.
+    if result.task.func is not preview_task.func or list(result.args) != [connection.pk]:
+        raise Http404
+    if result.status in (TaskResultStatus.READY, TaskResultStatus.RUNNING):
+        ctx["task_id"] = result.id
+        enqueued = result.enqueued_at or timezone.now()
+        ctx["slow"] = result.started_at is None and timezone.now() - enqueued > PREVIEW_SLOW_AFTER
+    elif result.status == TaskResultStatus.SUCCESSFUL:
+        value = result.return_value or {}
+        if "preview" in value:
+            ctx["preview"] = SyncPreview.from_dict(value["preview"])
+        elif value.get("error") == PREVIEW_NOT_CONNECTED:
             ctx["error"] = _("QuickBooks is not connected.")
-        except QBOError:
+        else:
             ctx["error"] = _("QuickBooks did not answer. Try again in a moment.")
+    else:
+        ctx["error"] = _("The preview could not be worked out. Try again in a moment.")
     return render(request, "quickbooks/partials/sync_preview.html", ctx)
