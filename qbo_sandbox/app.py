@@ -1,6 +1,6 @@
 """HTTP surface: Intuit's Accounting API v3 under /v3/company/{realmId}/..., OAuth routes (oauth.py),
-read-only QBO-style web pages under /app/ (webui.py) and the control plane under /_sandbox/ (no auth;
-never exposed beyond localhost)."""
+read-only QBO-style web pages under /app/ (webui.py) and the control plane under /_sandbox/ (no auth
+on loopback; a control token when it listens beyond, see create_app)."""
 
 from __future__ import annotations
 
