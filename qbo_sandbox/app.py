@@ -22,9 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import clock, errors, query
+from qbo_sandbox import clock, errors, more_entities, query
 from qbo_sandbox.config import ConfigError, SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
+from qbo_sandbox.jsoncheck import check_json_shape
 from qbo_sandbox.oauth import WEBHOOK_FORMATS
 from qbo_sandbox.state import RealmRuntime, Sandbox, Window, fault_dict
 from qbo_sandbox.store import Realm
@@ -70,6 +71,7 @@ class Ctx:
 
     __slots__ = (
         "client",
+        "content_type",
         "entity",
         "method",
         "operation",
@@ -92,18 +94,13 @@ class Ctx:
         self.requestid: str | None = params.get("requestid")
         self.client = ""
         self.raw = b""
+        self.content_type = ""
 
 
 def _params(raw: bytes) -> dict[str, str]:
     if not raw:
         return {}
     return {k.lower(): v[-1] for k, v in parse_qs(raw.decode("latin-1"), keep_blank_values=True).items()}
-
-
-# No QBO entity nests deeper than about six levels (Line → SalesItemLineDetail → ItemRef → value);
-# anything far deeper is garbage, and recursive code further in (copying, validation) must never
-# see it: Python's recursion limit would turn it into a 500.
-MAX_JSON_DEPTH = 32
 
 
 class BodyTooLarge(Exception):
@@ -147,51 +144,6 @@ def _too_large(limit: int) -> errors.QBOError:
         f"Request body is larger than the limit of {limit} bytes",
         "",
         status=413,
-    )
-
-
-def check_json_shape(body: Any) -> None:
-    """Refuse (400, 2010) bodies nested deeper than MAX_JSON_DEPTH or holding a lone surrogate.
-
-    json.loads accepts `"\\ud800"` and yields a str that cannot be encoded as UTF-8: stored, it
-    would make every later response carrying it fail. Walked iteratively, not recursively."""
-    stack: list[tuple[Any, int]] = [(body, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > MAX_JSON_DEPTH:
-                raise _nested_too_deep()
-            for key, value in node.items():
-                if _has_surrogate(key):
-                    raise _lone_surrogate()
-                if isinstance(value, dict | list):
-                    stack.append((value, depth + 1))
-                elif isinstance(value, str) and _has_surrogate(value):
-                    raise _lone_surrogate()
-        elif isinstance(node, list):
-            if depth > MAX_JSON_DEPTH:
-                raise _nested_too_deep()
-            for value in node:
-                if isinstance(value, dict | list):
-                    stack.append((value, depth + 1))
-                elif isinstance(value, str) and _has_surrogate(value):
-                    raise _lone_surrogate()
-        elif isinstance(node, str) and _has_surrogate(node):
-            raise _lone_surrogate()
-
-
-def _has_surrogate(text: str) -> bool:
-    # Pure-ASCII text (nearly every field) is checked without scanning it character by character.
-    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
-
-
-def _nested_too_deep() -> errors.QBOError:
-    return errors.bad_request(f"Request body is nested deeper than {MAX_JSON_DEPTH} levels", "")
-
-
-def _lone_surrogate() -> errors.QBOError:
-    return errors.bad_request(
-        "Request body contains an unpaired UTF-16 surrogate escape (e.g. \\ud800), which is not text", ""
     )
 
 
@@ -253,6 +205,8 @@ class Api:
             except BodyTooLarge:
                 reply = _fault_reply(_too_large(cfg.max_body_bytes))
         ctx.raw = raw
+        if raw:
+            ctx.content_type = request.headers.get("content-type", "")
         fault_kind = ""
         replayed = False
         items = 0
@@ -355,7 +309,7 @@ class Api:
         return None
 
     def parse_body(self, ctx: Ctx, raw: bytes) -> Any:
-        if not raw or ctx.rest[:1] == ["query"]:
+        if not raw or ctx.rest[:1] in (["query"], ["upload"]):
             return None
         try:
             body = json.loads(raw)
@@ -535,6 +489,14 @@ class Api:
         if op == "cdc":
             rt.bump("queries")
             return _json_reply(self.cdc(realm, ctx)), 0
+        if ctx.method == "POST" and ctx.rest == ["taxservice", "taxcode"]:
+            rt.bump("writes")
+            created = more_entities.tax_service_taxcode(realm, body)
+            return _json_reply({**created, "time": clock.envelope_stamp()}), 0
+        if ctx.method == "POST" and ctx.rest == ["upload"]:
+            rt.bump("writes")
+            uploaded = more_entities.upload(realm, ctx.raw, ctx.content_type)
+            return _json_reply({**uploaded, "time": clock.envelope_stamp()}), 0
         spec = SPECS.get(ctx.entity or "")
         if spec is None:
             raise errors.unsupported(

@@ -8,11 +8,15 @@ code or wording is not documented the choice is listed in docs/sandbox.md ("Unve
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import json
 from datetime import date, timedelta
 from typing import Any
 
 from qbo_sandbox import errors, store
 from qbo_sandbox.entities import BY_PATH, NAME_LIST, SPECS, TRANSACTION, EntitySpec
+from qbo_sandbox.jsoncheck import check_json_shape, has_surrogate
 
 Obj = dict[str, Any]
 
@@ -316,6 +320,194 @@ def _build_attachable(
             raise errors.invalid_enum(f"{where}.type", str(entity_ref["type"]))
         if realm.get(target.name, str(entity_ref["value"])) is None:
             raise errors.invalid_reference(where, str(entity_ref["value"]))
+
+
+# ---------------------------------------------------------------- TaxService (REF-taxservice)
+
+_APPLICABLE_ON = ("Sales", "Purchase")
+
+
+def _stored(realm: store.Realm, entity: str, obj: Obj) -> Obj:
+    _, stamp = realm.stamp()
+    out: Obj = {
+        "domain": "QBO",
+        "sparse": False,
+        "Id": realm.next_id(SPECS[entity].id_space),
+        "SyncToken": "0",
+        "MetaData": {"CreateTime": stamp, "LastUpdatedTime": stamp},
+    }
+    out.update(obj)
+    realm._store(entity, None, out)
+    realm._emit(entity, out["Id"], "Create", stamp)
+    return out
+
+
+def tax_service_taxcode(realm: store.Realm, body: Any) -> Obj:
+    """`POST /taxservice/taxcode`: a new TaxCode from existing rates (TaxRateId) or new ones
+    (TaxRateName, RateValue, TaxAgencyId); answers with the ids QBO assigned. Everything is
+    checked before anything is stored, so a refused request leaves no half-made rates behind."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("Request body must be a JSON object", "")
+    code_name = body.get("TaxCode")
+    if not isinstance(code_name, str) or not code_name.strip():
+        raise errors.required("TaxCode")
+    if len(code_name) > 100:
+        raise errors.too_long("TaxCode", 100, len(code_name))
+    key = realm._name_key(code_name)
+    if any(realm._name_key(str(c.get("Name", ""))) == key for c in realm.data.get("TaxCode", {}).values()):
+        raise errors.duplicate_name("tax code")
+    details = body.get("TaxRateDetails")
+    if not isinstance(details, list) or not details or not all(isinstance(d, dict) for d in details):
+        raise errors.required("TaxRateDetails")
+    planned: list[tuple[Obj, Obj | None, str]] = []
+    for detail in details:
+        applicable = detail.get("TaxApplicableOn", "Sales")
+        if applicable not in _APPLICABLE_ON:
+            raise errors.invalid_enum("TaxRateDetails.TaxApplicableOn", str(applicable))
+        rate_id = detail.get("TaxRateId")
+        if rate_id not in (None, ""):
+            rate = realm.get("TaxRate", str(rate_id))
+            if rate is None:
+                raise errors.invalid_reference("TaxRateDetails.TaxRateId", str(rate_id))
+            planned.append((detail, rate, applicable))
+            continue
+        name = detail.get("TaxRateName")
+        if not isinstance(name, str) or not name.strip():
+            raise errors.required("TaxRateDetails.TaxRateName")
+        if any(
+            realm._name_key(str(r.get("Name", ""))) == realm._name_key(name)
+            for r in realm.data["TaxRate"].values()
+        ):
+            raise errors.duplicate_name("tax rate")
+        value = _amount(detail, "RateValue", positive=False)
+        if not 0 <= value <= 100:
+            raise errors.business("TaxRateDetails.RateValue must be a percentage from 0 to 100", "RateValue")
+        detail = {**detail, "RateValue": value}
+        agency_id = detail.get("TaxAgencyId")
+        if agency_id in (None, ""):
+            raise errors.required("TaxRateDetails.TaxAgencyId")
+        if realm.get("TaxAgency", str(agency_id)) is None:
+            raise errors.invalid_reference("TaxRateDetails.TaxAgencyId", str(agency_id))
+        planned.append((detail, None, applicable))
+    answer: list[Obj] = []
+    lists: dict[str, list[Obj]] = {"Sales": [], "Purchase": []}
+    for detail, rate, applicable in planned:
+        if rate is None:
+            rate = _stored(
+                realm,
+                "TaxRate",
+                {
+                    "Name": detail["TaxRateName"],
+                    "Description": detail.get("TaxRateDescription") or detail["TaxRateName"],
+                    "Active": True,
+                    "RateValue": detail["RateValue"],
+                    "AgencyRef": {"value": str(detail["TaxAgencyId"])},
+                    "SpecialTaxType": "NONE",
+                    "DisplayType": "ReadOnly",
+                },
+            )
+        lists[applicable].append(
+            {
+                "TaxRateRef": {"value": rate["Id"], "name": rate.get("Name")},
+                "TaxTypeApplicable": "TaxOnAmount",
+                "TaxOrder": 0,
+            }
+        )
+        answer.append(
+            {
+                "TaxRateName": rate.get("Name"),
+                "TaxRateId": rate["Id"],
+                "RateValue": rate.get("RateValue"),
+                "TaxAgencyId": (rate.get("AgencyRef") or {}).get("value"),
+                "TaxApplicableOn": applicable,
+            }
+        )
+    code = _stored(
+        realm,
+        "TaxCode",
+        {
+            "Name": code_name,
+            "Description": code_name,
+            "Active": True,
+            "Taxable": True,
+            "TaxGroup": len(planned) > 1,
+            "SalesTaxRateList": {"TaxRateDetail": lists["Sales"]},
+            "PurchaseTaxRateList": {"TaxRateDetail": lists["Purchase"]},
+        },
+    )
+    return {"TaxCode": code_name, "TaxCodeId": code["Id"], "TaxRateDetails": answer}
+
+
+# ---------------------------------------------------------------- upload (REF-attachable "Upload")
+
+# Intuit's limit for one attachment is 100 MB (REF-attachable); the request itself is also bound by
+# the sandbox's max_body_bytes.
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+
+def upload(realm: store.Realm, raw: bytes, content_type: str) -> Obj:
+    """`POST /upload` (multipart/form-data): parts `file_metadata_NN` (an Attachable as JSON) and
+    `file_content_NN` (the file) pair up by their suffix; each pair becomes an Attachable with
+    FileName, ContentType, Size and a download URI. Answers `AttachableResponse`, one entry per
+    file: the Attachable, or a Fault for that file alone (as QBO answers uploads)."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise errors.bad_request("upload needs a multipart/form-data body", "Content-Type")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    if not message.is_multipart():
+        raise errors.bad_request("upload body is not valid multipart/form-data", "Content-Type")
+    metadata: dict[str, Any] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    for part in message.iter_parts():
+        name = str(part.get_param("name", header="content-disposition") or "")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if name.startswith("file_metadata_"):
+            try:
+                meta = json.loads(data)
+            except (ValueError, RecursionError):
+                raise errors.bad_request(f"{name} is not JSON", name) from None
+            check_json_shape(meta)
+            metadata[name.removeprefix("file_metadata_")] = meta
+        elif name.startswith("file_content_"):
+            files[name.removeprefix("file_content_")] = (
+                str(part.get_filename() or ""),
+                part.get_content_type(),
+                data,
+            )
+    if not files:
+        raise errors.required("file_content_01")
+    responses: list[Obj] = []
+    for suffix, (filename, ctype, data) in sorted(files.items()):
+        meta = metadata.get(suffix, {})
+        try:
+            if not isinstance(meta, dict):
+                raise errors.bad_request(
+                    f"file_metadata_{suffix} must be a JSON object", f"file_metadata_{suffix}"
+                )
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise errors.business(f"{filename or 'the file'} is larger than 100 MB", "FileName")
+            body = {
+                **meta,
+                "FileName": meta.get("FileName") or filename,
+                "ContentType": meta.get("ContentType") or ctype,
+            }
+            if not body["FileName"]:
+                raise errors.required("FileName")
+            if has_surrogate(str(body["FileName"])) or has_surrogate(str(body["ContentType"])):
+                # Header bytes that are not UTF-8 come out of the email parser as lone surrogates.
+                raise errors.bad_request("FileName and ContentType must be UTF-8 text", "FileName")
+            created = realm.create("Attachable", body)
+            realm.data["Attachable"][created["Id"]]["Size"] = len(data)
+            created["Size"] = len(data)
+            uri = f"/v3/company/{realm.realm_id}/download/{created['Id']}"
+            realm.data["Attachable"][created["Id"]]["FileAccessUri"] = uri
+            created["FileAccessUri"] = uri
+            responses.append({"Attachable": created})
+        except errors.QBOError as err:
+            responses.append({"Fault": err.fault()})
+    return {"AttachableResponse": responses}
 
 
 def install() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -257,3 +258,105 @@ def test_attachable_note_linked_to_a_customer(api: Api) -> None:
     assert api.fault(api.post("/attachable", wrong))["code"] == "2170"
     deleted = api.post("/attachable", {"Id": note["Id"], "SyncToken": "0"}, params={"operation": "delete"})
     assert deleted.json()["Attachable"]["status"] == "Deleted"
+
+
+# ---------------------------------------------------------------- TaxService, upload
+
+
+def test_tax_service_creates_a_code_with_new_and_existing_rates(api: Api) -> None:
+    agency = api.create("TaxAgency", {"DisplayName": "State DOR"})["Id"]
+    first = api.post(
+        "/taxservice/taxcode",
+        {
+            "TaxCode": "County Combo",
+            "TaxRateDetails": [
+                {
+                    "TaxRateName": "State 6",
+                    "RateValue": "6",
+                    "TaxAgencyId": agency,
+                    "TaxApplicableOn": "Sales",
+                },
+                {"TaxRateName": "County 1.5", "RateValue": 1.5, "TaxAgencyId": agency},
+            ],
+        },
+    )
+    assert first.status_code == 200, first.text
+    made = first.json()
+    assert made["TaxCode"] == "County Combo" and made["TaxCodeId"]
+    assert [(d["TaxRateName"], d["RateValue"], d["TaxApplicableOn"]) for d in made["TaxRateDetails"]] == [
+        ("State 6", 6.0, "Sales"),
+        ("County 1.5", 1.5, "Sales"),
+    ]
+    code = api.read("TaxCode", made["TaxCodeId"])
+    rates = [d["TaxRateRef"]["value"] for d in code["SalesTaxRateList"]["TaxRateDetail"]]
+    assert rates == [d["TaxRateId"] for d in made["TaxRateDetails"]] and code["TaxGroup"] is True
+    assert api.read("TaxRate", rates[0])["AgencyRef"] == {"value": agency}
+    reuse = api.post(
+        "/taxservice/taxcode", {"TaxCode": "State only", "TaxRateDetails": [{"TaxRateId": rates[0]}]}
+    )
+    assert reuse.json()["TaxRateDetails"][0]["TaxRateId"] == rates[0]
+    rates_before = api.query("select count(*) from TaxRate")["totalCount"]
+    for body, element in [
+        ({"TaxRateDetails": [{"TaxRateId": rates[0]}]}, "TaxCode"),
+        ({"TaxCode": "county combo", "TaxRateDetails": [{"TaxRateId": rates[0]}]}, None),
+        ({"TaxCode": "X", "TaxRateDetails": []}, "TaxRateDetails"),
+        ({"TaxCode": "X", "TaxRateDetails": [{"TaxRateId": "999"}]}, "TaxRateDetails.TaxRateId"),
+        (
+            {
+                "TaxCode": "X",
+                "TaxRateDetails": [{"TaxRateName": "New", "RateValue": 5, "TaxAgencyId": "999"}],
+            },
+            "TaxRateDetails.TaxAgencyId",
+        ),
+        (
+            {
+                "TaxCode": "X",
+                "TaxRateDetails": [{"TaxRateName": "New", "RateValue": 500, "TaxAgencyId": agency}],
+            },
+            "RateValue",
+        ),
+    ]:
+        err = api.fault(api.post("/taxservice/taxcode", body))
+        if element is None:
+            assert err["code"] == "6240"
+        else:
+            assert err["element"] == element, err
+    assert api.query("select count(*) from TaxRate")["totalCount"] == rates_before
+
+
+def test_upload_attaches_a_file_to_an_invoice_customer(api: Api) -> None:
+    cid = api.create("Customer", customer_body("Upload Co"))["Id"]
+    content = bytes(range(256)) * 4
+    meta = {"AttachableRef": [{"EntityRef": {"type": "Customer", "value": cid}}], "Note": "W-9"}
+    resp = api.http.post(
+        "/upload",
+        files={
+            "file_metadata_01": (None, json.dumps(meta), "application/json"),
+            "file_content_01": ("w9.pdf", content, "application/pdf"),
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    [entry] = resp.json()["AttachableResponse"]
+    att = entry["Attachable"]
+    assert (att["FileName"], att["ContentType"], att["Size"]) == ("w9.pdf", "application/pdf", 1024)
+    assert att["AttachableRef"][0]["EntityRef"]["value"] == cid
+    assert api.read("Attachable", att["Id"])["Size"] == 1024
+    found = api.query(f"select * from Attachable where Id = '{att['Id']}'")["Attachable"]
+    assert found[0]["FileName"] == "w9.pdf"
+    # A second file pointing nowhere gets its own Fault; the good one is still stored.
+    bad_meta = {"AttachableRef": [{"EntityRef": {"type": "Customer", "value": "999"}}]}
+    resp = api.http.post(
+        "/upload",
+        files={
+            "file_metadata_01": (None, json.dumps(meta), "application/json"),
+            "file_content_01": ("a.txt", b"a", "text/plain"),
+            "file_metadata_02": (None, json.dumps(bad_meta), "application/json"),
+            "file_content_02": ("b.txt", b"b", "text/plain"),
+        },
+    )
+    entries = resp.json()["AttachableResponse"]
+    assert entries[0]["Attachable"]["FileName"] == "a.txt"
+    assert entries[1]["Fault"]["Error"][0]["code"] == "2500"
+    assert count(api, "Attachable") == 2
+    not_multipart = api.post("/upload", {"FileName": "x"})
+    assert api.fault(not_multipart)["element"] == "Content-Type"
