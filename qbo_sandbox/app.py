@@ -1,30 +1,31 @@
 """HTTP surface: Intuit's Accounting API v3 under /v3/company/{realmId}/..., OAuth routes (oauth.py),
-read-only QBO-style web pages under /app/ (webui.py) and the control plane under /_sandbox/ (no auth;
-never exposed beyond localhost)."""
+read-only QBO-style web pages under /app/ (webui.py) and the control plane under /_sandbox/ (no auth
+on loopback; a control token when it listens beyond, see create_app)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import batch_faults, clock, errors, money, query
-from qbo_sandbox.config import SandboxConfig
+from qbo_sandbox import batch_faults, clock, errors, money, more_entities, query
+from qbo_sandbox.config import ConfigError, SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
+from qbo_sandbox.jsoncheck import check_json_shape
 from qbo_sandbox.oauth import WEBHOOK_FORMATS
 from qbo_sandbox.state import RealmRuntime, Sandbox, Window, fault_dict
 from qbo_sandbox.store import Realm
@@ -72,6 +73,7 @@ class Ctx:
 
     __slots__ = (
         "client",
+        "content_type",
         "entity",
         "method",
         "operation",
@@ -94,12 +96,57 @@ class Ctx:
         self.requestid: str | None = params.get("requestid")
         self.client = ""
         self.raw = b""
+        self.content_type = ""
 
 
 def _params(raw: bytes) -> dict[str, str]:
     if not raw:
         return {}
     return {k.lower(): v[-1] for k, v in parse_qs(raw.decode("latin-1"), keep_blank_values=True).items()}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused once it passes `limit` bytes (also when Content-Length says so
+    up front), so an oversized upload is never held in memory whole."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                pass
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> errors.QBOError:
+    # QBO's own limit and answer for oversized bodies are undocumented (docs/sandbox.md); 413 with
+    # the usual Fault envelope keeps clients' error handling on one path.
+    return errors.QBOError(
+        "2010",
+        "Request has invalid or unsupported property",
+        f"Request body is larger than the limit of {limit} bytes",
+        "",
+        status=413,
+    )
 
 
 def classify(ctx: Ctx, body: Any) -> None:
@@ -152,9 +199,16 @@ class Api:
         tid = str(uuid.uuid4())
         realm = sb.realms.get(realm_id)
         rt: RealmRuntime | None = sb.runtime.get(realm_id) if realm else None
-        raw = await request.body() if ctx.method == "POST" else b""
-        ctx.raw = raw
         reply: Reply | None = None
+        raw = b""
+        if ctx.method == "POST":
+            try:
+                raw = await read_body(scope, receive, cfg.max_body_bytes)
+            except BodyTooLarge:
+                reply = _fault_reply(_too_large(cfg.max_body_bytes))
+        ctx.raw = raw
+        if raw:
+            ctx.content_type = request.headers.get("content-type", "")
         fault_kind = ""
         replayed = False
         items = 0
@@ -163,7 +217,8 @@ class Api:
         try:
             if rt is not None:
                 rt.bump("requests")
-            reply = self.authenticate(request, realm_id, ctx)
+            if reply is None:
+                reply = self.authenticate(request, realm_id, ctx)
             if reply is None and realm is None:
                 reply = _gateway_reply(403, "Realm not found or not authorized")
             if reply is None and realm is not None and rt is not None:
@@ -256,17 +311,19 @@ class Api:
         return None
 
     def parse_body(self, ctx: Ctx, raw: bytes) -> Any:
-        if not raw or ctx.rest[:1] == ["query"]:
+        if not raw or ctx.rest[:1] in (["query"], ["upload"]):
             return None
         try:
-            return json.loads(raw)
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             raise errors.QBOError(
                 "2010",
                 "Request has invalid or unsupported property",
                 "Unable to parse the request body as JSON",
                 "",
             ) from None
+        check_json_shape(body)
+        return body
 
     def throttle(self, rt: RealmRuntime, ctx: Ctx) -> Reply | None:
         cfg = self.sandbox.config
@@ -437,6 +494,14 @@ class Api:
         if op == "cdc":
             rt.bump("queries")
             return _json_reply(self.cdc(realm, ctx)), 0
+        if ctx.method == "POST" and ctx.rest == ["taxservice", "taxcode"]:
+            rt.bump("writes")
+            created = more_entities.tax_service_taxcode(realm, body)
+            return _json_reply({**created, "time": clock.envelope_stamp()}), 0
+        if ctx.method == "POST" and ctx.rest == ["upload"]:
+            rt.bump("writes")
+            uploaded = more_entities.upload(realm, ctx.raw, ctx.content_type)
+            return _json_reply({**uploaded, "time": clock.envelope_stamp()}), 0
         spec = SPECS.get(ctx.entity or "")
         if spec is None:
             raise errors.unsupported(
@@ -753,17 +818,61 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
 
 
+class _ControlError(Exception):
+    """A control-plane request refused with a status and a JSON `{"error", "field"?}` body."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"error": str(self)}
+        if self.field is not None:
+            body["field"] = self.field
+        return _json(body, self.status)
+
+
 async def _body(request: Request, kind: type = dict) -> Any:
-    raw = await request.body()
+    limit = request.app.state.sandbox.config.max_body_bytes
+    try:
+        raw = await read_body(request.scope, request.receive, limit)
+    except BodyTooLarge:
+        raise _ControlError(413, f"request body is larger than {limit} bytes") from None
     if not raw:
         return kind()
     try:
         data = json.loads(raw)
-    except ValueError:
-        raise HTTPException(400, "request body is not JSON") from None
+        check_json_shape(data)
+    except (ValueError, RecursionError):
+        raise _ControlError(400, "request body is not JSON") from None
+    except errors.QBOError as err:
+        raise _ControlError(400, err.detail) from None
     if not isinstance(data, kind):
-        raise HTTPException(400, f"request body must be a JSON {'object' if kind is dict else 'list'}")
+        raise _ControlError(400, f"request body must be a JSON {'object' if kind is dict else 'list'}")
     return data
+
+
+def _optional_str(data: dict[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _ControlError(400, f"{name} must be a string", name)
+    return value
+
+
+def _number(data: dict[str, Any], name: str, *, whole: bool = False, default: float = 0) -> float:
+    """A non-negative number field of a control-plane body, or a 400 naming it."""
+    value = data.get(name)
+    if value is None:
+        return default
+    kind = "a whole number" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise _ControlError(400, f"{name} must be {kind}, not {value!r}", name)
+    if whole and value != int(value):
+        raise _ControlError(400, f"{name} must be {kind}, not {value!r}", name)
+    if value < 0 or value == float("inf"):
+        raise _ControlError(400, f"{name} must be 0 or more, not {value!r}", name)
+    return value
 
 
 class _FieldError(ValueError):
@@ -803,11 +912,42 @@ def _webhook_settings(data: dict[str, Any]) -> tuple[str | None, list[str] | Non
     return fmt, list(dict.fromkeys(entities))
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 class Control:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, token: str | None = None) -> None:
         self.sb = sandbox
+        self.token = token
+
+    def guarded(self, handler: Handler) -> Handler:
+        """The handler behind the control-plane token (when one is set) and the 400 answers."""
+
+        async def endpoint(request: Request) -> Response:
+            if self.token is not None:
+                header = request.headers.get("authorization", "")
+                given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+                given = given or request.headers.get("x-sandbox-token", "")
+                if not hmac.compare_digest(given.encode(), self.token.encode()):
+                    return _json(
+                        {"error": "control plane token missing or wrong (Authorization: Bearer <token>)"},
+                        401,
+                    )
+            try:
+                return await handler(request)
+            except _ControlError as exc:
+                return exc.response()
+            except _FieldError as exc:
+                return _json({"error": str(exc), "field": exc.field}, 400)
+
+        return endpoint
 
     def routes(self) -> list[BaseRoute]:
+        return [
+            Route(r.path, self.guarded(r.endpoint), methods=sorted(r.methods or ())) for r in self._routes()
+        ]
+
+    def _routes(self) -> list[Route]:
         p = "/_sandbox"
         return [
             Route(f"{p}/health", self.health, methods=["GET"]),
@@ -853,9 +993,10 @@ class Control:
 
     async def set_config(self, request: Request) -> Response:
         data = await _body(request)
-        if not isinstance(data, dict):
-            return _json({"error": "expected an object"}, 400)
-        unknown = self.sb.config.update(data)
+        try:
+            unknown = self.sb.config.update(data)
+        except ConfigError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
         if unknown:
             return _json(
                 {"error": f"unknown config keys: {', '.join(unknown)}", "config": self.sb.config.to_dict()},
@@ -868,9 +1009,16 @@ class Control:
 
     async def create_realm(self, request: Request) -> Response:
         data = await _body(request)
+        seed = _optional_str(data, "seed") or "empty"
+        name = _optional_str(data, "name")
+        realm_id = data.get("realm_id")
+        if realm_id is not None and not (
+            isinstance(realm_id, str | int) and not isinstance(realm_id, bool) and str(realm_id).isdigit()
+        ):
+            raise _ControlError(400, "realm_id must be digits, like QBO's company ids", "realm_id")
         try:
             realm = self.sb.create_realm(
-                seed=str(data.get("seed") or "empty"), name=data.get("name"), realm_id=data.get("realm_id")
+                seed=seed, name=name, realm_id=str(realm_id) if realm_id is not None else None
             )
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
@@ -895,6 +1043,12 @@ class Control:
         if not self._realm(request):
             return self._missing()
         data = await _body(request)
+        count = _number(data, "count", whole=True, default=1)
+        if count < 1:
+            raise _ControlError(400, "count must be 1 or more", "count")
+        _number(data, "seconds")
+        for name in ("kind", "method", "path", "entity", "operation", "code"):
+            _optional_str(data, name)
         try:
             rule = self.sb.add_fault(request.path_params["realm"], data)
         except batch_faults.FaultSpecError as exc:
@@ -1037,7 +1191,7 @@ class Control:
         if not self._realm(request):
             return self._missing()
         data = await _body(request)
-        count = self.sb.oauth.revoke_realm(request.path_params["realm"], data.get("client_id"))
+        count = self.sb.oauth.revoke_realm(request.path_params["realm"], _optional_str(data, "client_id"))
         return _json({"revoked_grants": count})
 
     async def create_app(self, request: Request) -> Response:
@@ -1066,7 +1220,8 @@ class Control:
 
     async def tokens(self, request: Request) -> Response:
         data = await _body(request)
-        realm_id = str(data.get("realm_id") or data.get("realm") or "")
+        realm_id = str(_optional_str(data, "realm_id") or _optional_str(data, "realm") or "")
+        _optional_str(data, "client_id")
         if realm_id not in self.sb.realms:
             return _json({"error": "realm not found"}, 404)
         client_id = data.get("client_id") or self.sb.oauth.dev_app.client_id
@@ -1092,10 +1247,7 @@ class Control:
         """Send every buffered notification now; with ``{"wait": seconds}`` also wait for the
         dispatcher to go idle (all sent, acknowledged or given up), at most that long."""
         data = await _body(request)
-        try:
-            wait = float(data.get("wait") or 0)
-        except (TypeError, ValueError):
-            return _json({"error": "wait must be a number of seconds", "field": "wait"}, 400)
+        wait = _number(data, "wait")
         hooks = self.sb.webhooks
         flushed = hooks.pending_events()
         hooks.flush_now()
@@ -1109,7 +1261,7 @@ class Control:
     async def snapshot(self, request: Request) -> Response:
         data = await _body(request)
         try:
-            path = self.sb.save(data.get("path"))
+            path = self.sb.save(_optional_str(data, "path"))
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
         return _json({"path": path})
@@ -1118,7 +1270,11 @@ class Control:
 # ==================================================================== factory
 
 
-def create_app(config: SandboxConfig | None = None, state_file: str | None = None) -> Starlette:
+def create_app(
+    config: SandboxConfig | None = None, state_file: str | None = None, control_token: str | None = None
+) -> Starlette:
+    """`control_token`: when set, every /_sandbox/ request must carry it (`Authorization: Bearer`
+    or `X-Sandbox-Token`); `qbo-sandbox serve` sets one whenever it listens beyond loopback."""
     sandbox = Sandbox(config, state_file)
     api = Api(sandbox)
 
@@ -1136,7 +1292,7 @@ def create_app(config: SandboxConfig | None = None, state_file: str | None = Non
                 sandbox.save()
 
     routes: list[BaseRoute] = [Route("/v3/company/{realm}/{rest:path}", api, methods=["GET", "POST"])]
-    routes += Control(sandbox).routes()
+    routes += Control(sandbox, control_token).routes()
     routes += sandbox.oauth.routes(sandbox)
     routes += WebUI(sandbox).routes()
     app = Starlette(routes=routes, lifespan=lifespan)

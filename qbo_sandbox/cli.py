@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import secrets
 import sys
 from typing import Any
 
@@ -20,12 +22,21 @@ def _print(data: Any) -> None:
 
 def _call(url: str, method: str, path: str, body: Any = None) -> Any:
     try:
-        resp = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30)
+        token = os.environ.get("QBO_SANDBOX_CONTROL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        resp = httpx.request(method, url.rstrip("/") + path, json=body, headers=headers, timeout=30)
     except httpx.HTTPError as exc:
         raise SystemExit(f"qbo-sandbox: cannot reach {url}: {exc}") from exc
     if resp.status_code >= 400:
         raise SystemExit(f"qbo-sandbox: {method} {path} -> {resp.status_code} {resp.text}")
     return resp.json()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -39,7 +50,16 @@ def _serve(args: argparse.Namespace) -> None:
         config.throttling_enabled = False
     if args.public_url:
         config.public_base_url = args.public_url
-    app = create_app(config, args.state)
+    token = args.control_token or os.environ.get("QBO_SANDBOX_CONTROL_TOKEN") or None
+    if token is None and not _loopback(args.host):
+        # Beyond loopback anyone on the network could reset realms or mint tokens: require a secret.
+        token = secrets.token_urlsafe(24)
+        sys.stderr.write(
+            f"qbo-sandbox: listening on {args.host}; the control plane (/_sandbox/) needs\n"
+            f"  Authorization: Bearer {token}\n"
+            f"  (export QBO_SANDBOX_CONTROL_TOKEN={token} for the qbo-sandbox commands)\n"
+        )
+    app = create_app(config, args.state, control_token=token)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
 
 
@@ -55,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", default=None, help="base URL the OAuth pages advertise")
     serve.add_argument("--log-level", default="warning")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--control-token",
+        default=None,
+        help="secret the /_sandbox/ control plane requires (default: $QBO_SANDBOX_CONTROL_TOKEN; "
+        "generated and printed when --host is not a loopback address)",
+    )
 
     url_default = os.environ.get("QBO_SANDBOX_URL", DEFAULT_URL)
 

@@ -11,6 +11,69 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+# Knobs that may be 0 (meaning "off"); every other number must be strictly positive.
+_ZERO_ALLOWED = {
+    "requests_per_minute",
+    "requests_per_second",
+    "max_concurrent",
+    "batch_per_minute",
+    "batch_per_minute_realm",
+    "requestid_retention_seconds",
+    "requestid_max_entries",
+    "cdc_window_days",
+    "timeout_fault_seconds",
+    "snapshot_interval_seconds",
+    "request_log_size",
+    "latency_seconds",
+    "refresh_token_grace_seconds",
+    "webhook_delay_seconds",
+    "webhook_max_retries",
+}
+_OPTIONAL = {"public_base_url"}
+
+
+class ConfigError(ValueError):
+    """A knob given a value of the wrong type or range; `field` names the knob."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _checked(key: str, current: Any, value: Any) -> Any:
+    """`value` converted to the type of the knob's current value, or ConfigError."""
+    if value is None:
+        if key in _OPTIONAL:
+            return None
+        raise ConfigError(key, f"{key} must not be null")
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        raise ConfigError(key, f"{key} must be true or false, not {value!r}")
+    if isinstance(current, int | float):
+        kind = "a whole number" if isinstance(current, int) else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ConfigError(key, f"{key} must be {kind}, not {value!r}")
+        try:
+            number: float = int(value) if isinstance(current, int) else float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(key, f"{key} must be {kind}, not {value!r}") from None
+        if isinstance(current, int) and isinstance(value, float) and value != number:
+            raise ConfigError(key, f"{key} must be {kind}, not {value!r}")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(key, f"{key} must be a finite number, not {value!r}")
+        if number < 0 or (number == 0 and key not in _ZERO_ALLOWED):
+            least = "0 or more" if key in _ZERO_ALLOWED else "more than 0"
+            raise ConfigError(key, f"{key} must be {least}, not {value!r}")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(key, f"{key} must be a string, not {value!r}")
+    if key == "throttle_body" and value not in ("xml", "json"):
+        raise ConfigError(key, f"throttle_body must be xml or json, not {value!r}")
+    return value
+
 
 @dataclass
 class SandboxConfig:
@@ -61,6 +124,9 @@ class SandboxConfig:
     request_log_size: int = 2000
     # Rough latency added to every API call, for realistic benchmarks of clients (0 = off).
     latency_seconds: float = 0.0
+    # Largest request body accepted, in bytes (API and control plane); QBO's own limit for JSON
+    # bodies is undocumented (docs/sandbox.md), larger bodies get a 413 Fault.
+    max_body_bytes: int = 10_000_000
     # Accept requests without a bearer token (handy for manual poking; never in tests of auth).
     auth_required: bool = True
 
@@ -80,24 +146,20 @@ class SandboxConfig:
         return dataclasses.asdict(self)
 
     def update(self, values: dict[str, Any]) -> list[str]:
-        """Apply known fields, coercing to the declared type; returns names that were unknown."""
+        """Apply known fields, checked against their declared type; returns names that were unknown.
+
+        A bad value raises ConfigError naming the field, and then nothing is applied: a half-applied
+        change would leave the sandbox in a state nobody asked for."""
         fields = {f.name: f for f in dataclasses.fields(self)}
         unknown = []
+        checked: dict[str, Any] = {}
         for key, value in values.items():
             if key not in fields:
                 unknown.append(key)
                 continue
-            current = getattr(self, key)
-            if value is None or current is None:
-                setattr(self, key, value)
-            elif isinstance(current, bool):
-                setattr(self, key, bool(value))
-            elif isinstance(current, int):
-                setattr(self, key, int(value))
-            elif isinstance(current, float):
-                setattr(self, key, float(value))
-            else:
-                setattr(self, key, value)
+            checked[key] = _checked(key, getattr(self, key), value)
+        for key, value in checked.items():
+            setattr(self, key, value)
         return unknown
 
     def scaled(self, seconds: float) -> float:

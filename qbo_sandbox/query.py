@@ -13,7 +13,7 @@ from typing import Any
 
 from qbo_sandbox import clock, errors
 from qbo_sandbox.config import SandboxConfig
-from qbo_sandbox.entities import SPECS, EntitySpec
+from qbo_sandbox.entities import SPECS, TRANSACTION, EntitySpec
 
 _TOKEN = re.compile(
     r"""
@@ -50,6 +50,7 @@ _KEYWORDS = {
     "is",
     "null",
 }
+_INT_MAX = 2**31 - 1
 _KIND_NAMES = {
     "string": "<STRING_LITERAL>",
     "number": "<INTEGER>",
@@ -84,6 +85,10 @@ class Query:
     order: list[tuple[list[str], bool]] = field(default_factory=list)
     start: int = 1
     max_results: int | None = None
+    # Properties named in the select list besides `*` (validated, and they switch on properties QBO
+    # returns only when asked for, such as Item.Sku); `star` is whether `*` was in the list.
+    fields: list[str] = field(default_factory=list)
+    star: bool = True
 
 
 def _tokenize(text: str) -> list[Token]:
@@ -169,22 +174,52 @@ class _Parser:
         self.i -= 1
         raise self.fail(["<INTEGER>"])
 
-    def parse(self) -> Query:
-        self.expect_kw("select")
-        count = False
+    def paging_number(self, keyword: str) -> int:
+        """STARTPOSITION / MAXRESULTS: a whole number from 1 to QBO's 32-bit integer maximum.
+
+        QBO's parser is Java: numbers past 2^31-1 cannot be an int there, and 0 or negative
+        positions and page sizes mean nothing (STARTPOSITION is 1-based, QRY). Python would take
+        them all silently, so they are refused here as QBO-shaped 4001 faults naming the keyword."""
         tok = self.peek()
-        if tok.kind == "punct" and tok.text == "*":
-            self.i += 1
-        elif tok.kw == "count":
+        number = self.integer()
+        if number < 1 or number > _INT_MAX:
+            raise errors.query_invalid(
+                f"{keyword} must be a whole number from 1 to {_INT_MAX}, not {tok.text}"
+            )
+        return number
+
+    def select_list(self, query: Query) -> None:
+        """`*`, `count(*)`, or properties (`Id, DisplayName`) mixed with `*` (`*, Sku`)."""
+        tok = self.peek()
+        if tok.kw == "count":
             self.i += 1
             self.expect_punct("(")
             self.expect_punct("*")
             self.expect_punct(")")
-            count = True
-        else:
-            raise self.fail(['"*"', '"count"'])
+            query.count = True
+            return
+        query.star = False
+        while True:
+            tok = self.peek()
+            if tok.kind == "punct" and tok.text == "*":
+                self.i += 1
+                query.star = True
+            elif tok.kind == "ident" and not tok.kw:
+                self.i += 1
+                query.fields.append(tok.text)
+            else:
+                raise self.fail(['"*"', '"count"', "<IDENTIFIER>"])
+            tok = self.peek()
+            if not (tok.kind == "punct" and tok.text == ","):
+                return
+            self.i += 1
+
+    def parse(self) -> Query:
+        self.expect_kw("select")
+        query = Query("")
+        self.select_list(query)
         self.expect_kw("from")
-        query = Query(self.ident(), count=count)
+        query.entity = self.ident()
         if self.peek().kw == "where":
             self.i += 1
             query.conditions.append(self.condition())
@@ -205,12 +240,15 @@ class _Parser:
                     self.i += 1
                     continue
                 break
-        if self.peek().kw == "startposition":
-            self.i += 1
-            query.start = self.integer()
-        if self.peek().kw == "maxresults":
-            self.i += 1
-            query.max_results = self.integer()
+        # QRY lists STARTPOSITION before MAXRESULTS; client libraries write both orders, so both parse.
+        seen: set[str] = set()
+        while self.peek().kw in ("startposition", "maxresults") and self.peek().kw not in seen:
+            keyword = self.take().kw
+            seen.add(keyword)
+            if keyword == "startposition":
+                query.start = self.paging_number("STARTPOSITION")
+            else:
+                query.max_results = self.paging_number("MAXRESULTS")
         if self.peek().kind != "eof":
             raise self.fail(['"and"', '"orderby"', '"startposition"', '"maxresults"', "<EOF>"])
         return query
@@ -233,16 +271,90 @@ class _Parser:
             return Condition(path, "in", values)
         if tok.kw == "like":
             self.i += 1
-            value = self.value()
-            if not isinstance(value, str):
+            tok = self.peek()
+            if tok.kind != "string":
+                self.value()  # a parse error for anything that is no literal at all
                 raise errors.query_invalid("LIKE requires a string value")
-            pattern = "".join(".*" if ch == "%" else re.escape(ch) for ch in value)
-            return Condition(path, "like", [re.compile(f"^{pattern}$", re.IGNORECASE | re.DOTALL)])
+            self.i += 1
+            return Condition(path, "like", [LikePattern(tok.text[1:-1])])
         raise self.fail(['"="', '"<"', '">"', '"<="', '">="', '"!="', '"in"', '"like"'])
 
 
 def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
+
+
+class LikePattern:
+    r"""A LIKE pattern matched in linear time, case-insensitively.
+
+    QBO's only wildcard is `%` (QRY); `_` is an ordinary character. A regex `^a.*b.*c$` backtracks
+    polynomially in the number of `%` on a near miss (`C%C%C%C%CX` against a long name took
+    seconds and, the server being single-threaded, blocked every other realm), so the pattern is
+    split at `%` into literal pieces: the first must be a prefix, the last a suffix and the
+    middle ones are found left to right, each at its leftmost place after the previous one.
+    Leftmost placement is always safe for a `%`-only pattern, so there is nothing to backtrack.
+    Each piece is still a (literal, case-insensitive) regex so the scanning runs in C.
+    `\%` is a literal percent sign (the same backslash escape as `'`; whether QBO honours it is
+    unverified), which lets clients search for names containing `%`."""
+
+    __slots__ = ("first", "last", "last_length", "middle", "single", "source", "test")
+
+    def __init__(self, raw: str) -> None:
+        self.source = raw
+        pieces: list[str] = []
+        current: list[str] = []
+        i = 0
+        while i < len(raw):
+            ch = raw[i]
+            if ch == "\\" and i + 1 < len(raw):
+                current.append(raw[i + 1])
+                i += 2
+                continue
+            if ch == "%":
+                pieces.append("".join(current))
+                current = []
+            else:
+                current.append(ch)
+            i += 1
+        pieces.append("".join(current))
+        flags = re.IGNORECASE | re.DOTALL
+        compiled = [re.compile(re.escape(p), flags) for p in pieces]
+        self.single = compiled[0] if len(pieces) == 1 else None
+        self.first = compiled[0] if pieces[0] else None
+        self.last = compiled[-1] if len(pieces) > 1 and pieces[-1] else None
+        self.last_length = len(pieces[-1])
+        self.middle = [c for p, c in zip(pieces[1:-1], compiled[1:-1], strict=True) if p]
+        # `test(text)` is truthy on a match. The shapes clients send most (exact, 'x%', '%x%') go
+        # straight to one C-level regex call per row; the rest take the piecewise walk.
+        self.test: Callable[[str], object] = self.match
+        if self.single is not None:
+            self.test = self.single.fullmatch
+        elif self.last is None and not self.middle and self.first is not None:
+            self.test = self.first.match
+        elif self.last is None and self.first is None and len(self.middle) == 1:
+            self.test = self.middle[0].search
+
+    def match(self, text: str) -> bool:
+        if self.single is not None:
+            return self.single.fullmatch(text) is not None
+        pos = 0
+        end = len(text)
+        if self.last is not None:
+            # A case-insensitive literal match is as long as the literal, so the suffix starts here.
+            end -= self.last_length
+            if end < 0 or self.last.fullmatch(text, end) is None:
+                return False
+        if self.first is not None:
+            head = self.first.match(text, 0, end)
+            if head is None:
+                return False
+            pos = head.end()
+        for piece in self.middle:
+            found = piece.search(text, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
 
 
 def parse(text: str) -> Query:
@@ -364,7 +476,7 @@ class _Comparator:
     def matches(self, cond: Condition, obj: dict[str, Any]) -> bool:
         value = _lookup(obj, cond.path)
         if cond.op == "like":
-            return value is not None and bool(cond.values[0].match(str(value)))
+            return value is not None and bool(cond.values[0].test(str(value)))
         if cond.op in ("=", "in"):
             for literal in cond.values:
                 if literal == " ":
@@ -471,6 +583,60 @@ NOT_FILTERABLE: dict[str, set[str]] = {"Purchase": {"departmentref", "accountref
 
 NameLookup = Callable[[str, str], "list[dict[str, Any]] | None"]
 
+# Properties every entity has, and those of every transaction, whether or not an object carries them.
+_COMMON_PROPERTIES = {"id", "synctoken", "metadata", "domain", "sparse"}
+_TXN_PROPERTIES = {
+    "txndate",
+    "docnumber",
+    "totalamt",
+    "balance",
+    "customerref",
+    "vendorref",
+    "duedate",
+    "privatenote",
+    "currencyref",
+    "exchangerate",
+    "departmentref",
+    "linkedtxn",
+    "txnstatus",
+    "line",
+}
+# Properties QBO leaves out of query results unless the select list names them (`SELECT *, Sku
+# FROM Item`), as reported by client authors (issue 15); keyed by entity, lower-case.
+ON_REQUEST: dict[str, set[str]] = {"Item": {"sku"}}
+
+
+def _known_property(spec: EntitySpec, name: str, table: dict[str, dict[str, Any]]) -> bool:
+    """Whether `name` (the first segment of a property path) is a property of the entity.
+
+    The entity specs list the properties the sandbox has rules for; any property some stored object
+    carries counts too, so a client can sort on whatever QBO gave it. Anything else is a typo (or a
+    property of another entity) that QBO refuses rather than silently sorting on nothing."""
+    low = name.lower()
+    if low in _COMMON_PROPERTIES or low in ON_REQUEST.get(spec.name, ()):
+        return True
+    if spec.has_active and low == "active":
+        return True
+    if spec.kind == TRANSACTION and low in _TXN_PROPERTIES:
+        return True
+    if spec.name_field and low in (spec.name_field.lower(), "fullyqualifiedname"):
+        return True
+    for rule_paths in (spec.max_lengths, spec.refs, dict.fromkeys(spec.required)):
+        for path in rule_paths:
+            if path.split(".")[0].split("[")[0].lower() == low:
+                return True
+    return any(name in obj or any(key.lower() == low for key in obj) for obj in table.values())
+
+
+def _check_properties(query: Query, spec: EntitySpec, table: dict[str, dict[str, Any]]) -> None:
+    for name in query.fields:
+        if not _known_property(spec, name.split(".")[0], table):
+            raise errors.query_invalid(f"property '{name}' is not a property of {spec.name}")
+    for path, _ in query.order:
+        if not _known_property(spec, path[0], table):
+            shown = ".".join(path)
+            raise errors.query_invalid(f"ORDERBY property '{shown}' is not a property of {spec.name}")
+
 
 def execute(
     query: Query,
@@ -488,6 +654,8 @@ def execute(
         head = cond.path[0].lower()
         if head == "line" or head in blocked:
             raise errors.query_invalid(f"property '{'.'.join(cond.path)}' is not queryable")
+    if query.fields or query.order:
+        _check_properties(query, spec, tables.get(spec.name, {}))
     cmp = _Comparator(config.query_case_insensitive)
     conditions = list(query.conditions)
     mentions_active = any(c.path[-1].lower() == "active" and len(c.path) == 1 for c in conditions)
@@ -562,6 +730,16 @@ def execute(
     page = rows[start - 1 : start - 1 + limit]
     if not page:
         return {}
+    hidden = ON_REQUEST.get(spec.name)
+    if hidden:
+        hidden = hidden - {f.lower() for f in query.fields}
+        if hidden:
+            page = [
+                {k: v for k, v in o.items() if k.lower() not in hidden}
+                if any(k.lower() in hidden for k in o)
+                else o
+                for o in page
+            ]
     return {spec.name: page, "startPosition": start, "maxResults": len(page)}
 
 

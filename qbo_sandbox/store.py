@@ -1395,3 +1395,7 @@ _BUILDERS: dict[str, Builder] = {
     "Payment": _build_payment,
     "Purchase": _build_purchase,
 }
+
+# Entities client libraries use beyond the app's own (issue 15): their specs and builders live in
+# more_entities, which registers them here; imported last because it builds on this module.
+from qbo_sandbox import more_entities  # noqa: E402,F401

@@ -26,10 +26,16 @@ from qbo_sandbox.state import Sandbox
 class SandboxServer:
     """uvicorn serving the sandbox on a free 127.0.0.1 port, in a background thread."""
 
-    def __init__(self, config: SandboxConfig | None = None, state_file: str | None = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        state_file: str | None = None,
+        control_token: str | None = None,
+    ) -> None:
         self.config = config or SandboxConfig()
         self.state_file = state_file
-        self.app = create_app(self.config, state_file)
+        self.control_token = control_token
+        self.app = create_app(self.config, state_file, control_token=control_token)
         # Direct access for assertions in tests; mutate only through HTTP (the server thread owns it).
         self.sandbox: Sandbox = self.app.state.sandbox
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -57,7 +63,8 @@ class SandboxServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("qbo_sandbox did not start")
             time.sleep(0.01)
-        self._client = httpx.Client(base_url=self.url, timeout=30)
+        headers = {"Authorization": f"Bearer {self.control_token}"} if self.control_token else {}
+        self._client = httpx.Client(base_url=self.url, timeout=30, headers=headers)
         return self
 
     def stop(self) -> None:

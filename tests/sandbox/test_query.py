@@ -148,7 +148,8 @@ def test_post_form_with_application_text(people: Api) -> None:
         ("", "QueryParserError: The query provided was empty"),
         ("select * from Customer where DisplayName = 'a' OR DisplayName = 'b'", 'Encountered " <OR> "OR ""'),
         ("select * from Customer where DisplayName = 'Adam's'", "QueryParserError: Encountered"),
-        ("select DisplayName from Customer", "QueryParserError: Encountered"),
+        ("select DisplayName, from Customer", "QueryParserError: Encountered"),
+        ("select from Customer", "QueryParserError: Encountered"),
         ("select * from Customer where DisplayName = 'open", "Lexical error"),
     ],
 )
