@@ -156,10 +156,10 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 # A lockout ends on its own (a bookkeeper who mistyped can try again later; an attacker gets
 # five guesses per quarter hour) and an admin can lift it early (`manage.py axes_reset`).
-AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 # Either limit locks: one account guessed from many addresses, or many accounts from one.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_CALLABLE = "practice.firms.throttling.login_username"
@@ -169,7 +169,7 @@ AXES_LOCKOUT_CALLABLE = "practice.firms.throttling.locked_out_response"
 AXES_DISABLE_ACCESS_LOG = True
 # How many reverse proxies in front of gunicorn append to X-Forwarded-For (0: none, the
 # peer address is the client). Wrong here means every user shares the proxy's address.
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
