@@ -342,11 +342,11 @@ class QBOClient:
             self.heartbeat()
 
     def _sleep(self, seconds: float) -> None:
-        """Sleep `seconds`, calling the heartbeat every few seconds so a long wait keeps the
-        caller's lease."""
+        """Sleep `seconds`, calling the heartbeat every second so a long wait keeps the caller's
+        lease (the heartbeat itself decides how often to write)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            time.sleep(min(left, 5.0))
+            time.sleep(min(left, 1.0))
             self._beat()
 
     def _access_token(self) -> tuple[str, int]:
