@@ -484,3 +484,142 @@ def test_a_paused_realm_is_probed_on_schedule_by_the_sweep(
     RealmSyncState.objects.filter(connection=conn).update(retry_run_at=None)
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.sweep_now() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Item 4: a real worker process killed with SIGKILL in the middle of a batch
+
+
+def _shared_rows(shared, sql: str) -> list[tuple]:
+    """Rows of the database the worker subprocesses use (a file copy on SQLite)."""
+    import sqlite3
+
+    from django.db import connection as db
+
+    if shared.sqlite_path is not None:
+        with sqlite3.connect(shared.sqlite_path, timeout=20) as file_db:
+            return list(file_db.execute(sql).fetchall())
+    with db.cursor() as cursor:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_batch_is_resumed_by_the_next_one_without_duplicates(
+    firm, realm_id, sandbox, tmp_path
+):
+    """SIGKILL, not an exception: the dying runner's `finally` never runs, so its lease stays
+    taken and its batch in flight while QBO commits it. The next worker resumes the realm when
+    the lease expires, replays the batch with the same requestid, and every account ends up
+    linked to exactly one customer."""
+    import collections
+    import os
+    import signal
+    import subprocess
+
+    from django.conf import settings as django_settings
+
+    from tests.common.shared_db import MANAGE, SharedDatabase
+    from tests.quickbooks.conftest import TEST_CLIENT_ID, TEST_CLIENT_SECRET, connect_firm
+
+    lease = 4.0
+    conn = set_up(connect_firm(firm, realm_id, sandbox))
+    names = [f"Killed Worker Client {i:02d}" for i in range(40)]  # two batches: 30 + 10
+    accounts(firm, *names)
+    assert DBTaskResult.objects.filter(task_path=SYNC_TASK, status="READY").count() == 1  # on commit
+    shared = SharedDatabase(tmp_path)
+    shared.env.update(
+        DJANGO_SETTINGS_MODULE="tests.quickbooks.worker_settings",
+        QBO_ENVIRONMENT="sandbox-local",
+        QBO_SANDBOX_URL=sandbox.url,
+        QBO_CLIENT_ID=TEST_CLIENT_ID,
+        QBO_CLIENT_SECRET=TEST_CLIENT_SECRET,
+        QBO_LEASE_SECONDS=str(lease),
+        QBO_RETRY_BASE_SECONDS="0.5",
+        QBO_RETRY_MAX_SECONDS="2",
+        QBO_HTTP_TIMEOUT_SECONDS="10",
+        LOG_LEVEL="WARNING",
+    )
+    shared.publish()
+    sandbox.set_config(latency_seconds=1.0)  # every call takes a second: time to kill mid-batch
+    command = [*MANAGE, "run_worker", "--no-startup-delay", "--interval", "0.1", "--reap-every", "0"]
+
+    def start_worker() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*command, "--sweep-every", "1"],
+            env=shared.env,
+            cwd=django_settings.BASE_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    in_flight_sql = "SELECT batch_request_id FROM quickbooks_synclink WHERE batch_request_id <> ''"
+    worker = start_worker()
+    try:
+        deadline = time.monotonic() + 60
+        while not _shared_rows(shared, in_flight_sql):
+            assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+            assert time.monotonic() < deadline, "the worker never sent a batch"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the batch is on the wire, inside QBO's second
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=5)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    killed_at = time.monotonic()
+    (rid,) = {row[0] for row in _shared_rows(shared, in_flight_sql)}
+    ((lease_owner,),) = _shared_rows(shared, "SELECT lease_owner FROM quickbooks_connection")
+    assert lease_owner  # a real crash releases nothing
+
+    # QBO finishes the batch the dead worker sent: committed, but nobody heard the answer.
+    deadline = time.monotonic() + 10
+    while not [r for r in sandbox.requests(realm_id) if r["operation"] == "batch" and r["status"] == 200]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sandbox.set_config(latency_seconds=0.0)
+
+    worker = start_worker()
+    try:
+        deadline = time.monotonic() + 60
+        open_sql = "SELECT COUNT(*) FROM quickbooks_synclink WHERE status <> 'synced'"
+        while (
+            _shared_rows(shared, open_sql)[0][0]
+            or len(_shared_rows(shared, "SELECT id FROM quickbooks_synclink")) < 40
+        ):
+            assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+            assert time.monotonic() < deadline, "the realm was not resumed"
+            time.sleep(0.1)
+        resumed_after = time.monotonic() - killed_at
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    # Resumed once the dead runner's lease ran out (plus the worker's start), not minutes later.
+    assert resumed_after < lease + 20, resumed_after
+
+    customers = [
+        c["DisplayName"]
+        for c in QBOClient(conn).query_all("Customer", "Active IN (true, false)")
+        if c["DisplayName"].startswith("Killed Worker Client")
+    ]
+    assert collections.Counter(customers) == collections.Counter(names)  # each exactly once
+    linked = _shared_rows(
+        shared, "SELECT COUNT(DISTINCT qbo_id) FROM quickbooks_synclink WHERE status = 'synced'"
+    )
+    assert linked == [(40,)]
+    # The killed batch was replayed with its requestid, and QBO answered with the original.
+    replayed = _shared_rows(
+        shared,
+        f"SELECT COUNT(*) FROM quickbooks_syncattempt WHERE outcome = 'success' AND request_id = '{rid}'",
+    )
+    assert replayed == [(30,)]
+    assert [r for r in sandbox.requests(realm_id) if r["requestid"] == rid and r["replayed"]]
+    ((owner_after,),) = _shared_rows(shared, "SELECT lease_owner FROM quickbooks_connection")
+    assert owner_after == ""
