@@ -586,6 +586,15 @@ def _store_tokens(connection: Connection, token_set: TokenSet) -> None:
     connection._write_credentials = True  # see Connection.save
 
 
+def _clear_pause(connection: Connection) -> None:
+    """Another company: whatever paused the old one says nothing about it."""
+    Connection.objects.filter(pk=connection.pk).update(
+        paused_code="", paused_message="", paused_at=None, pause_retry_at=None, pause_attempts=0
+    )
+    connection.paused_code = ""
+    connection.pause_retry_at = None
+
+
 def _reset_setup(connection: Connection) -> None:
     """A different company has different accounts: the account choices must be made again."""
     connection.setup_completed_at = None
@@ -624,6 +633,14 @@ def connection_connect(
             connection, user=user, realm_id=realm_id, company_name=company_name, token_set=token_set, env=env
         )
         connection.save()
+        if different:
+            _clear_pause(connection)
+        else:
+            # A paused connection (sync/engine.py `pause`) is probed on the next run, not at its
+            # back-off: reconnecting is often what the owner did about it.
+            Connection.objects.filter(pk=connection.pk).exclude(paused_code="").update(
+                pause_retry_at=timezone.now()
+            )
     log.info("qbo.connection.connected connection=%s firm=%s realm=%s", connection.pk, firm.pk, realm_id)
     return connection, False
 
@@ -682,6 +699,7 @@ def connection_start_over(*, connection: Connection, user: AbstractBaseUser) -> 
             env=environment(),
         )
         connection.save()
+        _clear_pause(connection)
     _revoke_quietly(old_refresh, env)
     log.info("qbo.connection.started_over connection=%s realm=%s", connection.pk, connection.realm_id)
     return connection
