@@ -298,7 +298,16 @@ def test_the_lease_is_renewed_through_a_long_throttle_wait(firm, realm_id, sandb
     accounts(firm, "Patient Co")
     sandbox.inject_fault(realm_id, "429", count=1, operation="query")
     results: list[engine.RunResult] = []
-    runner = threading.Thread(target=lambda: results.append(engine.run_realm(conn.pk, owner="patient")))
+
+    def patient_runner() -> None:
+        from django.db import connection as db_connection
+
+        try:
+            results.append(engine.run_realm(conn.pk, owner="patient"))
+        finally:
+            db_connection.close()
+
+    runner = threading.Thread(target=patient_runner)
     runner.start()
     try:
         time.sleep(2.5)  # well past the lease length, inside the 3 s wait
