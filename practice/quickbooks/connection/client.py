@@ -129,7 +129,9 @@ class BatchResult:
 
     bid: str
     entity: dict[str, Any] | None
-    error: RecordRejected | Retriable | None
+    # CompanyUnavailable: QBO refused this item for the company's or the app's sake (6190,
+    # 3100/3200); nothing of it was written, and the caller pauses rather than blame the record.
+    error: RecordRejected | Retriable | CompanyUnavailable | None
     query_response: dict[str, Any] | None = None
 
     @property
@@ -311,10 +313,12 @@ class QBOClient:
         fault = answer.get("Fault") or answer.get("fault")
         if isinstance(fault, dict):
             err = error_from_fault(fault)
-            if isinstance(err, ReauthRequired | CompanyUnavailable):
-                # About the connection or the company, not this item: nothing in the batch can
-                # go through, so the whole batch waits (in flight, same requestid).
+            if isinstance(err, ReauthRequired):
                 raise err
+            if isinstance(err, CompanyUnavailable):
+                # Returned, not raised: the batch's other items may have been written, and their
+                # answers must be recorded (a batch is not a transaction, qbo-api.md §4).
+                return BatchResult(op.bid, None, err)
             if not isinstance(err, RecordRejected | Retriable):
                 err = RecordRejected(err.message, code=err.code)
             return BatchResult(op.bid, None, err)

@@ -508,6 +508,9 @@ class ItemOutcome:
     decision: Rejection | None = None
     retry: Retriable | None = None
     new_request: bool = False
+    # QBO refused the item for the company's or the app's sake: not written, the record is not
+    # at fault; it waits for the pause to clear (see `pause`).
+    paused: CompanyUnavailable | None = None
 
 
 def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str, ops: list[Op]) -> None:
@@ -548,6 +551,8 @@ def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str
                 outcomes.append(ItemOutcome(op, kind, op.request_id, retry=result.error, new_request=True))
             elif isinstance(result.error, RecordRejected):
                 outcomes.append(ItemOutcome(op, kind, batch_rid, rejected=result.error))
+            elif isinstance(result.error, CompanyUnavailable):
+                outcomes.append(ItemOutcome(op, kind, batch_rid, paused=result.error))
             else:
                 outcomes.append(ItemOutcome(op, kind, batch_rid, retry=Retriable("unexpected batch answer")))
     for outcome in outcomes:
@@ -555,6 +560,9 @@ def _send(ctx: RunContext, kind_by_entity: dict[str, RecordKind], batch_rid: str
             # May read QBO: decided before the transaction that records the batch.
             outcome.decision = outcome.kind.on_rejected(ctx, outcome.op.link, outcome.rejected, outcome.op)
     _record_outcomes(ctx, outcomes)
+    paused = next((o.paused for o in outcomes if o.paused is not None), None)
+    if paused is not None:
+        raise paused  # the run pauses the connection; the neighbours' answers are recorded
 
 
 def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
@@ -590,6 +598,9 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     link, operation=operation, outcome=Outcome.SUCCESS, request_id=o.request_id
                 )
                 events.append(("ok", link, o))
+            elif o.paused is not None:
+                attempt = _apply_paused(link, o, operation)
+                events.append(("paused", link, o))
             elif o.rejected is not None:
                 attempt = _apply_rejection(ctx, link, o, operation)
                 events.append(
@@ -616,6 +627,8 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
             )
         elif what == "linked_after_fault":
             ctx.count(f"{o.kind.name}.linked_after_fault")
+        elif what == "paused":
+            ctx.count(f"{o.kind.name}.paused")
         elif what == "rejected":
             ctx.count(f"{o.kind.name}.rejected")
             logger.warning(
@@ -636,6 +649,30 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
             "qbo.push.retry",
             extra={"realm": ctx.connection.realm_id, "items": retries, "error": "; ".join(errors)},
         )
+
+
+def _apply_paused(link: SyncLink, o: ItemOutcome, operation: str) -> SyncAttempt:
+    """QBO refused the item for the company's sake, so it was not written: out of flight (the
+    cached batch answer would repeat the refusal), Syncing, planned afresh once the pause
+    clears. Its attempts are not counted: the record is not at fault."""
+    err = o.paused
+    assert err is not None
+    link.batch_request_id = ""
+    link.batch_bid = ""
+    link.pending_body = None
+    link.sent_at = None
+    link.next_retry_at = None
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.SYNCING
+    return attempt_row(
+        link,
+        operation=operation,
+        outcome=Outcome.RETRY,
+        request_id=o.request_id,
+        fault_code=err.code,
+        fault_detail=str(err),
+        message="Waiting until QuickBooks accepts the company again",
+    )
 
 
 def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation: str) -> SyncAttempt:
