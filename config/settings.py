@@ -7,6 +7,7 @@ deployment changes comes from the environment; see README "Configuration".
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
+    "csp",
     "django_tasks",
     "django_tasks_db",
     "practice.common",
@@ -56,6 +59,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside SecurityHeadersMiddleware, which adds the per-deployment form-action source.
+    "csp.middleware.CSPMiddleware",
     # Static files straight from gunicorn (make demo has no separate web server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +73,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "practice.common.middleware.SecurityHeadersMiddleware",
+    # django-axes wants to be last: it turns a lockout raised during authenticate() into the
+    # lockout page, for our sign-in and for /admin/login/ alike.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -100,9 +108,16 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes; the busy timeout absorbs the
-    # short write locks the task queue takes (stack-notes §2).
+    # short write locks the task queue takes (stack-notes §2). IMMEDIATE takes the write lock
+    # when a transaction begins: a deferred one that read first cannot wait for the lock when it
+    # later writes (SQLite answers "database is locked" at once, the busy timeout unused), which
+    # six people saving invoices at the same moment hit (issue 12).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 # Lets concurrent test runs on one PostgreSQL server keep their own test database.
 if os.environ.get("TEST_DB_NAME"):
@@ -113,6 +128,28 @@ AUTH_USER_MODEL = "firms.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling (issue 12, Intuit's review): django-axes counts failed sign-ins per account
+# and per address, on every form that calls authenticate() with the request (ours and the
+# admin's). Its backend must come first so a locked-out attempt never reaches the password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+# A lockout ends on its own (a bookkeeper who mistyped can try again later; an attacker gets
+# five guesses per quarter hour) and an admin can lift it early (`manage.py axes_reset`).
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+# Either limit locks: one account guessed from many addresses, or many accounts from one.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "practice.firms.throttling.login_username"
+AXES_CLIENT_IP_CALLABLE = "practice.firms.throttling.client_ip"
+AXES_LOCKOUT_CALLABLE = "practice.firms.throttling.locked_out_response"
+# Successful sign-ins are not recorded (no table of who signed in from where to protect).
+AXES_DISABLE_ACCESS_LOG = True
+# How many reverse proxies in front of gunicorn append to X-Forwarded-For (0: none, the
+# peer address is the client). Wrong here means every user shares the proxy's address.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -155,6 +192,32 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (issue 12), through django-csp: no inline script or style at all
+# (behaviour in static/app.js, styles in static/css; htmx told not to eval or inject styles),
+# so an injected <script> or on*= attribute does not run even if escaping ever failed.
+# form-action also allows QuickBooks' sign-in page, added per response by
+# practice.common.middleware (the Connect form is redirected there, and Chrome applies
+# form-action to that redirect).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+# Browser features the app never uses, off for it and anything embedded (Permissions-Policy).
+PERMISSIONS_POLICY = (
+    "accelerometer=(), autoplay=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+    "magnetometer=(), microphone=(), midi=(), payment=(), publickey-credentials-get=(), "
+    "screen-wake-lock=(), serial=(), usb=(), xr-spatial-tracking=()"
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import clock, errors, query
+from qbo_sandbox import batch_faults, clock, errors, money, query
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
 from qbo_sandbox.oauth import WEBHOOK_FORMATS
@@ -39,7 +39,7 @@ CDC_UNSUPPORTED = {"JournalCode", "TaxAgency", "TimeActivity", "TaxCode", "TaxRa
 class Reply:
     """A finished API answer before it becomes an ASGI response (kept as bytes for requestid replay)."""
 
-    __slots__ = ("body", "content_type", "drop", "headers", "status")
+    __slots__ = ("body", "cache_body", "content_type", "drop", "headers", "status")
 
     def __init__(self, status: int, body: bytes, content_type: str = JSON_TYPE) -> None:
         self.status = status
@@ -47,6 +47,8 @@ class Reply:
         self.content_type = content_type
         self.headers: dict[str, str] = {}
         self.drop = False
+        # What a requestid replay answers when it differs from what this client saw (batch item faults).
+        self.cache_body: bytes | None = None
 
 
 def _json_reply(data: Any, status: int = 200) -> Reply:
@@ -388,13 +390,16 @@ class Api:
                     if isinstance(replay, dict) and "time" in replay:
                         replay["time"] = clock.envelope_stamp()
                         body_bytes = errors.dumps(replay)
+                if rid in rt.batch_pending:
+                    return self.resume_batch(realm, rt, rid, cached), True, 0
                 return Reply(cached[2], body_bytes, cached[4]), True, 0
         try:
             reply, items = self.dispatch(realm, rt, ctx, body)
         except errors.QBOError as err:
             reply = _fault_reply(err)
         if ctx.method == "POST" and rid is not None and reply.status < 500 and reply.status != 429:
-            rt.requestids[rid] = (time.time(), fingerprint, reply.status, reply.body, reply.content_type)
+            stored = reply.cache_body if reply.cache_body is not None else reply.body
+            rt.requestids[rid] = (time.time(), fingerprint, reply.status, stored, reply.content_type)
             self._prune_requestids(rt)
         return reply, False, items
 
@@ -459,7 +464,11 @@ class Api:
         if not isinstance(body, dict):
             raise errors.bad_request("Request body must be a JSON object", "")
         rt.bump("writes")
-        result = self.write(realm, spec.name, op, body, ctx.options)
+        options = set(ctx.options)
+        if "allowduplicatedocnumber" in options:
+            # The URL spelling of the batch optionsData flag (issue 9 item 7).
+            options.add("allowduplicatedocnum")
+        result = self.write(realm, spec.name, op, body, options)
         return _json_reply({spec.name: result, "time": clock.envelope_stamp()}), 0
 
     def check_minor_version(self, ctx: Ctx) -> None:
@@ -540,16 +549,75 @@ class Api:
                 rt.bump("operations")
                 raise errors.too_long("bId", 10, len(bid))
             seen.add(bid)
-        out = []
         rt.bump("operations", len(items))
         rt.bump("batch_items", len(items))
-        realm.hidden = set() if cfg.batch_items_isolated else None
+        truth, shown, pending = self.run_batch_items(realm, rt, items, {})
+        reply = _json_reply({"BatchItemResponse": shown, "time": clock.envelope_stamp()})
+        if truth != shown:
+            reply.cache_body = errors.dumps({"BatchItemResponse": truth, "time": clock.envelope_stamp()})
+            if pending and ctx.requestid:
+                rt.batch_pending[ctx.requestid] = pending
+        return reply, len(items)
+
+    def run_batch_items(
+        self, realm: Realm, rt: RealmRuntime, items: list[dict[str, Any]], done: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """Run a batch's items, applying item faults (batch_faults.py).
+
+        Returns what QBO did (for the requestid cache), what the client is shown, and the items a
+        fault kept from running. Items whose bId is in `done` already ran (a requestid replay) and
+        keep their recorded answer."""
+        plan = self.sandbox.take_item_faults(
+            realm.realm_id, [it for it in items if str(it.get("bId")) not in done]
+        )
+        truth: list[dict[str, Any]] = []
+        shown: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {}
+        realm.hidden = set() if self.sandbox.config.batch_items_isolated else None
         try:
             for item in items:
-                out.append(self.batch_item(realm, rt, item))
+                bid = str(item["bId"])
+                if bid in done:
+                    truth.append(done[bid])
+                    shown.append(done[bid])
+                    continue
+                rule = plan.get(bid)
+                if rule is None:
+                    answer = self.batch_item(realm, rt, item)
+                elif rule.kind == "item_fault":
+                    answer = {"bId": bid, "Fault": batch_faults.validation_fault(rule)}
+                else:
+                    if rule.committed:
+                        truth.append(self.batch_item(realm, rt, item))
+                    else:
+                        pending[bid] = item
+                        truth.append({"bId": bid, batch_faults.PENDING: True})
+                    if rule.kind == "item_500":
+                        shown.append({"bId": bid, "Fault": batch_faults.system_fault()})
+                    continue
+                truth.append(answer)
+                shown.append(answer)
         finally:
             realm.hidden = None
-        return _json_reply({"BatchItemResponse": out, "time": clock.envelope_stamp()}), len(items)
+        return truth, shown, pending
+
+    def resume_batch(
+        self, realm: Realm, rt: RealmRuntime, rid: str, cached: tuple[float, str, int, bytes, str]
+    ) -> Reply:
+        """A requestid replay of a batch some of whose items never ran: run those now, exactly once."""
+        pending = rt.batch_pending.pop(rid)
+        recorded = json.loads(cached[3])["BatchItemResponse"]
+        done = {str(a["bId"]): a for a in recorded if not a.get(batch_faults.PENDING)}
+        items = [pending.get(str(a["bId"]), a) for a in recorded]
+        rt.bump("batch_items", len(pending))
+        truth, shown, still_pending = self.run_batch_items(realm, rt, items, done)
+        stamp = clock.envelope_stamp()
+        reply = _json_reply({"BatchItemResponse": shown, "time": stamp})
+        cache_body = errors.dumps({"BatchItemResponse": truth, "time": stamp})
+        rt.requestids[rid] = (cached[0], cached[1], cached[2], cache_body, cached[4])
+        if still_pending:
+            rt.batch_pending[rid] = still_pending
+        return reply
 
     def batch_item(self, realm: Realm, rt: RealmRuntime, item: dict[str, Any]) -> dict[str, Any]:
         bid = str(item["bId"])
@@ -753,6 +821,7 @@ class Control:
             Route(f"{p}/realms/{{realm}}/faults", self.add_fault, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/faults", self.list_faults, methods=["GET"]),
             Route(f"{p}/realms/{{realm}}/faults", self.clear_faults, methods=["DELETE"]),
+            Route(f"{p}/realms/{{realm}}/sales-tax", self.sales_tax, methods=["GET", "POST"]),
             Route(f"{p}/realms/{{realm}}/requests", self.requests, methods=["GET"]),
             Route(f"{p}/realms/{{realm}}/requests", self.clear_requests, methods=["DELETE"]),
             Route(f"{p}/realms/{{realm}}/counters", self.counters, methods=["GET"]),
@@ -828,9 +897,27 @@ class Control:
         data = await _body(request)
         try:
             rule = self.sb.add_fault(request.path_params["realm"], data)
+        except batch_faults.FaultSpecError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json(fault_dict(rule), 201)
+
+    async def sales_tax(self, request: Request) -> Response:
+        """A company's TaxPrefs; POST switches sales tax (QBO allows that only in its own UI)."""
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        if request.method == "GET":
+            prefs = realm.preferences().get("TaxPrefs")
+            return _json(prefs if isinstance(prefs, dict) else {})
+        data = await _body(request)
+        try:
+            prefs = money.configure_sales_tax(realm, data)
+        except money.SettingError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
+        self.sb.dirty = True
+        return _json(prefs)
 
     async def list_faults(self, request: Request) -> Response:
         if not self._realm(request):

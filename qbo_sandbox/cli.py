@@ -99,12 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument(
         "--kind",
         required=True,
-        help="429, 500, 500_json, 502, 503, 504, timeout, drop, fault_200, revoke, 401, 401_xml, 403",
+        help="429, 500, 500_json, 502, 503, 504, timeout, drop, fault_200, revoke, 401, 401_xml, 403; "
+        "one batch item: item_fault, item_500, item_unanswered (with --item or --bid)",
     )
     fault.add_argument("--count", type=int, default=1)
     for name in ("method", "path", "entity", "operation", "code"):
         fault.add_argument(f"--{name}", default=None)
     fault.add_argument("--seconds", type=float, default=None)
+    fault.add_argument("--item", type=int, default=None, help="batch item position, 1 = first")
+    fault.add_argument("--bid", default=None, help="batch item bId")
+    fault.add_argument(
+        "--committed",
+        action="store_true",
+        default=None,
+        help="item_500/item_unanswered: the write still happens, only its answer is lost",
+    )
+    fault.add_argument("--detail", default=None, help="item_fault: the Fault's Detail text")
     fault.add_argument("--url", default=url_default)
 
     counters = sub.add_parser("counters", help="a realm's request counters")
@@ -161,7 +171,20 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "fault":
         spec = {
             k: getattr(args, k)
-            for k in ("kind", "count", "method", "path", "entity", "operation", "code", "seconds")
+            for k in (
+                "kind",
+                "count",
+                "method",
+                "path",
+                "entity",
+                "operation",
+                "code",
+                "seconds",
+                "item",
+                "bid",
+                "committed",
+                "detail",
+            )
         }
         _print(
             _call(

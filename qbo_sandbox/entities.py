@@ -287,7 +287,8 @@ _add(
         "Payment",
         TRANSACTION,
         "txn",
-        max_lengths={"PrivateNote": 4000, "PaymentRefNum": 21},
+        # No cap on PaymentRefNum: REF-payment documents none (card-processor ids run past 21).
+        max_lengths={"PrivateNote": 4000},
         required=("TotalAmt", "CustomerRef"),
         refs={
             "CustomerRef": ("Customer",),

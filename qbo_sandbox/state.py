@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from qbo_sandbox import batch_faults
 from qbo_sandbox import seed as seeding
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.oauth import OAuthStore
@@ -35,7 +36,7 @@ FAULT_KINDS = {
     "401_xml",
     "403",
     "500_json",
-}
+} | batch_faults.ITEM_FAULT_KINDS
 FAULT_ALIASES = {"drop_after_commit": "drop", "revoke_token": "revoke", "throttle": "429"}
 
 
@@ -52,6 +53,11 @@ class FaultRule:
     operation: str | None = None
     seconds: float | None = None
     code: str | None = None
+    # Batch item faults only (batch_faults.py): which item, and whether its write still happens.
+    item: int | None = None
+    bid: str | None = None
+    committed: bool = False
+    detail: str | None = None
 
     def matches(self, method: str, path: str, entity: str | None, operation: str) -> bool:
         if self.count <= 0:
@@ -95,6 +101,8 @@ class RealmRuntime:
     counters: dict[str, int] = field(default_factory=dict)
     # requestid -> (stored at, fingerprint, status, body, content type)
     requestids: dict[str, tuple[float, str, int, bytes, str]] = field(default_factory=dict)
+    # batch requestid -> {bId: item request} of items an injected fault kept from running
+    batch_pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def bump(self, name: str, by: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + by
@@ -192,11 +200,17 @@ class Sandbox:
         kind = str(spec.get("kind", ""))
         kind = FAULT_ALIASES.get(kind, kind)
         if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+            raise batch_faults.FaultSpecError(
+                "kind", f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}"
+            )
+        count = spec.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int | str) or not str(count).isdigit():
+            raise batch_faults.FaultSpecError("count", "count must be a whole number of requests")
         rule = FaultRule(
             id=secrets.token_hex(6),
             kind=kind,
-            count=int(spec.get("count", 1)),
+            count=int(count),
+            **batch_faults.check_item_spec(kind, spec),
             method=spec.get("method"),
             path=spec.get("path"),
             entity=spec.get("entity"),
@@ -215,6 +229,8 @@ class Sandbox:
         if rt is None or not rt.faults:
             return None
         for rule in rt.faults:
+            if rule.kind in batch_faults.ITEM_FAULT_KINDS:
+                continue
             if (rule.kind == "drop") == post and rule.matches(method, path, entity, operation):
                 rule.count -= 1
                 if rule.count <= 0:
@@ -222,6 +238,26 @@ class Sandbox:
                 rt.bump("faults_injected")
                 return rule
         return None
+
+    def take_item_faults(self, realm_id: str, items: list[dict[str, Any]]) -> dict[str, FaultRule]:
+        """Consume the item rules that hit this batch: {bId: rule}, at most one rule per item.
+
+        A rule's `count` is the number of batch requests it affects."""
+        rt = self.runtime.get(realm_id)
+        if rt is None or not rt.faults:
+            return {}
+        hits: dict[str, FaultRule] = {}
+        for rule in list(rt.faults):
+            for position, item in enumerate(items, 1):
+                bid = str(item.get("bId", ""))
+                if bid not in hits and batch_faults.targets(rule, position, item):
+                    hits[bid] = rule
+                    rule.count -= 1
+                    if rule.count <= 0:
+                        rt.faults.remove(rule)
+                    rt.bump("faults_injected")
+                    break
+        return hits
 
     # ---------------------------------------------------------------- snapshots
 
@@ -238,6 +274,11 @@ class Sandbox:
                 }
                 for rid, rt in self.runtime.items()
                 if rid in self.realms
+            },
+            "batch_pending": {
+                rid: rt.batch_pending
+                for rid, rt in self.runtime.items()
+                if rid in self.realms and rt.batch_pending
             },
             "oauth": self.oauth.to_dict(),
         }
@@ -270,6 +311,9 @@ class Sandbox:
                     key: (float(v[0]), str(v[1]), int(v[2]), str(v[3]).encode(), str(v[4]))
                     for key, v in cache.items()
                 }
+        for rid, pending in data.get("batch_pending", {}).items():
+            if rid in self.realms:
+                self.rt(rid).batch_pending = dict(pending)
         if "oauth" in data:
             self.oauth.from_dict(data["oauth"])
 

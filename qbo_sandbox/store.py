@@ -10,9 +10,11 @@ import copy
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from qbo_sandbox import clock, errors
+from qbo_sandbox import money as money_rules
 from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.entities import (
     ACCOUNT_CLASSIFICATION,
@@ -38,7 +40,8 @@ _SKIP_COMPUTED = ("Id", "SyncToken", "MetaData", "domain", "sparse", "status")
 
 
 def money(value: float) -> float:
-    return round(float(value) + 0.0, 2)
+    """Half-up to the cent on the decimal value (round() works on the binary one: 2.675 -> 2.67)."""
+    return money_rules.to_json(Decimal(repr(float(value) + 0.0)))
 
 
 def _num(value: Any, element: str) -> float:
@@ -420,6 +423,11 @@ class Realm:
         if spec.kind == READ_ONLY:
             raise errors.unsupported(f"Update for {entity}")
         existing = self._existing_for_write(entity, body)
+        if spec.voidable and money_rules.is_voided(existing):
+            # Our choice: an update would otherwise recompute amounts and bring the form back to life.
+            raise errors.business(
+                f"This {entity} has been voided and can't be changed. Create a new one instead.",
+            )
         sparse = body.get("sparse") in (True, "true", "True")
         incoming = {k: copy.deepcopy(v) for k, v in body.items() if k not in _SKIP_COMPUTED}
         if sparse:
@@ -484,6 +492,8 @@ class Realm:
         if not spec.voidable:
             raise errors.unsupported(f"Void for {entity}")
         existing = self._existing_for_write(entity, body)
+        if money_rules.is_voided(existing):
+            return existing  # voiding again changes nothing (no second "Voided - " prefix)
         if entity == "Invoice" and any(self.applied.get((entity, existing["Id"]), {}).values()):
             raise errors.business("This invoice has payments applied. Remove them before voiding it.")
         obj = copy.deepcopy(existing)
@@ -502,6 +512,11 @@ class Realm:
                 obj[key] = 0
         if isinstance(obj.get("TxnTaxDetail"), dict):
             obj["TxnTaxDetail"] = {"TotalTax": 0}
+        if entity == "Payment":
+            # How QBO shows a voided payment: no lines, zero amounts (issue 9 item 3).
+            obj["Line"] = []
+        if "TotalAmt" not in obj:
+            obj["TotalAmt"] = 0
         note = obj.get("PrivateNote")
         obj["PrivateNote"] = f"Voided - {note}" if note else "Voided"
         _, stamp = self.stamp()
@@ -626,7 +641,8 @@ class Realm:
         bucket = self.applied.get(key, {})
         applied = money(sum(bucket.values()))
         obj = copy.deepcopy(old)
-        open_amount = money(float(obj.get("TotalAmt") or 0) - applied)
+        deposit = float(obj.get("Deposit") or 0) if entity == "Invoice" else 0.0
+        open_amount = money(float(obj.get("TotalAmt") or 0) - deposit - applied)
         if entity == "Invoice":
             obj["Balance"] = open_amount
         else:
@@ -858,6 +874,14 @@ def _build_item(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, 
         raise errors.invalid_enum("Type", item_type)
     if item_type in ("Service", "Inventory", "NonInventory") and not obj.get("IncomeAccountRef"):
         raise errors.required("IncomeAccountRef")
+    if obj.get("IncomeAccountRef"):
+        money_rules.require_account_type(
+            realm,
+            obj["IncomeAccountRef"],
+            money_rules.INCOME_ACCOUNT_TYPES,
+            "IncomeAccountRef",
+            "An item's income account",
+        )
     if item_type == "Inventory":
         for key in ("ExpenseAccountRef", "AssetAccountRef", "InvStartDate"):
             if not obj.get(key):
@@ -944,6 +968,14 @@ def _txn_date(obj: Obj) -> None:
     if obj.get("TxnDate") in (None, ""):
         obj["TxnDate"] = clock.today()
     _check_date(obj, "TxnDate")
+    value = obj["TxnDate"]
+    if len(value) > 10 and value[10] in "T ":
+        # TxnDate is an xsd:date; QBO keeps the day of a datetime sent in its place (issue 9 item 7).
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise errors.bad_request(f"Invalid date {value} for TxnDate", "TxnDate") from None
+        obj["TxnDate"] = value[:10]
 
 
 def _docnumber(realm: Realm, entity: str, obj: Obj, existing: Obj | None, options: set[str]) -> None:
@@ -964,14 +996,15 @@ def _docnumber(realm: Realm, entity: str, obj: Obj, existing: Obj | None, option
         raise errors.duplicate_docnumber(doc, entity, holder)
 
 
-def _sales_lines(realm: Realm, obj: Obj, existing: Obj | None) -> float:
+def _sales_lines(realm: Realm, obj: Obj, existing: Obj | None) -> tuple[Decimal, Decimal]:
+    """Number and total the lines; returns (subtotal, discount) in exact cents."""
     lines = obj.get("Line")
     if not isinstance(lines, list) or not lines:
         raise errors.required("Line")
     old_ids = {str(ln.get("Id")) for ln in (existing or {}).get("Line") or [] if ln.get("Id")}
     next_line = max((int(i) for i in old_ids if i.isdigit()), default=0)
     out: list[Obj] = []
-    subtotal = 0.0
+    subtotal = money_rules.ZERO
     discounts: list[Obj] = []
     for line in lines:
         if not isinstance(line, dict):
@@ -999,22 +1032,23 @@ def _sales_lines(realm: Realm, obj: Obj, existing: Obj | None) -> float:
             detail = line.get("SalesItemLineDetail")
             if not isinstance(detail, dict) or not detail:
                 raise errors.required("Line.SalesItemLineDetail")
-            if "Amount" not in line or line["Amount"] is None:
-                if detail.get("Qty") is not None and detail.get("UnitPrice") is not None:
-                    line["Amount"] = money(
-                        _num(detail["Qty"], "Qty") * _num(detail["UnitPrice"], "UnitPrice")
-                    )
-                else:
-                    raise errors.required("Line.Amount")
-            line["Amount"] = money(_num(line["Amount"], "Line.Amount"))
+            amount = money_rules.check_line_amount(line, detail)
+            line["Amount"] = money_rules.to_json(amount)
             if detail.get("ItemRef"):
-                subtotal += line["Amount"]
+                subtotal += amount
             _check_date(detail, "ServiceDate")
         elif detail_type == "GroupLineDetail":
             group = line.get("GroupLineDetail") or {}
-            amount = sum(float(g.get("Amount") or 0) for g in group.get("Line") or [])
-            line["Amount"] = money(amount)
-            subtotal += amount
+            group_total = sum(
+                (
+                    money_rules.dec(g.get("Amount") or 0, "Line.GroupLineDetail.Line.Amount")
+                    for g in group.get("Line") or []
+                    if isinstance(g, dict)
+                ),
+                money_rules.ZERO,
+            )
+            line["Amount"] = money_rules.to_json(group_total)
+            subtotal += money_rules.cents(group_total)
         elif detail_type == "DiscountLineDetail":
             discounts.append(line)
             continue
@@ -1023,20 +1057,26 @@ def _sales_lines(realm: Realm, obj: Obj, existing: Obj | None) -> float:
         out.append(line)
     for i, line in enumerate(out, 1):
         line["LineNum"] = i
-    subtotal = money(subtotal)
-    out.append({"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}})
-    discount_total = 0.0
+    out.append(
+        {
+            "Amount": money_rules.to_json(subtotal),
+            "DetailType": "SubTotalLineDetail",
+            "SubTotalLineDetail": {},
+        }
+    )
+    discount_total = money_rules.ZERO
     for line in discounts:
         detail = line.get("DiscountLineDetail") or {}
         if detail.get("PercentBased"):
-            amount = money(subtotal * _num(detail.get("DiscountPercent", 0), "DiscountPercent") / 100)
+            percent = money_rules.dec(detail.get("DiscountPercent", 0), "DiscountPercent")
+            discount = money_rules.cents(subtotal * percent / 100)
         else:
-            amount = money(_num(line.get("Amount", 0), "Line.Amount"))
-        line["Amount"] = amount
-        discount_total += amount
+            discount = money_rules.cents(money_rules.dec(line.get("Amount", 0), "Line.Amount"))
+        line["Amount"] = money_rules.to_json(discount)
+        discount_total += discount
         out.append(line)
     obj["Line"] = out
-    return money(subtotal - discount_total)
+    return subtotal, discount_total
 
 
 def _tax_total(realm: Realm, obj: Obj) -> float:
@@ -1081,8 +1121,10 @@ def _sales_common(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None
         raise errors.bad_request("LinkedTxn must be a list of objects", "LinkedTxn")
     _txn_date(obj)
     _docnumber(realm, spec.name, obj, existing, options)
-    total = _sales_lines(realm, obj, existing) + _tax_total(realm, obj)
-    obj["TotalAmt"] = money(total)
+    subtotal, discount = _sales_lines(realm, obj, existing)
+    tax = money_rules.sales_tax(realm, obj, existing, subtotal, discount)
+    total = money_rules.to_json(subtotal - discount + tax)
+    obj["TotalAmt"] = total
     obj.setdefault("CurrencyRef", dict(USD))
     obj.setdefault("CustomField", [])
     obj.setdefault("ApplyTaxAfterDiscount", False)
@@ -1096,17 +1138,33 @@ def _sales_common(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None
 def _build_invoice(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None, options: set[str]) -> None:
     _sales_common(realm, spec, obj, existing, options)
     _due_date(realm, obj)
-    applied = sum(realm.applied.get(("Invoice", obj["Id"]), {}).values())
-    if applied > obj["TotalAmt"] + 0.005:
+    bucket_now = realm.applied.get(("Invoice", obj["Id"]), {})
+    applied = sum(bucket_now.values())
+    if existing is not None and any(bucket_now.values()):
+        old_customer = str((existing.get("CustomerRef") or {}).get("value"))
+        if str((obj.get("CustomerRef") or {}).get("value")) != old_customer:
+            # The state a payment of another customer would create, refused as on payment create.
+            raise errors.business(
+                "You can't change the customer of an invoice that has payments applied. Remove the "
+                "payments first.",
+                "CustomerRef",
+            )
+    deposit = money_rules.cents(money_rules.dec(obj.get("Deposit") or 0, "Deposit"))
+    if deposit < 0:
+        raise errors.business("The deposit cannot be negative.", "Deposit")
+    if deposit > money_rules.dec(obj["TotalAmt"], "TotalAmt"):
+        raise errors.business("The deposit cannot be more than the invoice total.", "Deposit")
+    obj["Deposit"] = money_rules.to_json(deposit)
+    if applied > obj["TotalAmt"] - float(deposit) + 0.005:
         raise errors.business("The invoice total cannot be less than the payments applied to it.", "Line")
-    obj["Balance"] = money(obj["TotalAmt"] - applied)
+    # Intuit's invoice sample: Balance = TotalAmt - Deposit (- payments).
+    obj["Balance"] = money(obj["TotalAmt"] - float(deposit) - applied)
     bucket = realm.applied.get(("Invoice", obj["Id"]), {})
     links = [
         lk for lk in obj.get("LinkedTxn") or [] if isinstance(lk, dict) and lk.get("TxnType") != "Payment"
     ]
     links += [{"TxnId": pid, "TxnType": "Payment"} for pid, amt in sorted(bucket.items()) if amt]
     obj["LinkedTxn"] = links
-    obj.setdefault("Deposit", 0)
     for flag in (
         "AllowIPNPayment",
         "AllowOnlinePayment",
@@ -1129,6 +1187,20 @@ def _build_refund(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | None
     _sales_common(realm, spec, obj, existing, options)
     if obj.get("PaymentType") and obj["PaymentType"] not in ("Cash", "Check", "CreditCard", "Other"):
         raise errors.invalid_enum("PaymentType", str(obj["PaymentType"]))
+    if obj["TotalAmt"] < 0:
+        raise errors.business("The refund amount cannot be negative.", "TotalAmt")
+    money_rules.require_account_type(
+        realm,
+        obj.get("DepositToAccountRef"),
+        money_rules.DEPOSIT_ACCOUNT_TYPES,
+        "DepositToAccountRef",
+        "The account a refund is paid from",
+    )
+    account = realm.get("Account", str((obj.get("DepositToAccountRef") or {}).get("value")))
+    printed = obj.get("PrintStatus") == "PrintComplete"
+    if (account or {}).get("AccountType") == "Bank" and printed and not obj.get("PaymentRefNum"):
+        # REF-refundreceipt: the check number of a printed refund from a bank account.
+        raise errors.required("PaymentRefNum")
     obj["Balance"] = 0
 
 
@@ -1159,12 +1231,16 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
     lines = obj.get("Line") or []
     if not isinstance(lines, list):
         raise errors.bad_request("Line must be a list", "Line")
+    # What this payment applies to each transaction, summed over all its lines.
+    applying: dict[tuple[str, str], float] = {}
     for line in lines:
         if not isinstance(line, dict):
             raise errors.bad_request("Line must be an object", "Line")
         if line.get("Amount") is None:
             raise errors.required("Line.Amount")
         amount = money(_num(line["Amount"], "Line.Amount"))
+        if amount < 0:
+            raise errors.business("A payment line amount cannot be negative.", "Line.Amount")
         line["Amount"] = amount
         links = line.get("LinkedTxn")
         if not links:
@@ -1197,7 +1273,8 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
                     f"The {txn_type} {txn_id} belongs to a different customer than this payment.",
                     "Line.LinkedTxn",
                 )
-            open_amount = float(target.get("Balance") or 0) + previous.get((txn_type, txn_id), 0.0)
+            key = (txn_type, txn_id)
+            open_amount = float(target.get("Balance") or 0) + previous.get(key, 0.0) - applying.get(key, 0.0)
             if amount > open_amount + 0.005 and not realm.config.reject_overapplied_payments:
                 # The alternative reading of QBO: apply what is open, leave the rest unapplied.
                 amount = money(max(open_amount, 0.0))
@@ -1208,6 +1285,7 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
                     f"balance ({open_amount:.2f}).",
                     "Line.Amount",
                 )
+            applying[key] = money(applying.get(key, 0.0) + amount)
             applied += amount if txn_type == "Invoice" else -amount
     applied = money(applied)
     if applied > total + 0.005:
@@ -1218,6 +1296,13 @@ def _build_payment(realm: Realm, spec: EntitySpec, obj: Obj, existing: Obj | Non
         ufunds = realm.undeposited_funds()
         if ufunds:
             obj["DepositToAccountRef"] = {"value": ufunds}
+    money_rules.require_account_type(
+        realm,
+        obj.get("DepositToAccountRef"),
+        money_rules.DEPOSIT_ACCOUNT_TYPES,
+        "DepositToAccountRef",
+        "The account a payment is deposited to",
+    )
     obj.setdefault("ProcessPayment", False)
     obj.setdefault("CurrencyRef", dict(USD))
 
@@ -1252,7 +1337,16 @@ def _build_purchase(
         total += line["Amount"]
     if obj.get("Credit") and obj["PaymentType"] != "CreditCard":
         raise errors.business("Credit is only allowed for credit card purchases.", "Credit")
+    money_rules.require_account_type(
+        realm,
+        obj.get("AccountRef"),
+        money_rules.PURCHASE_ACCOUNT_TYPES[obj["PaymentType"]],
+        "AccountRef",
+        f"The account of a {obj['PaymentType']} purchase",
+    )
     total += _tax_total(realm, obj)
+    if total < -0.005:
+        raise errors.business("The expense amount cannot be negative.", "TotalAmt")
     obj["TotalAmt"] = money(total)
     obj.setdefault("CurrencyRef", dict(USD))
     obj.setdefault("CustomField", [])

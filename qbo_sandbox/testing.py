@@ -135,12 +135,55 @@ class SandboxServer:
         kind: 429, 500, 500_json, 502, 503, 504, timeout (seconds=), drop, fault_200 (code=), revoke, 401,
         401_xml, 403.
         match: method, path (substring), entity, operation (create/update/delete/void/read/query/batch/cdc).
+
+        One item of a batch (`count` = batches affected): kind item_fault (ValidationFault, code=, detail=),
+        item_500 (SystemFault element) or item_unanswered (left out of BatchItemResponse), aimed with
+        item=N (1-based position) or bid="..."; entity/operation then filter on the item. The transient
+        two take committed=True for "the write happened, only the answer was lost". See
+        `inject_batch_item_fault`.
         """
         return dict(
             self._call(
                 "POST", f"/_sandbox/realms/{realm_id}/faults", json={"kind": kind, "count": count, **match}
             )
         )
+
+    def inject_batch_item_fault(
+        self,
+        realm_id: str,
+        kind: str,
+        *,
+        item: int | None = None,
+        bid: str | None = None,
+        committed: bool = False,
+        code: str | None = None,
+        count: int = 1,
+        **match: Any,
+    ) -> dict[str, Any]:
+        """Fault one item of the next `count` batches: `kind` is item_fault (a ValidationFault with
+        `code`, default 6000), item_500 or item_unanswered; aim with `item` (1-based) or `bid`."""
+        spec: dict[str, Any] = {"item": item, "bid": bid, "committed": committed, "code": code, **match}
+        return self.inject_fault(
+            realm_id, kind, count=count, **{k: v for k, v in spec.items() if v is not None}
+        )
+
+    def set_sales_tax(
+        self,
+        realm_id: str,
+        enabled: bool = True,
+        automated: bool = True,
+        tax_code: str | None = None,
+        rate: float | None = None,
+    ) -> dict[str, Any]:
+        """Switch a company's sales tax (TaxPrefs.UsingSalesTax / PartnerTaxEnabled): with `automated`
+        QBO computes tax itself from the company's code (`tax_code`, or a new one at `rate` percent)
+        whatever the app sends, unless the app sends an explicit TotalTax. Returns the new TaxPrefs."""
+        body: dict[str, Any] = {"enabled": enabled, "automated": automated}
+        if tax_code is not None:
+            body["tax_code"] = tax_code
+        if rate is not None:
+            body["rate"] = rate
+        return dict(self._call("POST", f"/_sandbox/realms/{realm_id}/sales-tax", json=body))
 
     def clear_faults(self, realm_id: str) -> None:
         self._call("DELETE", f"/_sandbox/realms/{realm_id}/faults")

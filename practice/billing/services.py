@@ -47,6 +47,7 @@ from practice.billing.models import (
 )
 from practice.clients.models import ClientAccount
 from practice.common.events import record_changed
+from practice.common.text import BIDI_CONTROL_MESSAGE, has_bidi_control
 from practice.firms.models import Firm
 
 MAX_AMOUNT = Decimal("9999999999.99")  # fits max_digits=12, decimal_places=2
@@ -68,6 +69,9 @@ def _clean_text(value: Any, *, field: str, max_length: int, errors: dict[str, li
     if _FORBIDDEN_CHARS in text:
         # PostgreSQL text cannot hold NUL bytes (stack-notes G11); refuse instead of a 500.
         errors.setdefault(field, []).append(_("Remove the invalid control character."))
+        return ""
+    if has_bidi_control(text):
+        errors.setdefault(field, []).append(str(BIDI_CONTROL_MESSAGE))
         return ""
     text = text.strip()
     if len(text) > max_length:
@@ -99,6 +103,10 @@ def _clean_amount(
         return ZERO
     if not amount.is_finite():
         errors.setdefault(field, []).append(_("Enter a number."))
+        return ZERO
+    if abs(amount) > MAX_AMOUNT:
+        # Before quantize(): "1e30" in cents needs more than Decimal's 28 digits and raises.
+        errors.setdefault(field, []).append(_("This amount is too large."))
         return ZERO
     if amount != amount.quantize(Decimal("0.01")):
         errors.setdefault(field, []).append(_("Use at most two decimal places."))
@@ -400,9 +408,14 @@ def _invoice_header(
 def _save_with_number(invoice: Invoice, *, firm: Firm, auto_number: bool) -> None:
     """Save, picking the next free number when none was given.
 
-    Two people creating invoices at once can pick the same number; the unique constraint
-    catches it and we try the next one (inside a savepoint, so the outer transaction survives).
+    Two people creating invoices at once would pick the same number: the firm's row is locked
+    first so numbering is one at a time per firm (PostgreSQL; on SQLite the IMMEDIATE
+    transaction already holds the write lock). Without it the sixth of six simultaneous
+    writers lost the race five times and was refused. The unique constraint stays the backstop
+    (a number typed by hand elsewhere), retried inside a savepoint so the outer transaction lives.
     """
+    if auto_number:
+        list(Firm.objects.select_for_update().filter(pk=firm.pk).values_list("pk", flat=True))
     for _attempt in range(5):
         if auto_number:
             invoice.number = _next_invoice_number(firm=firm)

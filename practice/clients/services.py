@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from practice.clients.models import AccountKind, ClientAccount
 from practice.common import events
+from practice.common.text import BIDI_CONTROL_MESSAGE, has_bidi_control
 from practice.firms.models import Firm
 
 # The fields a caller may set; everything else (firm, archived, timestamps) has its own service.
@@ -48,6 +49,9 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
             continue
         if "\x00" in value:
             errors.setdefault(field, []).append(_("Null characters are not allowed."))
+            continue
+        if has_bidi_control(value):
+            errors.setdefault(field, []).append(str(BIDI_CONTROL_MESSAGE))
             continue
         cleaned[field] = value.strip()
     if "email" in cleaned:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -60,11 +61,24 @@ class SecurityHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method not in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}:
             # TRACE and other unused methods are refused outright.
-            return HttpResponse(status=405)
-        response = self.get_response(request)
+            response: HttpResponse = HttpResponse(status=405)
+        else:
+            response = self.get_response(request)
+        response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
+        # Read by django-csp's middleware, which runs after this one on the way out.
+        response._csp_update = {"form-action": [qbo_sign_in_origin()]}  # type: ignore[attr-defined]
         if not request.path.startswith(
             settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL
         ):
             response.headers["Cache-Control"] = "no-cache, no-store, must-revalidate"
             response.headers.setdefault("Pragma", "no-cache")
         return response
+
+
+def qbo_sign_in_origin() -> str:
+    """Where the Connect button sends the browser: Intuit's sign-in, or the bundled sandbox."""
+    if getattr(settings, "QBO_ENVIRONMENT", "sandbox-local") == "sandbox-local":
+        parts = urlsplit(str(getattr(settings, "QBO_SANDBOX_URL", "")))
+        return f"{parts.scheme}://{parts.netloc}"
+    # Intuit's authorization endpoint for sandbox and production alike (qbo-api.md §8.1).
+    return "https://appcenter.intuit.com"

@@ -4,6 +4,7 @@ from io import StringIO
 
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from practice.billing import selectors
 from practice.billing.demo import DEMO_ACCOUNT_NAMES, DEMO_FIRM_NAME, NO_BILLING_ACCOUNT_NAMES
@@ -48,7 +49,13 @@ def test_seed_demo_is_idempotent_and_exact(db, settings):
     )
     roles = dict(Membership.objects.filter(firm=firm).values_list("user__email", "role"))
     assert roles == {"owner@demo.test": "owner", "admin@demo.test": "admin", "employee@demo.test": "employee"}
-    assert authenticate(username="employee@demo.test", password="demo-password-1") is not None
+    # With a request, as the sign-in form calls it (django-axes refuses requestless calls).
+    assert (
+        authenticate(
+            RequestFactory().post("/login/"), username="employee@demo.test", password="demo-password-1"
+        )
+        is not None
+    )
 
     # the billing mix the demo promises
     billed = selectors.account_ids_with_billing(firm=firm)

@@ -84,6 +84,7 @@ def test_service_create_edit_archive_flow(client_as, firm):
         ({"name": "X", "rate": "-1"}, "rate"),
         ({"name": "X", "rate": "abc"}, "rate"),
         ({"name": "X", "rate": "1", "income_account_name": "a" * 101}, "income_account_name"),
+        ({"name": "Tax \u202eprep", "rate": "1"}, "name"),  # a bidi override (issue 12)
     ],
 )
 def test_service_bad_input(client_as, service, data, field):
@@ -210,6 +211,8 @@ def test_payment_list_query_count_does_not_grow(
         ({"lines-0-rate": "1.234"}, "lines-0-rate"),
         ({"lines-0-quantity": "abc"}, "lines-0-quantity"),
         ({"lines-0-service": ""}, "lines-0-service"),
+        ({"memo": "Thanks \u2067for\u2069 the work"}, "memo"),  # bidi isolates (issue 12)
+        ({"lines-0-description": "Oct\u202dober"}, "lines-0-description"),
     ],
 )
 def test_invoice_bad_input(client_as, firm, account, service, draft, extra, field):
@@ -338,6 +341,11 @@ def test_allocation_rows_partial(client_as, account, invoice, draft, other_accou
         ({"reference": "r" * 101}, "reference"),
         ({"allocation-INVOICE": "300.01"}, "allocation-INVOICE"),  # more than the balance
         ({"allocation-INVOICE": "abc"}, "allocation-INVOICE"),
+        # Past Decimal's 28-digit context: quantize() raised InvalidOperation, a 500 (issue 12).
+        ({"allocation-INVOICE": "1e30"}, "allocation-INVOICE"),
+        ({"allocation-INVOICE": "9" * 40}, "allocation-INVOICE"),
+        ({"amount": "1e30"}, "amount"),
+        ({"processing_fee": "-1e30"}, "processing_fee"),
         ({"amount": "10", "allocation-INVOICE": "20"}, "allocations"),  # more than the payment
     ],
 )
@@ -400,7 +408,7 @@ def test_admin_changelists_open_read_only(client, invoice, firm, account):
         firm=firm, account=account, date=TODAY, amount="10", method="cash", allocations=[(invoice, "10")]
     )
     User.objects.create_superuser("root@example.test", "pw-123456789")
-    client.login(username="root@example.test", password="pw-123456789")
+    client.force_login(User.objects.get(email="root@example.test"))
     for model in ("service", "invoice", "payment", "paymentallocation", "refund", "billinghistory"):
         assert client.get(f"/admin/billing/{model}/").status_code == 200, model
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/change/").status_code == 200

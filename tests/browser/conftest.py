@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.common.csp_watch import watch
+
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body
 # are still synchronous and safe here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -94,8 +96,12 @@ def login(pw_browser, live_server):
     contexts = []
 
     def make(email: str, *, language: str = "en", password: str = PASSWORD):
+        from practice.firms.models import User
+
+        user = User.objects.get(email=email)
+        assert user.check_password(password)
         c = Client()
-        assert c.login(username=email, password=password)
+        c.force_login(user)  # Client.login() bypasses the request django-axes needs
         cookie = c.cookies[dj_settings.SESSION_COOKIE_NAME].value
         context = pw_browser.new_context(viewport={"width": 1280, "height": 900}, locale=language)
         context.add_cookies(
@@ -104,8 +110,11 @@ def login(pw_browser, live_server):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
+        violations.append(watch(page))
         return page
 
+    violations: list[list[str]] = []
     yield make
     for context in contexts:
         context.close()
+    assert [v for page_violations in violations for v in page_violations] == []

@@ -9,9 +9,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from practice.clients.models import ClientAccount
 from practice.clients.services import account_archive, account_create
+from tests.common.csp_watch import watch
 from tests.conftest import PASSWORD, ROLE_EMAILS
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop shares the thread
@@ -52,6 +54,8 @@ def chromium():
 def signed_in(chromium, live_server, firm, transactional_db):
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     pg = context.new_page()
+    violations = watch(pg)
+    pg.csp_violations = violations  # type: ignore[attr-defined]
     alerts: list[str] = []
     pg.on("dialog", lambda d: (alerts.append(d.message), d.dismiss()))
     pg.alerts = alerts  # type: ignore[attr-defined]
@@ -62,6 +66,7 @@ def signed_in(chromium, live_server, firm, transactional_db):
     pg.wait_for_url("**/clients/accounts/")
     yield pg
     context.close()
+    assert violations == []
 
 
 def rows(pg) -> list[str]:
@@ -79,19 +84,19 @@ def test_search_paging_and_archived_toggle(signed_in, firm, live_server):
 
     page.fill("#account-search", "dental")
     page.wait_for_url("**/clients/accounts/?q=dental*")
-    page.wait_for_function("document.querySelectorAll('table.list tbody tr').length === 1")
+    expect(page.locator("table.list tbody tr")).to_have_count(1)
     assert rows(page) == ["Dental Group"]
     assert page.evaluate("document.activeElement.id") == "account-search"  # only the table swapped
 
     page.check("input[name=archived]")
-    page.wait_for_function("document.querySelectorAll('table.list tbody tr').length === 2")
+    expect(page.locator("table.list tbody tr")).to_have_count(2)
     assert rows(page) == ["Dental Group", "Dental Old Office"]
 
     page.fill("#account-search", "client")
-    page.wait_for_function("document.querySelectorAll('table.list tbody tr').length === 25")
+    expect(page.locator("table.list tbody tr")).to_have_count(25)
     page.click("nav.pager >> text=Next")
     page.wait_for_url("**page=2*")
-    page.wait_for_function("document.querySelectorAll('table.list tbody tr').length === 5")
+    expect(page.locator("table.list tbody tr")).to_have_count(5)
     assert rows(page)[0] == "Client 25"
 
 
@@ -99,7 +104,7 @@ def test_language_menu_switches_and_keeps_the_page(signed_in, live_server):
     page = signed_in
     page.goto(live_server.url + "/clients/accounts/?q=zzz")
     page.select_option("#lang-select", "es")
-    page.wait_for_function("document.documentElement.lang === 'es'")
+    expect(page.locator("html")).to_have_attribute("lang", "es")
     assert page.url.endswith("/clients/accounts/?q=zzz")
     assert page.locator("h1").inner_text() == "Cuentas"
     assert "Nueva cuenta" in page.content()
@@ -113,3 +118,45 @@ def test_a_hostile_name_is_shown_not_run(signed_in, firm, live_server):
     assert page.locator("h1").inner_text().startswith("<img src=x")
     page.wait_for_timeout(300)
     assert page.alerts == []  # type: ignore[attr-defined]
+
+
+def test_the_csp_refuses_script_that_got_into_the_page(signed_in, live_server):
+    """Were escaping ever to fail, an injected handler or <script> still would not run."""
+    page = signed_in
+    page.evaluate(
+        """() => {
+            const img = document.createElement("img");
+            img.setAttribute("onerror", "window.__injected = 1");
+            img.src = "data:,not-an-image";
+            document.body.append(img);
+            const script = document.createElement("script");
+            script.textContent = "window.__injected = 2";
+            document.body.append(script);
+        }"""
+    )
+    expect(page.locator("body")).to_be_visible()
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__injected") is None
+    assert len(page.csp_violations) >= 2, page.csp_violations
+    assert all("script-src 'self'" in v for v in page.csp_violations)
+    page.csp_violations.clear()  # expected here; any other test's violation still fails it
+
+
+def test_invoice_lines_are_added_and_removed_without_inline_script(signed_in, firm, live_server):
+    """Add line (a unique row index from app.js, no hx-vals js:) and the row's ✕ (no hx-on)."""
+    from practice.billing.services import service_create
+
+    account_create(firm=firm, name="Line Co")
+    service_create(firm=firm, name="Bookkeeping", rate="100.00")
+    page = signed_in
+    page.goto(live_server.url + "/billing/invoices/new/")
+    lines = page.locator("#line-rows tr.line-row")
+    before = lines.count()
+    page.click("button.add-line")
+    expect(lines).to_have_count(before + 1)
+    page.click("button.add-line")
+    expect(lines).to_have_count(before + 2)
+    names = page.locator("#line-rows select[name$='-service']").evaluate_all("els => els.map(e => e.name)")
+    assert len(set(names)) == len(names), names  # every row its own index
+    lines.last.locator("[data-action=remove-line]").click()
+    expect(lines).to_have_count(before + 1)

@@ -63,6 +63,11 @@ def test_no_event_when_transaction_rolls_back(firm, changes, django_capture_on_c
         ({"name": "ok", "phone": "1" * 31}, "phone"),
         ({"name": "ok", "city": "\x00"}, "city"),
         ({"name": 12}, "name"),
+        *[
+            ({"name": f"Acme{ch}Co"}, "name")
+            for ch in map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+        ],
+        ({"name": "ok", "address_line1": "1 Main \u202eSt"}, "address_line1"),
     ],
 )
 def test_create_rejects_bad_input_by_field(firm, kwargs, field):

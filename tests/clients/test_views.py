@@ -102,9 +102,9 @@ def test_archive_refuses_get(client_as, account):
 
 
 def test_user_without_firm_gets_403(db, account):
-    User.objects.create_user("loner@example.test", "pw-loner-123456")
+    loner = User.objects.create_user("loner@example.test", "pw-loner-123456")
     c = Client()
-    c.login(username="loner@example.test", password="pw-loner-123456")
+    c.force_login(loner)
     assert c.get(reverse("clients:account_list")).status_code == 403
     assert c.get(reverse("clients:account_detail", args=[account.pk])).status_code == 403
 
@@ -122,6 +122,10 @@ def test_user_without_firm_gets_403(db, account):
         ({"name": "ok", "kind": "alien"}, "kind"),
         ({"name": "ok", "phone": "9" * 31}, "phone"),
         ({"name": "ok", "country": "\x00"}, "country"),
+        # Bidirectional controls make a name read differently from what it is (issue 12).
+        ({"name": "Invoice\u202egpj.exe"}, "name"),
+        ({"name": "Acme \u2066Ltd\u2069"}, "name"),
+        ({"name": "ok", "city": "Spring\u202afield"}, "city"),
     ],
 )
 def test_bad_input_is_400_naming_the_field(client_as, account, data, field):
@@ -207,3 +211,53 @@ def test_htmx_history_restore_gets_the_whole_page(client_as, account):
         HTTP_HX_HISTORY_RESTORE_REQUEST="true",
     )
     assert b"<html" in response.content
+
+
+# --- names QuickBooks would cut ------------------------------------------------------------
+
+LONG_COMPANY = (
+    "Northwind Regional Landscaping, Snow Removal and Property Maintenance Cooperative of Greater Springfield"
+)
+
+
+def test_a_company_name_qbo_would_cut_is_shown_before_it_is_cut(client_as, account):
+    assert len(LONG_COMPANY) > 100
+    c = client_as("employee")
+    before = snapshot(account)
+    for url in (reverse("clients:account_create"), reverse("clients:account_edit", args=[account.pk])):
+        response = c.post(url, {"name": LONG_COMPANY, "kind": "company"})
+        assert response.status_code == 400
+        body = response.content.decode()
+        assert 'data-field="name"' in body
+        # The exact 100 characters QuickBooks will keep, so the person can judge them.
+        assert f"“{LONG_COMPANY[:100]}”" in body
+        assert 'name="accept_company_name_cut"' in body
+    assert snapshot(account) == before
+    assert not ClientAccount.objects.filter(name=LONG_COMPANY).exists()
+
+    response = c.post(
+        reverse("clients:account_create"),
+        {"name": LONG_COMPANY, "kind": "company", "accept_company_name_cut": "on"},
+    )
+    assert response.status_code == 302
+    created = ClientAccount.objects.get(name=LONG_COMPANY)
+    assert created.kind == "company"
+    # Later edits that keep the accepted name do not ask again.
+    response = c.post(
+        reverse("clients:account_edit", args=[created.pk]),
+        {"name": LONG_COMPANY, "kind": "company", "city": "Springfield"},
+    )
+    assert response.status_code == 302
+    created.refresh_from_db()
+    assert created.city == "Springfield"
+
+
+def test_long_names_of_individuals_and_short_company_names_need_no_confirmation(client_as):
+    c = client_as("employee")
+    assert (
+        c.post(reverse("clients:account_create"), {"name": LONG_COMPANY, "kind": "individual"}).status_code
+        == 302
+    )
+    response = c.post(reverse("clients:account_create"), {"name": "x" * 100, "kind": "company"})
+    assert response.status_code == 302
+    assert 'name="accept_company_name_cut"' not in c.get(reverse("clients:account_create")).content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -123,6 +124,38 @@ def test_serves_and_ctrl_c_stops_every_child(shared):
         stack.stop()
     for pid in children.values():
         assert alive_in_group(pid) == [], stack.output
+
+
+def test_the_access_log_has_no_query_strings(shared):
+    """The OAuth callback's code and state and search terms stay out of gunicorn's access log
+    (issue 12; ADR 0004), from the query string and from the Referer alike."""
+    stack = Stack(shared, "--no-sandbox")
+    try:
+        stack.wait_until_serving()
+        base = f"http://127.0.0.1:{stack.port}"
+        for path, referer in [
+            (
+                "/settings/integrations/quickbooks/callback/?code=SECRETCODE42&state=SECRETSTATE42&realmId=1",
+                "",
+            ),
+            (
+                "/clients/accounts/?q=Zebra+Confidential+LLC",
+                f"{base}/clients/accounts/?q=Referred+Secret+Inc",
+            ),
+        ]:
+            request = urllib.request.Request(base + path, headers={"Referer": referer} if referer else {})
+            with contextlib.suppress(urllib.error.HTTPError):  # answered, whatever the status
+                urllib.request.urlopen(request, timeout=5).close()
+        deadline = time.monotonic() + 5
+        while "/clients/accounts/ HTTP/1.1" not in stack.output and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = stack.output
+        assert '"GET /settings/integrations/quickbooks/callback/ HTTP/1.1" 302' in log, log[-2000:]
+        assert '"GET /clients/accounts/ HTTP/1.1" 302' in log, log[-2000:]
+        for secret in ("SECRETCODE42", "SECRETSTATE42", "Zebra", "Confidential", "Referred", "realmId"):
+            assert secret not in log, secret
+    finally:
+        stack.stop()
 
 
 def test_a_dying_child_stops_the_rest_and_fails(shared):

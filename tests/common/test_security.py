@@ -16,6 +16,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from practice.clients.models import ClientAccount
 from practice.clients.services import account_create
 from practice.firms.models import User
+from tests.common.csp_watch import assert_locked_down, policy_of
 from tests.common.shared_db import MANAGE
 from tests.conftest import PASSWORD, ROLE_EMAILS
 
@@ -354,3 +355,75 @@ def test_session_is_rotated_on_login(firm):
     before = session.session_key
     login(c)
     assert c.session.session_key != before
+
+
+# --- Content-Security-Policy and Permissions-Policy (issue 12) ---------------------------------
+
+
+def test_every_page_type_sends_the_csp_and_permissions_policy(client_as, firm, account, settings):
+    from practice.billing import services as billing
+
+    service = billing.service_create(firm=firm, name="Bookkeeping", rate="100.00")
+    invoice = billing.invoice_create(
+        firm=firm,
+        account=account,
+        issue_date="2026-11-01",
+        due_date="2026-12-01",
+        lines=[{"service": service, "quantity": "1", "rate": "100", "description": "Work"}],
+    )
+    payment = billing.payment_record(
+        firm=firm, account=account, date="2026-11-02", amount="10", method="cash"
+    )
+    owner = client_as("owner")
+    User.objects.create_superuser("root@acme.test", "root-password-123")
+    root = Client()
+    root.force_login(User.objects.get(email="root@acme.test"))
+    pages = {
+        "login": Client().get(reverse("login")),
+        "redirect to login": Client().get(reverse("clients:account_list")),
+        "account list": owner.get(reverse("clients:account_list")),
+        "account list partial (htmx)": owner.get(
+            reverse("clients:account_list"), HTTP_HX_REQUEST="true", HTTP_HX_TARGET="account-table"
+        ),
+        "account detail": owner.get(reverse("clients:account_detail", args=[account.pk])),
+        "account form": owner.get(reverse("clients:account_create")),
+        "form with errors (400)": owner.post(reverse("clients:account_create"), {"name": ""}),
+        "profile": owner.get(reverse("profile")),
+        "invoice list": owner.get(reverse("billing:invoice_list")),
+        "invoice form": owner.get(reverse("billing:invoice_create")),
+        "invoice detail": owner.get(reverse("billing:invoice_detail", args=[invoice.pk])),
+        "payment list": owner.get(reverse("billing:payment_list")),
+        "payment form": owner.get(reverse("billing:payment_create")),
+        "payment detail": owner.get(reverse("billing:payment_detail", args=[payment.pk])),
+        "service list": owner.get(reverse("billing:service_list")),
+        "quickbooks settings": owner.get(reverse("quickbooks:settings")),
+        "404": owner.get("/clients/accounts/999999/"),
+        "403": client_as("employee").get(reverse("quickbooks:settings")),
+        "405": owner.generic("TRACE", reverse("login")),
+        "admin login": Client().get("/admin/login/"),
+        "admin index": root.get("/admin/"),
+        "static file": Client().get("/static/css/app.css"),
+    }
+    for label, response in pages.items():
+        assert response.status_code in (200, 302, 400, 403, 404, 405), (label, response.status_code)
+        assert_locked_down(response, label)
+    assert pages["404"].status_code == 404 and pages["403"].status_code == 403
+
+
+def test_the_lockout_page_sends_the_csp_too(firm):
+    for _ in range(5):
+        response = Client(REMOTE_ADDR="10.7.0.1").post(
+            reverse("login"), {"username": ROLE_EMAILS["owner"], "password": "wrong"}
+        )
+    assert response.status_code == 429
+    assert_locked_down(response, "lockout")
+
+
+def test_form_action_allows_only_this_site_and_quickbooks_sign_in(client_as, settings):
+    settings.QBO_ENVIRONMENT = "sandbox-local"
+    settings.QBO_SANDBOX_URL = "http://127.0.0.1:8765"
+    page = client_as("owner").get(reverse("quickbooks:settings"))
+    assert policy_of(page)["form-action"] == "'self' http://127.0.0.1:8765"
+    settings.QBO_ENVIRONMENT = "production"
+    page = client_as("owner").get(reverse("quickbooks:settings"))
+    assert policy_of(page)["form-action"] == "'self' https://appcenter.intuit.com"

@@ -291,16 +291,113 @@ def test_unknown_environment_is_not_a_500(client_as, firm, settings):
     assert any("not set up" in m for m in messages_of(response))
 
 
-def test_company_info_failure_still_connects(client_as, firm, realm_id, sandbox, settings):
+def test_company_info_failure_connects_nothing(client_as, firm, realm_id, sandbox, settings):
+    # CompanyInfo is how the callback proves the token belongs to `realmId` (issue 12): without
+    # it the company is not accepted (it used to connect, unverified, without a name).
     settings.QBO_TRANSIENT_RETRIES = 0
     owner = client_as("owner")
     location = consent(start(owner), realm_id=realm_id)
     sandbox.inject_fault(realm_id, "500", entity="CompanyInfo")
     response = back(owner, location)
     assert response.status_code == 200
-    connection = Connection.objects.get(firm=firm)
-    assert connection.is_connected and connection.company_name == ""
-    assert realm_id in response.content.decode()
+    assert any("could not be reached to confirm the company" in m for m in messages_of(response))
+    assert not Connection.objects.filter(firm=firm, status=ConnectionStatus.CONNECTED).exists()
+
+
+def _with_realm(location: str, realm_id: str) -> str:
+    """The callback URL Intuit redirected to, with `realmId` edited (as anyone can)."""
+    parts = urlsplit(location)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query["realmId"] = realm_id
+    return parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+
+
+def _tokens_work(sandbox, connection: Connection) -> bool:
+    connection.refresh_from_db()
+    access = tokens.decrypt(connection.access_token_enc)
+    refresh = tokens.decrypt(connection.refresh_token_enc)
+    read = sandbox.api(connection.realm_id, access).get(f"/companyinfo/{connection.realm_id}")
+    refreshed = httpx.post(
+        f"{sandbox.url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": refresh},
+        auth=("practice-tests", "practice-tests-secret"),
+    )
+    return read.status_code == 200 and refreshed.status_code == 200
+
+
+@pytest.mark.parametrize("signed_in_to", ["current", "other"])
+def test_an_edited_realm_id_changes_nothing_and_revokes_nothing(
+    client_as, connection, sandbox, realm_id, signed_in_to
+):
+    """Sign in to one company, come back claiming another: refused before anything is stored.
+
+    It used to park the token as a pending "other company" (start over), and "Keep the current
+    company" then revoked it, which ended the live connection's access while saying it kept it."""
+    link = _link(connection)
+    other_realm = sandbox.create_realm(seed="sample-us", name="Someone Else's Books")
+    consented, claimed = (realm_id, other_realm) if signed_in_to == "current" else (other_realm, realm_id)
+    owner = client_as("owner")
+    location = consent(start(owner), realm_id=consented)
+    response = back(owner, _with_realm(location, claimed))
+    assert response.redirect_chain[-1][0] == SETTINGS
+    assert any("did not match the company that was signed in to" in m for m in messages_of(response))
+    connection.refresh_from_db()
+    assert connection.realm_id == realm_id and connection.status == ConnectionStatus.CONNECTED
+    assert not connection.has_pending_company
+    assert SyncLink.objects.filter(pk=link.pk).exists()
+    assert _tokens_work(sandbox, connection)
+    assert QBOClient(connection).company_info()["CompanyName"] != "Someone Else's Books"
+
+
+# -- one QuickBooks company, one firm (issue 12) ------------------------------------------------
+
+
+def test_a_company_connected_to_another_firm_is_refused(
+    client_as, firm, other_firm, connection, sandbox, realm_id
+):
+    other_owner = client_as("other")
+    response = full_flow(other_owner, realm_id)
+    assert response.redirect_chain[-1][0] == SETTINGS
+    (message,) = [m for m in messages_of(response) if "already connected to another firm" in m]
+    assert "The owner of the other firm must disconnect it there first. Nothing was changed." in message
+    assert "Acme Accounting" not in message  # the other firm is another customer: not named
+    assert not Connection.objects.filter(firm=other_firm, status=ConnectionStatus.CONNECTED).exists()
+    # The first firm's connection is untouched and its tokens still work at QuickBooks.
+    assert _tokens_work(sandbox, connection)
+
+    # Once the first firm disconnects, the other firm may connect the company.
+    client_as("owner").post(DISCONNECT)
+    full_flow(other_owner, realm_id)
+    assert Connection.objects.get(firm=other_firm).realm_id == realm_id
+    assert Connection.objects.get(firm=other_firm).status == ConnectionStatus.CONNECTED
+
+
+def test_start_over_into_a_company_another_firm_holds_is_refused(
+    client_as, firm, other_firm, connection, sandbox, realm_id
+):
+    link = _link(connection)
+    taken = sandbox.create_realm(seed="sample-us", name="Taken Books")
+    connect_firm(other_firm, taken, sandbox)
+    response = full_flow(client_as("owner"), taken)
+    assert response.redirect_chain[-1][0] == SETTINGS
+    assert any("already connected to another firm" in m for m in messages_of(response))
+    connection.refresh_from_db()
+    assert connection.realm_id == realm_id and not connection.has_pending_company
+    assert SyncLink.objects.filter(pk=link.pk).exists()
+    assert _tokens_work(sandbox, Connection.objects.get(firm=other_firm))
+
+
+def test_the_database_holds_one_live_connection_per_company(firm, other_firm, connection, realm_id):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Connection.objects.create(
+            firm=other_firm, realm_id=realm_id, environment=connection.environment, status="connected"
+        )
+    # A disconnected connection keeps its company id without holding the company.
+    Connection.objects.create(
+        firm=other_firm, realm_id=realm_id, environment=connection.environment, status="disconnected"
+    )
 
 
 def test_setup_when_qbo_is_down_gives_a_message(client_as, connection, sandbox, realm_id, settings):

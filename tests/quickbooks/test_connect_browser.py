@@ -16,6 +16,7 @@ import pytest
 from django.urls import reverse
 
 from practice.quickbooks.models import Connection, ConnectionStatus
+from tests.common.csp_watch import watch
 from tests.quickbooks.conftest import REDIRECT_URI, TEST_CLIENT_ID, TEST_CLIENT_SECRET
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls here stay synchronous.
@@ -58,13 +59,13 @@ def signed_in(chromium, live_server):
     from django.conf import settings as dj_settings
     from django.test import Client
 
-    from tests.conftest import PASSWORD
-
     contexts = []
 
     def make(email: str):
+        from practice.firms.models import User
+
         c = Client()
-        assert c.login(username=email, password=PASSWORD)
+        c.force_login(User.objects.get(email=email))  # Client.login() lacks the request axes needs
         context = chromium.new_context(viewport={"width": 1200, "height": 900})
         context.add_cookies(
             [
@@ -78,11 +79,14 @@ def signed_in(chromium, live_server):
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(30_000)  # generous: the CI box is shared by parallel jobs
+        violations.append(watch(page))
         return page
 
+    violations: list[list[str]] = []
     yield make
     for context in contexts:
         context.close()
+    assert [v for page_violations in violations for v in page_violations] == []
 
 
 def test_owner_connects_in_the_browser_and_employee_gets_403(signed_in, live_server, sandbox, firm, settings):

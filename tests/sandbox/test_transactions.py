@@ -15,6 +15,7 @@ def test_invoice_totals_subtotal_line_and_defaults(api: Api) -> None:
     body["Line"].append(
         {
             "DetailType": "SalesItemLineDetail",
+            "Amount": 37.5,  # required (REF-invoice); QBO does not fill it from Qty × UnitPrice
             "SalesItemLineDetail": {"ItemRef": {"value": "2"}, "Qty": 3, "UnitPrice": 12.5},
         }
     )

@@ -46,3 +46,11 @@ def query_with(context: template.Context, **changes: Any) -> str:
             params[key] = str(value)  # type: ignore[index]
     encoded = params.urlencode() if hasattr(params, "urlencode") else urlencode(params)
     return "?" + encoded if encoded else "?"
+
+
+@register.filter
+def qbo_company_name_cut(name: str) -> str:
+    """The 100 characters QuickBooks keeps of a company name, or "" when it keeps it whole."""
+    from practice.common.text import qbo_company_name, qbo_would_cut_company_name
+
+    return qbo_company_name(str(name)) if qbo_would_cut_company_name(str(name)) else ""

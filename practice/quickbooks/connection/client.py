@@ -102,6 +102,18 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def like_contains(text: str) -> str:
+    """A quoted LIKE pattern matching names that contain `text` literally.
+
+    `%` is QBO's one wildcard (qbo-api.md §3.1) and `_` is a wildcard in most SQL dialects, so
+    both are backslash-escaped, QBO's escape for special characters (same section), as are
+    `\\` and `'`. Unescaped, a typed "C%C%C%C%CX" is a pattern whose matching backtracks
+    exponentially (issue 12), and "100%" would also match "1000 Main St".
+    """
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("%", "\\%").replace("_", "\\_")
+    return f"'%{escaped}%'"
+
+
 def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_request
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -603,6 +603,25 @@ def _reset_setup(connection: Connection) -> None:
         setattr(connection, f"{name}_name", "")
 
 
+class CompanyConnectedElsewhere(QBOError):
+    """The QuickBooks company is connected to another firm of this app (one company, one firm)."""
+
+
+_LIVE = (ConnectionStatus.CONNECTED, ConnectionStatus.NEEDS_RECONNECT)
+
+
+def _refuse_if_connected_elsewhere(*, firm: Firm, realm_id: str, env: Environment) -> None:
+    # A disconnected connection of another firm keeps its realm_id (links and history stay),
+    # but pushes nothing and holds no tokens, so it does not hold the company.
+    if (
+        Connection.objects.filter(realm_id=realm_id, environment=env.name, status__in=_LIVE)
+        .exclude(firm=firm)
+        .exists()
+    ):
+        log.warning("qbo.connect.company_connected_elsewhere firm=%s realm=%s", firm.pk, realm_id)
+        raise CompanyConnectedElsewhere("company connected to another firm")
+
+
 def connection_connect(
     *,
     firm: Firm,
@@ -617,7 +636,29 @@ def connection_connect(
     Same company (or first connect): tokens stored, links and setup kept (reconnect resumes).
     Another company while links to the old one exist: parked as pending until the owner
     confirms "start over" (product.md §2); nothing about the old company changes yet.
+    A company another firm has connected: CompanyConnectedElsewhere, nothing stored. The new
+    tokens are not revoked: Intuit's revoke ends the app's access to the whole company, the
+    other firm's connection included.
     """
+    _refuse_if_connected_elsewhere(firm=firm, realm_id=realm_id, env=env)
+    try:
+        return _connect(
+            firm=firm, user=user, realm_id=realm_id, company_name=company_name, token_set=token_set, env=env
+        )
+    except IntegrityError as exc:
+        # The unique constraint: another firm connected the company between check and save.
+        raise CompanyConnectedElsewhere("company connected to another firm") from exc
+
+
+def _connect(
+    *,
+    firm: Firm,
+    user: AbstractBaseUser,
+    realm_id: str,
+    company_name: str,
+    token_set: TokenSet,
+    env: Environment,
+) -> tuple[Connection, bool]:
     with transaction.atomic():
         connection, _ = Connection.objects.select_for_update().get_or_create(firm=firm)
         different = bool(connection.realm_id) and connection.realm_id != realm_id
@@ -685,6 +726,9 @@ def connection_start_over(*, connection: Connection, user: AbstractBaseUser) -> 
     if not connection.has_pending_company:
         raise QBOError("There is no other QuickBooks company waiting to be connected.")
     env = environment(connection.environment or None)
+    _refuse_if_connected_elsewhere(
+        firm=connection.firm, realm_id=connection.pending_realm_id, env=environment()
+    )
     old_refresh = connection.refresh_token_enc if connection.status != ConnectionStatus.DISCONNECTED else ""
     token_set = TokenSet.from_json(tokens.decrypt(connection.pending_tokens_enc))
     with transaction.atomic():
@@ -708,6 +752,12 @@ def connection_start_over(*, connection: Connection, user: AbstractBaseUser) -> 
 def connection_start_over_cancel(*, connection: Connection) -> Connection:
     """Not switching after all: revoke the other company's new tokens and keep everything."""
     pending = connection.pending_tokens_enc
+    # Revoking ends the app's access to that company as a whole: never for a company some
+    # connection here is live on (issue 12: "Keep the current company" revoked the kept one).
+    if Connection.objects.filter(
+        realm_id=connection.pending_realm_id, environment=environment().name, status__in=_LIVE
+    ).exists():
+        pending = ""
     connection.pending_realm_id = ""
     connection.pending_company_name = ""
     connection.pending_tokens_enc = ""

@@ -173,6 +173,16 @@ class Connection(TimeStampedModel):
     class Meta:
         verbose_name = _("QuickBooks connection")
         verbose_name_plural = _("QuickBooks connections")
+        constraints = [
+            # One QuickBooks company, one firm (issue 12): two firms pushing into one set of books
+            # would duplicate customers, and either firm's Disconnect would revoke the other's
+            # access. oauth.connection_connect refuses it with a message; this catches the race.
+            models.UniqueConstraint(
+                fields=["environment", "realm_id"],
+                condition=models.Q(status__in=["connected", "needs_reconnect"]) & ~models.Q(realm_id=""),
+                name="quickbooks_one_live_connection_per_company",
+            )
+        ]
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Saves everything except `CREDENTIAL_FIELDS` (unless `update_fields` names them or the

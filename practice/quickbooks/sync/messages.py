@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from practice.common.text import BIDI_CONTROL_MESSAGE, has_bidi_control
 from practice.quickbooks.sync.kinds.matching import MAX_DISPLAY_NAME, clean_display_name
 
 
@@ -22,6 +23,10 @@ def _names(candidates: Iterable[dict[str, Any]]) -> str:
 
 def _name_problem(name: str) -> str | None:
     stripped = name.strip()
+    if "\x00" in name:
+        return _("Remove the invalid control character from the name.")
+    if has_bidi_control(name):
+        return str(BIDI_CONTROL_MESSAGE)
     if not stripped:
         return _("The account has no name. Give it a name, then sync again.")
     for ch, words in ((":", _("a colon (:)")), ("\t", _("a tab")), ("\n", _("a line break"))):

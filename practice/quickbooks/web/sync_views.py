@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import retarget
@@ -89,12 +90,12 @@ def customer_picker(request: HttpRequest, pk: int) -> HttpResponse:
     if connection is None or not connection.is_connected:
         ctx["error"] = _("QuickBooks is not connected.")
         return render(request, "quickbooks/partials/customer_picker_results.html", ctx)
-    from practice.quickbooks.connection.client import QBOClient, quote
+    from practice.quickbooks.connection.client import QBOClient, like_contains
 
     where = "Active IN (true, false)"
     if search:
-        # LIKE with % on both sides: "contains", case-insensitive in QBO's name fields.
-        where += f" AND DisplayName LIKE {quote('%' + search + '%')}"
+        # "Contains", case-insensitive in QBO's name fields; what was typed is matched literally.
+        where += f" AND DisplayName LIKE {like_contains(search)}"
     start = (page - 1) * PICKER_PAGE_SIZE + 1
     statement = (
         f"SELECT * FROM Customer WHERE {where} ORDERBY DisplayName "  # noqa: S608 - QBO query, quoted
@@ -215,14 +216,28 @@ def account_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
     return _simple_action(request, pk, "reactivate")
 
 
+# Primary keys are 64-bit: a longer number made SQLite raise OverflowError and PostgreSQL
+# refuse the query, a 500 either way (issue 12). Such an id names no account, so it is dropped.
+_MAX_PK = 2**63 - 1
+
+
+def _account_ids(values: list[str], *, limit: int) -> list[int]:
+    """The account ids among `values`: ASCII digits only ("²".isdigit() is true, int() fails)."""
+    ids = [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 19]
+    return [i for i in ids if 0 < i <= _MAX_PK][:limit]
+
+
 @manager_required
 @require_POST
 def accounts_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
-    raw_ids = request.POST.getlist("ids")
-    ids = [int(i) for i in raw_ids if i.isdigit()][:1000]
+    ids = _account_ids(request.POST.getlist("ids"), limit=1000)
     back = request.POST.get("next", "")
-    target = back if back.startswith("/") and not back.startswith("//") else reverse("clients:account_list")
+    # Django's check, not a prefix test: browsers read "/\\evil.example" as "//evil.example".
+    safe = url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    target = back if back and safe else reverse("clients:account_list")
     if action not in ("sync", "unsync", "retry_errors"):
         messages.error(request, _("Choose an action."))
         return redirect(target)
@@ -247,7 +262,7 @@ def accounts_bulk(request: HttpRequest) -> HttpResponse:
 @require_GET
 def account_status_poll(request: HttpRequest) -> HttpResponse:
     """Fresh status badges (out-of-band swaps) for the accounts shown on the list page."""
-    ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.isdigit()][:200]
+    ids = _account_ids(request.GET.get("ids", "").split(","), limit=200)
     firm = request.firm  # type: ignore[attr-defined]
     connection = selectors.connection_for(firm)
     # Only this firm's accounts: foreign ids are silently dropped.

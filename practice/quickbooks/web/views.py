@@ -110,6 +110,16 @@ def connect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+def _connected_elsewhere_message(company: str) -> str:
+    # The other firm is not named: it is another customer of this app.
+    return _(
+        "%(company)s is already connected to another firm in this app, and a QuickBooks company can "
+        "be connected to only one firm (both would push into the same books, and either one's "
+        "Disconnect would cut off the other). The owner of the other firm must disconnect it there "
+        "first. Nothing was changed."
+    ) % {"company": company}
+
+
 @owner_required
 @require_GET
 @_never_500
@@ -178,26 +188,51 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
         return _settings_redirect()
 
-    company_name = ""
+    # `realmId` is a plain query parameter anyone can edit; the token is what Intuit issued for
+    # the company actually signed in to. Reading that company's CompanyInfo with the new token
+    # proves they belong together (issue 12). Until it is proven nothing is stored, and nothing
+    # is revoked: the token may well be for the company this firm is connected to now, and
+    # revoking it would end that live connection's access.
     try:
         info = QBOClient(
             oauth.transient_connection(firm=firm, realm_id=realm_id, token_set=token_set, env=env)
         ).company_info()
-        company_name = str(info.get("CompanyName") or info.get("LegalName") or "")
+    except ReauthRequired:
+        log.warning("qbo.connect.realm_mismatch firm=%s", firm.pk)
+        messages.error(
+            request,
+            _(
+                "QuickBooks' answer did not match the company that was signed in to, so it was not "
+                "accepted. Nothing was changed; please connect again."
+            ),
+        )
+        return _settings_redirect()
     except QBOError as exc:
-        # Connecting still works without the name; it is shown as the company id meanwhile.
         log.warning(
             "qbo.connect.companyinfo_failed firm=%s realm=%s error=%s", firm.pk, realm_id, type(exc).__name__
         )
+        messages.error(
+            request,
+            _(
+                "QuickBooks could not be reached to confirm the company. Nothing was changed; please "
+                "connect again in a few minutes."
+            ),
+        )
+        return _settings_redirect()
+    company_name = str(info.get("CompanyName") or info.get("LegalName") or "")
 
-    connection, needs_confirmation = oauth.connection_connect(
-        firm=firm,
-        user=request.user,  # type: ignore[arg-type]
-        realm_id=realm_id,
-        company_name=company_name,
-        token_set=token_set,
-        env=env,
-    )
+    try:
+        connection, needs_confirmation = oauth.connection_connect(
+            firm=firm,
+            user=request.user,  # type: ignore[arg-type]
+            realm_id=realm_id,
+            company_name=company_name,
+            token_set=token_set,
+            env=env,
+        )
+    except oauth.CompanyConnectedElsewhere:
+        messages.error(request, _connected_elsewhere_message(company_name or realm_id))
+        return _settings_redirect()
     if needs_confirmation:
         return redirect("quickbooks:start_over")
     messages.success(
@@ -335,7 +370,13 @@ def start_over(request: HttpRequest) -> HttpResponse:
         return _settings_redirect()
     if request.method == "POST":
         if request.POST.get("action") == "confirm":
-            oauth.connection_start_over(connection=connection, user=request.user)  # type: ignore[arg-type]
+            try:
+                oauth.connection_start_over(connection=connection, user=request.user)  # type: ignore[arg-type]
+            except oauth.CompanyConnectedElsewhere:
+                company = connection.pending_company_name or connection.pending_realm_id
+                oauth.connection_start_over_cancel(connection=connection)
+                messages.error(request, _connected_elsewhere_message(company))
+                return _settings_redirect()
             messages.success(
                 request,
                 _("Connected to %(company)s. Links to the previous company were cleared.")

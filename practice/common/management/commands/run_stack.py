@@ -169,7 +169,8 @@ class Command(BaseCommand):
             "--workers", str(workers),
             "--threads", str(threads),
             "--graceful-timeout", str(int(GRACE_SECONDS) - 2),
-            "--access-logfile", "-",
+            # Access log without query strings (code, state, search terms): config/gunicorn.py.
+            "--config", str(Path(settings.BASE_DIR) / "config" / "gunicorn.py"),
         ]  # fmt: skip
         if _gunicorn_version() >= (27,):
             # gunicorn 27 opens a control socket at one fixed path in $HOME; two stacks (or a

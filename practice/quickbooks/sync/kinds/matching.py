@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from practice.common.text import BIDI_CONTROL_MESSAGE, has_bidi_control
+
 # QBO refuses these in DisplayName (qbo-api.md §2.1) and caps it at 500 characters.
 FORBIDDEN_CHARS = {":": "a colon (:)", "\t": "a tab", "\n": "a line break", "\r": "a line break"}
 MAX_DISPLAY_NAME = 500
@@ -74,6 +76,11 @@ def loose_key(name: str) -> str:
 def name_problem(name: str) -> str | None:
     """Why QBO would refuse `name` as a DisplayName, in words, or None if it is acceptable."""
     cleaned = clean_display_name(name)
+    if "\x00" in name:
+        # PostgreSQL text cannot hold NUL (stack-notes G11): refused here, not a 500 later.
+        return "Remove the invalid control character from the name."
+    if has_bidi_control(name):
+        return str(BIDI_CONTROL_MESSAGE)
     if not cleaned:
         return "The account has no name. Give it a name, then sync again."
     for ch, words in FORBIDDEN_CHARS.items():

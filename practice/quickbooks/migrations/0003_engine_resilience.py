@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('quickbooks', '0001_initial'),
+        ('quickbooks', '0002_one_live_connection_per_company'),
     ]
 
     operations = [
