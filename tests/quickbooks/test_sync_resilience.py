@@ -659,8 +659,8 @@ def test_reconnecting_a_paused_connection_probes_on_the_next_run(firm, conn, san
     ],
 )
 def test_which_faults_speak_of_the_company_or_the_app(code, status, expected):
-    """The batch-item path: the sandbox cannot fault one item of a batch on this branch yet
-    (issue 8 item 13), so the classification the client applies to each item is checked here."""
+    """The classification the client applies to each Fault, batch items included (they carry no
+    HTTP status of their own)."""
     from practice.quickbooks.connection.errors import (
         CompanyUnavailable,
         ReauthRequired,
@@ -673,3 +673,35 @@ def test_which_faults_speak_of_the_company_or_the_app(code, status, expected):
     )
     kind = {CompanyUnavailable: "", ReauthRequired: "reauth", RecordRejected: "record"}[type(err)]
     assert (kind or getattr(err, "reason", "")) == expected
+
+
+@pytest.mark.parametrize("code", ["6190", "3100"])
+def test_a_company_fault_on_one_batch_item_pauses_and_keeps_the_neighbours_answers(
+    firm, conn, sandbox, realm_id, code
+):
+    first, second, third = accounts(firm, "Item Pause One", "Item Pause Two", "Item Pause Three")
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", item=2, code=code)
+    assert run(conn).reason == "paused"
+    assert Connection.objects.get(pk=conn.pk).paused_code == (
+        "company_status" if code == "6190" else "app_refused"
+    )
+    # The batch is not a transaction: its neighbours were written and are recorded as such.
+    for acct in (first, third):
+        link = link_of(conn, acct)
+        assert link.status == SyncStatus.SYNCED
+        assert [c["Id"] for c in qbo_customers(conn, acct.name)] == [link.qbo_id]
+    # The refused item was not written; it waits, out of flight (its cached answer would only
+    # repeat the refusal), and is no Error.
+    waiting = link_of(conn, second)
+    assert waiting.status == SyncStatus.SYNCING and not waiting.batch_request_id and waiting.attempts == 0
+    assert qbo_customers(conn, "Item Pause Two") == []
+    (attempt,) = SyncAttempt.objects.filter(link=waiting)
+    assert attempt.outcome == "retry" and attempt.fault_code == code
+
+    Connection.objects.filter(pk=conn.pk).update(pause_retry_at=timezone.now())
+    assert run(conn).reason == ""
+    for acct in (first, second, third):
+        link = link_of(conn, acct)
+        assert link.status == SyncStatus.SYNCED
+        assert [c["Id"] for c in qbo_customers(conn, acct.name)] == [link.qbo_id]
+    assert Connection.objects.get(pk=conn.pk).paused_code == ""
