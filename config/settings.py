@@ -278,7 +278,7 @@ QBO_MAX_CONCURRENT = env_int("QBO_MAX_CONCURRENT", 8, minimum=1)
 QBO_PACING_PROCESSES = env_int("QBO_PACING_PROCESSES", 1, minimum=1)
 # The sync engine (sync/engine.py, sync/tasks.py): how long a realm's runner may go silent before
 # another runner takes the realm over; retries of one record; the worker's sweep (0: off).
-QBO_LEASE_SECONDS = env_number("QBO_LEASE_SECONDS", 90.0, minimum=10)
+QBO_LEASE_SECONDS = env_number("QBO_LEASE_SECONDS", 90.0, minimum=2)
 QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
 QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)

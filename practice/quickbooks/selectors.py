@@ -120,6 +120,11 @@ def status_view(link: SyncLink | None, connection: Connection | None, account_na
             view.paused = True
             view.tooltip = _("Waiting until QuickBooks is reconnected; nothing is lost.")
             view.next_retry_at = None
+        elif connection is not None and connection.is_paused:
+            # A fault about the company or the app (the banner names it): every record waits.
+            view.paused = True
+            view.tooltip = _("Paused while QuickBooks refuses the company or this app; nothing is lost.")
+            view.next_retry_at = connection.pause_retry_at
         elif view.next_retry_at:
             view.tooltip = _("Waiting to retry after a temporary QuickBooks problem.")
         else:

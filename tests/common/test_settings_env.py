@@ -139,7 +139,7 @@ def test_variable_changes_its_setting(name, monkeypatch):
     [
         ("QBO_MAX_ATTEMPTS", "eight", "QBO_MAX_ATTEMPTS must be a whole number, got 'eight'."),
         ("QBO_HTTP_TIMEOUT_SECONDS", "1m", "QBO_HTTP_TIMEOUT_SECONDS must be a number, got '1m'."),
-        ("QBO_LEASE_SECONDS", "0", "QBO_LEASE_SECONDS must be at least 10, got '0'."),
+        ("QBO_LEASE_SECONDS", "0", "QBO_LEASE_SECONDS must be at least 2, got '0'."),
         ("QBO_LEASE_SECONDS", "ninety", "QBO_LEASE_SECONDS must be a number, got 'ninety'."),
         ("CONN_MAX_AGE", "-5", "CONN_MAX_AGE must be at least 0, got '-5'."),
     ],

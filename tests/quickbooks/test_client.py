@@ -13,6 +13,7 @@ import pytest
 
 from practice.quickbooks.connection.client import BatchOp, QBOClient, quote
 from practice.quickbooks.connection.errors import (
+    CompanyUnavailable,
     RateLimited,
     ReauthRequired,
     RecordRejected,
@@ -248,12 +249,26 @@ def test_429_then_success(qbo_client, sandbox, realm_id, settings):
     assert {e["requestid"] for e in creates} == {"throttle-1"}
 
 
-def test_fault_inside_200_is_raised(qbo_client, sandbox, realm_id):
-    sandbox.inject_fault(realm_id, "fault_200", operation="read", code="6190")
-    with pytest.raises(RecordRejected) as exc:
+@pytest.mark.parametrize(
+    ("code", "raised", "reason"),
+    [
+        # About the company or the app, not the record: the engine pauses the connection.
+        ("6190", CompanyUnavailable, "company_status"),
+        ("3100", CompanyUnavailable, "app_refused"),
+        # About the record.
+        ("6000", RecordRejected, None),
+    ],
+)
+def test_fault_inside_200_is_raised(qbo_client, connection, sandbox, realm_id, code, raised, reason):
+    sandbox.inject_fault(realm_id, "fault_200", operation="read", code=code)
+    with pytest.raises(raised) as exc:
         qbo_client.read("Account", "1")
+    assert type(exc.value) is raised
     assert exc.value.status == 200
-    assert exc.value.code == "6190"
+    assert exc.value.code == code
+    assert getattr(exc.value, "reason", None) == reason
+    connection.refresh_from_db()
+    assert connection.status == "connected"  # a 3100 inside a 200 is not the token
 
 
 def test_403_from_gateway_needs_reauth(qbo_client, connection, sandbox, realm_id):

@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from django.conf import settings
 
 from practice.quickbooks.connection import oauth, tokens
 from practice.quickbooks.connection.errors import (
+    CompanyUnavailable,
     QBOError,
     RateLimited,
     ReauthRequired,
@@ -140,7 +141,9 @@ class BatchResult:
 
     bid: str
     entity: dict[str, Any] | None
-    error: RecordRejected | Retriable | None
+    # CompanyUnavailable: QBO refused this item for the company's or the app's sake (6190,
+    # 3100/3200); nothing of it was written, and the caller pauses rather than blame the record.
+    error: RecordRejected | Retriable | CompanyUnavailable | None
     query_response: dict[str, Any] | None = None
 
     @property
@@ -162,6 +165,10 @@ class QBOClient:
         self._env = oauth.environment(connection.environment or None)
         self._token_cache: tuple[int, str, str] | None = None  # (version, ciphertext, plaintext)
         self._refresh_lock = threading.Lock()
+        # Called before every request and every few seconds while waiting (429 back-off, another
+        # process's token refresh): the sync engine renews its realm lease here, and raises to
+        # stop when it lost it. None outside engine runs.
+        self.heartbeat: Callable[[], None] | None = None
 
     @property
     def realm_id(self) -> str:
@@ -339,6 +346,10 @@ class QBOClient:
             err = error_from_fault(fault)
             if isinstance(err, ReauthRequired):
                 raise err
+            if isinstance(err, CompanyUnavailable):
+                # Returned, not raised: the batch's other items may have been written, and their
+                # answers must be recorded (a batch is not a transaction, qbo-api.md §4).
+                return BatchResult(op.bid, None, err)
             if not isinstance(err, RecordRejected | Retriable):
                 err = RecordRejected(err.message, code=err.code)
             return BatchResult(op.bid, None, err)
@@ -361,6 +372,18 @@ class QBOClient:
             raise Retriable(f"QuickBooks answered without a {name}")
         return value
 
+    def _beat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat()
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, calling the heartbeat every second so a long wait keeps the caller's
+        lease (the heartbeat itself decides how often to write)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+            self._beat()
+
     def _access_token(self) -> tuple[str, int]:
         conn = self.connection
         if conn.status != "connected":
@@ -368,7 +391,7 @@ class QBOClient:
         if conn.access_token_expires_within(oauth.refresh_margin_seconds()):
             with self._refresh_lock:
                 if conn.access_token_expires_within(oauth.refresh_margin_seconds()):
-                    oauth.refresh(conn)
+                    oauth.refresh(conn, on_wait=self.heartbeat)
         cache = self._token_cache
         if cache is None or cache[0] != conn.token_version or cache[1] != conn.access_token_enc:
             cache = (conn.token_version, conn.access_token_enc, tokens.decrypt(conn.access_token_enc))
@@ -411,6 +434,7 @@ class QBOClient:
         attempt = 0
         while True:
             attempt += 1
+            self._beat()
             token, version = self._access_token()
             headers["Authorization"] = f"Bearer {token}"
             started = time.monotonic()
@@ -450,7 +474,7 @@ class QBOClient:
                     refreshed = True
                     with self._refresh_lock:
                         if self.connection.token_version == version:
-                            oauth.refresh(self.connection, seen_version=version)
+                            oauth.refresh(self.connection, seen_version=version, on_wait=self.heartbeat)
                     continue
                 oauth.mark_needs_reconnect(self.connection, reason=err.message, seen_version=version)
                 raise err
@@ -464,13 +488,14 @@ class QBOClient:
                 pacer.pause(wait)  # every thread of this process backs off, not just this one
                 if rate_retries > 0:
                     rate_retries -= 1
+                    self._sleep(wait)  # here rather than in the pacer: the heartbeat keeps beating
                     continue
                 err.retry_after = wait
                 raise err
             if isinstance(err, Retriable) and transient_retries > 0:
                 transient_retries -= 1
                 base = _setting("QBO_TRANSIENT_BACKOFF_SECONDS", 1.0) * scale
-                time.sleep(base * (0.5 + random.random()))  # jitter spreads simultaneous retries
+                self._sleep(base * (0.5 + random.random()))  # jitter spreads simultaneous retries
                 continue
             raise err
 

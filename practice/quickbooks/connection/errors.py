@@ -9,6 +9,9 @@ codes or Fault JSON themselves. The classes say how to recover:
 - `RequestRefused`: a `RecordRejected` for a 4xx without a Fault body (404, 405, ...): the URL
   or method was refused, nothing was written, and the same request will be refused again.
 - `ReauthRequired`: the connection itself is unusable until the owner reconnects.
+- `CompanyUnavailable`: QBO refused the company or the app as a whole, not the record (a
+  lapsed subscription, the app refused inside an answer, the app's keys refused): pause the
+  connection and try again later; no record is at fault.
 
 Messages never contain tokens or request bodies.
 """
@@ -22,6 +25,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 __all__ = [
+    "CompanyUnavailable",
     "QBOError",
     "RateLimited",
     "ReauthRequired",
@@ -35,6 +39,12 @@ __all__ = [
 
 # Fault codes in the authentication/authorisation range (qbo-api.md §6.3: 100, 120, 3100, 3200).
 _AUTH_CODES = {"100", "120", "3100", "3200"}
+# 6190 Invalid Company Status: the company's subscription ended or has a billing problem, and it
+# has been seen inside an HTTP 200 (qbo-api.md §6.1, §6.3). Nothing about the record is wrong.
+_COMPANY_CODES = {"6190"}
+# The app-authorisation family: from the gateway (401/403) it means the token; inside a 200 or a
+# batch item it speaks of the app's access to the company, which no reconnect of ours can fix.
+_APP_CODES = {"3100", "3200"}
 
 
 class QBOError(Exception):
@@ -129,6 +139,18 @@ class ReauthRequired(QBOError):
     """invalid_grant, a 401 after one refresh, revoked access, or 403 from the gateway."""
 
 
+class CompanyUnavailable(QBOError):
+    """QBO refused the whole company or the app, not one record: pause, try again later.
+
+    `reason` names the cause for people: "company_status" (6190), "app_refused" (3100/3200
+    inside an answer), "app_keys" (the token service refused the app's client id/secret).
+    """
+
+    def __init__(self, message: str, *, reason: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = reason
+
+
 # --------------------------------------------------------------------------------------------
 # Parsing
 
@@ -186,6 +208,10 @@ def error_from_fault(
     if not code.isdigit() and (m := _GATEWAY_CODE.search(message)):
         code = m.group(1)
     kw: dict[str, Any] = {"status": status, "intuit_tid": intuit_tid}
+    if code in _COMPANY_CODES:
+        return CompanyUnavailable(message, reason="company_status", code=code, **kw)
+    if code in _APP_CODES and effective in (None, 200):
+        return CompanyUnavailable(message, reason="app_refused", code=code, **kw)
     if effective == 429 or code == "3001":
         return RateLimited(message, code=code, **kw)
     if effective in (401, 403) or code in _AUTH_CODES or fault_type.lower() == "authenticationfault":

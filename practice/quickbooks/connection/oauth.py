@@ -39,7 +39,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from practice.quickbooks.connection import tokens
-from practice.quickbooks.connection.errors import QBOError, ReauthRequired, Retriable
+from practice.quickbooks.connection.errors import CompanyUnavailable, QBOError, ReauthRequired, Retriable
 from practice.quickbooks.connection.http import http_timeout, shared_http
 from practice.quickbooks.models import Connection, ConnectionStatus, SyncLink
 
@@ -297,6 +297,16 @@ def _token_request(env: Environment, body: str) -> TokenSet:
         raise Retriable(
             f"The QuickBooks token service answered HTTP {resp.status_code}", status=resp.status_code
         )
+    if error == "invalid_client":
+        # The app's client id/secret were refused (RFC 6749 §5.2; qbo-api.md §8.4 lists it): a
+        # server configuration problem, not the owner's sign-in.
+        raise CompanyUnavailable(
+            "QuickBooks refused this app's keys (invalid_client)",
+            reason="app_keys",
+            code=error,
+            status=resp.status_code,
+            intuit_tid=tid,
+        )
     if error == "invalid_grant":
         raise ReauthRequired(
             "QuickBooks no longer accepts this sign-in (invalid_grant)", code=error, intuit_tid=tid
@@ -416,7 +426,9 @@ def _claim(rows: QuerySet[Connection], *, seen: int, owner: str) -> int:
     )
 
 
-def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
+def refresh(
+    connection: Connection, *, seen_version: int | None = None, on_wait: Callable[[], None] | None = None
+) -> None:
     """Refresh the tokens once per connection, whoever else is trying at the same moment.
 
     `seen_version` is the token_version the caller's access token came from (defaults to the
@@ -424,7 +436,12 @@ def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
     simply adopt its tokens. Otherwise we claim the row with a conditional UPDATE (works the
     same on SQLite and PostgreSQL and holds no lock during the HTTP call), re-read it, refresh
     with the newest refresh token and write the rotated pair with `token_version + 1` before
-    anything uses the new access token. Losers wait for the winner's write and adopt it.
+    anything uses the new access token. Losers wait for the winner's write and adopt it,
+    calling `on_wait` now and then (the sync engine keeps its realm lease there).
+
+    A token service that refuses the app's own keys (`invalid_client`: a wrong or rotated client
+    secret) raises `CompanyUnavailable` and leaves the connection as it is: the owner's sign-in
+    is fine, so reconnecting would not help; the engine pauses and tries again later.
     """
     if connection.pk is None:
         raise ReauthRequired("The QuickBooks sign-in has expired")
@@ -449,6 +466,8 @@ def refresh(connection: Connection, *, seen_version: int | None = None) -> None:
         if time.monotonic() > deadline:
             raise Retriable("Another process is refreshing the QuickBooks sign-in; try again shortly")
         time.sleep(0.05 + secrets.randbelow(50) / 1000)
+        if on_wait is not None:
+            on_wait()
 
     env = environment(current.environment or None)
     try:
@@ -567,6 +586,15 @@ def _store_tokens(connection: Connection, token_set: TokenSet) -> None:
     connection._write_credentials = True  # see Connection.save
 
 
+def _clear_pause(connection: Connection) -> None:
+    """Another company: whatever paused the old one says nothing about it."""
+    Connection.objects.filter(pk=connection.pk).update(
+        paused_code="", paused_message="", paused_at=None, pause_retry_at=None, pause_attempts=0
+    )
+    connection.paused_code = ""
+    connection.pause_retry_at = None
+
+
 def _reset_setup(connection: Connection) -> None:
     """A different company has different accounts: the account choices must be made again."""
     connection.setup_completed_at = None
@@ -646,6 +674,14 @@ def _connect(
             connection, user=user, realm_id=realm_id, company_name=company_name, token_set=token_set, env=env
         )
         connection.save()
+        if different:
+            _clear_pause(connection)
+        else:
+            # A paused connection (sync/engine.py `pause`) is probed on the next run, not at its
+            # back-off: reconnecting is often what the owner did about it.
+            Connection.objects.filter(pk=connection.pk).exclude(paused_code="").update(
+                pause_retry_at=timezone.now()
+            )
     log.info("qbo.connection.connected connection=%s firm=%s realm=%s", connection.pk, firm.pk, realm_id)
     return connection, False
 
@@ -707,6 +743,7 @@ def connection_start_over(*, connection: Connection, user: AbstractBaseUser) -> 
             env=environment(),
         )
         connection.save()
+        _clear_pause(connection)
     _revoke_quietly(old_refresh, env)
     log.info("qbo.connection.started_over connection=%s realm=%s", connection.pk, connection.realm_id)
     return connection

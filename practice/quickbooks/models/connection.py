@@ -73,6 +73,23 @@ CREDENTIAL_FIELDS = frozenset(
 )
 
 
+# Columns owned by the sync engine (`practice.quickbooks.sync.engine`): the per-realm lease and
+# the company-level pause. They are only ever written with conditional UPDATEs; a plain `save()`
+# of a Connection loaded before a run claimed (or renewed, or released) the lease must not undo
+# that, or a second runner could start on the same realm.
+ENGINE_FIELDS = frozenset(
+    {
+        "lease_owner",
+        "lease_expires_at",
+        "paused_code",
+        "paused_message",
+        "paused_at",
+        "pause_retry_at",
+        "pause_attempts",
+    }
+)
+
+
 class Connection(TimeStampedModel):
     """A firm's link to one QBO company: credentials, health and the setup choices.
 
@@ -143,6 +160,16 @@ class Connection(TimeStampedModel):
     lease_owner = models.CharField(max_length=64, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # Paused by a fault about the company or the app, not about one record (a lapsed
+    # subscription, 6190; the app refused, 3100/3200 inside an answer; the app's keys refused,
+    # invalid_client). Records keep their state and in-flight writes their requestid; the engine
+    # tries again at `pause_retry_at` and clears the pause when QuickBooks answers normally.
+    paused_code = models.CharField(max_length=32, blank=True, editable=False)
+    paused_message = models.TextField(blank=True, editable=False)
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pause_retry_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pause_attempts = models.PositiveIntegerField(default=0, editable=False)
+
     class Meta:
         verbose_name = _("QuickBooks connection")
         verbose_name_plural = _("QuickBooks connections")
@@ -158,16 +185,16 @@ class Connection(TimeStampedModel):
         ]
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Saves everything except `CREDENTIAL_FIELDS` unless `update_fields` names them or the
-        OAuth module flagged this instance (`_write_credentials`)."""
-        write_all = getattr(self, "_write_credentials", False)
+        """Saves everything except `CREDENTIAL_FIELDS` (unless `update_fields` names them or the
+        OAuth module flagged this instance, `_write_credentials`) and `ENGINE_FIELDS` (unless
+        `update_fields` names them)."""
+        write_credentials = getattr(self, "_write_credentials", False)
         self._write_credentials = False
-        protect = not (write_all or self._state.adding or args or kwargs.get("force_insert"))
-        if protect and kwargs.get("update_fields") is None:
+        inserting = self._state.adding or bool(args) or bool(kwargs.get("force_insert"))
+        if not inserting and kwargs.get("update_fields") is None:
+            skip = ENGINE_FIELDS if write_credentials else CREDENTIAL_FIELDS | ENGINE_FIELDS
             kwargs["update_fields"] = [
-                f.name
-                for f in self._meta.concrete_fields
-                if not f.primary_key and f.name not in CREDENTIAL_FIELDS
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in skip
             ]
         super().save(*args, **kwargs)
 
@@ -193,6 +220,11 @@ class Connection(TimeStampedModel):
     @property
     def needs_reconnect(self) -> bool:
         return self.status == ConnectionStatus.NEEDS_RECONNECT
+
+    @property
+    def is_paused(self) -> bool:
+        """Connected, but QuickBooks refused the company or the app: pushes wait, nothing is lost."""
+        return bool(self.paused_code)
 
     @property
     def is_set_up(self) -> bool:

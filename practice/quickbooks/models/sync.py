@@ -138,6 +138,11 @@ class RealmSyncState(models.Model):
     last_run_started_at = models.DateTimeField(null=True, blank=True)
     last_run_finished_at = models.DateTimeField(null=True, blank=True)
     last_run_summary = models.JSONField(default=dict, blank=True)
+    # A run that could not finish (a 429, 5xx or timeout while reading the realm to plan, or a
+    # crash): how many in a row, when the next one is due, and why. Cleared by a run that ends.
+    run_failures = models.PositiveIntegerField(default=0)
+    run_retry_at = models.DateTimeField(null=True, blank=True)
+    run_error = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"sync state for connection {self.connection_id}"

@@ -6,7 +6,12 @@ the `SyncLink` rows and pushes only what differs, so a lost trigger loses nothin
 A run for one connection:
 
 1. **Claim** the realm's lease (conditional UPDATE on `Connection.lease_owner/lease_expires_at`,
-   checked by row count: works the same on SQLite and PostgreSQL). One runner per realm.
+   checked by row count: works the same on SQLite and PostgreSQL). One runner per realm. The
+   lease is short (`QBO_LEASE_SECONDS`, 90 s) so a realm whose runner was killed resumes soon;
+   the run renews it every few seconds while it works, from every QBO request and every wait
+   inside the client (`RunContext.keep_lease`), and renews it again inside each transaction
+   that stores requestids or records outcomes: a runner that lost its lease writes nothing.
+   A paused connection (a fault about the company or the app) is probed first, see `pause`.
 2. **Replay** writes whose outcome is unknown (sent, then a timeout, a 5xx, a crash): same
    bodies, same bIds, same `requestid`, so QBO answers with the original result. An item whose
    own answer is missing or transient inside an answered batch goes out alone under its own
@@ -22,6 +27,10 @@ no write and a batch's outcomes are saved with one UPDATE and one INSERT, so a r
 statements grow with batches of 30 (tests/quickbooks/test_sync_engine.py guards it).
 4. Loop while a round did something; release the lease.
 
+A run that cannot read the realm to plan (a 429, 5xx or timeout) is deferred, not failed: the
+realm gets a back-off (`RealmSyncState.run_retry_at`), the records it was deciding show Syncing
+with their next attempt, and `tasks` schedules the next run (the sweep too, as a safety net).
+
 Extension point: invoices and payments plug in as further `RecordKind`s (see `register`,
 `depends_on`, `find_existing`, `dependency_ref`, `mark_waiting`, `unchanged_since_push`).
 """
@@ -32,6 +41,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +55,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from practice.quickbooks.connection.errors import (
+    CompanyUnavailable,
     RateLimited,
     ReauthRequired,
     RecordRejected,
@@ -60,7 +71,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("practice.quickbooks.engine")
 
 BATCH_SIZE = 30  # QBO's maximum per batch (qbo-api.md §4)
-LEASE_SECONDS = 300
+# Default lease length. Longer than one HTTP request can take (QBO_HTTP_TIMEOUT_SECONDS, 60)
+# since the lease is renewed between requests; short enough that a killed runner's realm is
+# picked up again well within 2 minutes (the sweep and `tasks.run_now` look at its expiry).
+LEASE_SECONDS = 90
 MAX_ROUNDS = 25
 # Name-space for deterministic request ids (UUIDv5): the same logical write always gets the same id.
 _RID_NAMESPACE = uuid.UUID("6f1c2a52-3a0e-4d39-9f7e-4b1f3c7a9e10")
@@ -80,6 +94,10 @@ def max_attempts() -> int:
 
 def lease_seconds() -> float:
     return float(getattr(settings, "QBO_LEASE_SECONDS", LEASE_SECONDS))
+
+
+def rate_limit_wait_seconds() -> float:
+    return float(getattr(settings, "QBO_RATE_LIMIT_WAIT_SECONDS", 60))
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +122,12 @@ def claim_lease(connection_id: int, owner: str, *, seconds: float | None = None)
 
 
 def renew_lease(connection_id: int, owner: str, *, seconds: float | None = None) -> bool:
+    """Extend our lease. False when another runner has taken the realm (ours had expired).
+
+    An expired lease nobody took is still ours: nothing ran meanwhile, so extending it is safe.
+    Inside a transaction the UPDATE also locks the row until commit, so no other runner can
+    claim the realm between this check and the writes that follow it.
+    """
     from practice.quickbooks.models import Connection
 
     now = timezone.now()
@@ -242,9 +266,22 @@ class RunContext:
     now: datetime
     cache: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, int] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=timezone.now)
+    lease_renewed: float = field(default_factory=time.monotonic)
 
     def count(self, key: str, n: int = 1) -> None:
         self.summary[key] = self.summary.get(key, 0) + n
+
+    def keep_lease(self, *, force: bool = False) -> None:
+        """Renew the realm's lease if a sixth of it has gone by (or `force`); raise `LeaseLost`
+        when another runner has taken the realm. The client calls this before every request
+        and while it waits, so planning reads and long back-offs keep the lease too."""
+        now = time.monotonic()
+        if not force and now - self.lease_renewed < lease_seconds() / 6:
+            return
+        if not renew_lease(self.connection.pk, self.owner):
+            raise LeaseLost
+        self.lease_renewed = now
 
 
 @dataclass
@@ -598,6 +635,7 @@ def save_decisions(ctx: RunContext, decisions: Sequence[DecisionRecord]) -> int:
     for start in range(0, len(decisions), DECISION_CHUNK):
         chunk = decisions[start : start + DECISION_CHUNK]
         with transaction.atomic():
+            ctx.keep_lease(force=True)
             current = dict(
                 SyncLink.objects.select_for_update()
                 .filter(pk__in=[d.link.pk for d in chunk])
@@ -637,6 +675,9 @@ class ItemOutcome:
     alone: bool = False
     resend: Op | None = None
     note: str = ""
+    # QBO refused the item for the company's or the app's sake: not written, the record is not
+    # at fault; it waits for the pause to clear (see `pause`).
+    paused: CompanyUnavailable | None = None
 
 
 def _kind_of(op: Op) -> RecordKind:
@@ -673,7 +714,8 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
 
     try:
         results = ctx.client.batch([_batch_op(op) for op in ops], request_id=batch_rid)
-    except ReauthRequired:
+    except (ReauthRequired, CompanyUnavailable):
+        # The connection or the company, not these records: the batch stays in flight, as is.
         raise
     except Retriable as e:
         # No answer, a 5xx, a timeout, a 429: QBO may or may not have run the batch. It stays
@@ -695,6 +737,8 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
                 outcomes.append(ItemOutcome(op, kind, batch_rid, entity=result.entity))
             elif isinstance(result.error, RecordRejected) and result.error.code != "600":
                 outcomes.append(ItemOutcome(op, kind, batch_rid, rejected=result.error))
+            elif isinstance(result.error, CompanyUnavailable):
+                outcomes.append(ItemOutcome(op, kind, batch_rid, paused=result.error))
             else:
                 # Not answered, a per-item transient fault, or an answer without the entity: the
                 # item may have been written. Its answer is part of the batch's cached reply.
@@ -703,6 +747,9 @@ def _send(ctx: RunContext, batch_rid: str, ops: list[Op]) -> None:
                 outcomes.append(ItemOutcome(op, kind, batch_rid, retry=err, alone=True))
     _decide_rejections(ctx, outcomes)
     _record_outcomes(ctx, outcomes)
+    paused = next((o.paused for o in outcomes if o.paused is not None), None)
+    if paused is not None:
+        raise paused  # the run pauses the connection; the neighbours' answers are recorded
 
 
 _INCLUDE_SPELLING = {"allowduplicatedocnumber": "allowduplicatedocnum"}
@@ -815,11 +862,14 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
     history, and a crash before the commit leaves the whole batch in flight, to be replayed."""
     if not outcomes:
         return
-    rate_limit_wait = float(getattr(settings, "QBO_RATE_LIMIT_WAIT_SECONDS", 60))
+    rate_limit_wait = rate_limit_wait_seconds()
     links: list[SyncLink] = []
     attempts: list[SyncAttempt] = []
     events: list[tuple[str, SyncLink, ItemOutcome]] = []
     with transaction.atomic():
+        # Checked in the transaction that records: a runner that lost the realm records nothing
+        # (the batch stays in flight and the new holder replays it with the same requestid).
+        ctx.keep_lease(force=True)
         locked = {
             link.pk: link
             for link in SyncLink.objects.select_for_update().filter(pk__in=[o.op.link.pk for o in outcomes])
@@ -849,6 +899,9 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
             elif o.resend is not None:
                 attempt = _apply_resend(ctx, link, o, operation)
                 events.append(("resend", link, o))
+            elif o.paused is not None:
+                attempt = _apply_paused(link, o, operation)
+                events.append(("paused", link, o))
             elif o.rejected is not None:
                 attempt = _apply_rejection(ctx, link, o, operation)
                 events.append(
@@ -875,6 +928,8 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
             )
         elif what == "linked_after_fault":
             ctx.count(f"{o.kind.name}.linked_after_fault")
+        elif what == "paused":
+            ctx.count(f"{o.kind.name}.paused")
         elif what == "rejected":
             ctx.count(f"{o.kind.name}.rejected")
             logger.warning(
@@ -897,6 +952,30 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
             "qbo.push.retry",
             extra={"realm": ctx.connection.realm_id, "items": retries, "error": "; ".join(errors)},
         )
+
+
+def _apply_paused(link: SyncLink, o: ItemOutcome, operation: str) -> SyncAttempt:
+    """QBO refused the item for the company's sake, so it was not written: out of flight (the
+    cached batch answer would repeat the refusal), Syncing, planned afresh once the pause
+    clears. Its attempts are not counted: the record is not at fault."""
+    err = o.paused
+    assert err is not None
+    link.batch_request_id = ""
+    link.batch_bid = ""
+    link.pending_body = None
+    link.sent_at = None
+    link.next_retry_at = None
+    if link.status != SyncStatus.SKIPPED:
+        link.status = SyncStatus.SYNCING
+    return attempt_row(
+        link,
+        operation=operation,
+        outcome=Outcome.RETRY,
+        request_id=o.request_id,
+        fault_code=err.code,
+        fault_detail=str(err),
+        message="Waiting until QuickBooks accepts the company again",
+    )
 
 
 def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation: str) -> SyncAttempt:
@@ -1042,6 +1121,7 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
     for start in range(0, len(ops), BATCH_SIZE):
         chunk = ops[start : start + BATCH_SIZE]
         with transaction.atomic():
+            ctx.keep_lease(force=True)
             # A person may have acted on a link since it was planned (unsync, link by hand):
             # re-read under lock and drop what no longer needs this write.
             locked = {
@@ -1064,8 +1144,6 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
                 if op.link.status != SyncStatus.SKIPPED:
                     op.link.status = SyncStatus.SYNCING
             bulk_save_links([op.link for op in chunk], _IN_FLIGHT_FIELDS)
-        if not renew_lease(ctx.connection.pk, ctx.owner):
-            raise LeaseLost
         _send(ctx, batch_rid, chunk)
         sent += len(chunk)
     return sent
@@ -1088,6 +1166,8 @@ def _stored_kind(stored: dict[str, Any]) -> str:
 
 
 REPLAY_READ_CHUNK = 500
+# ctx.cache key: the kind whose plan is running (see `run_round`).
+PLANNING_KIND = "planning_kind"
 
 
 def replay_in_flight(ctx: RunContext) -> int:
@@ -1128,8 +1208,7 @@ def replay_in_flight(ctx: RunContext) -> int:
             groups.setdefault(link.batch_request_id, []).append(Op.from_stored(link, stored, kind))
     sent = 0
     for batch_rid, ops in groups.items():
-        if not renew_lease(ctx.connection.pk, ctx.owner):
-            raise LeaseLost
+        ctx.keep_lease(force=True)
         ctx.count("replayed", len(ops))
         if ops[0].alone:
             for op in ops:
@@ -1153,7 +1232,11 @@ def run_round(ctx: RunContext) -> int:
     did = replay_in_flight(ctx)
     undoing: list[list[Op]] = []
     for kind in kinds():
+        # Named while the kind reads QBO to plan: a read failure defers the run and shows that
+        # kind's undecided records as Syncing (see `_defer_run`).
+        ctx.cache[PLANNING_KIND] = kind.name
         ops = kind.plan(ctx)
+        ctx.cache[PLANNING_KIND] = ""
         for op in ops:
             op.kind = op.kind or kind.name
         did += len(ops)
@@ -1172,6 +1255,8 @@ class RunResult:
     ran: bool
     reason: str = ""
     summary: dict[str, int] = field(default_factory=dict)
+    # When the realm should run again by itself (a deferred run, a pause, a busy lease).
+    retry_at: datetime | None = None
 
 
 def is_connected(connection: Connection) -> bool:
@@ -1185,7 +1270,10 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
 
     owner = owner or f"run-{uuid.uuid4().hex[:16]}"
     if not claim_lease(connection_id, owner):
-        return RunResult(ran=False, reason="busy")
+        held_until = (
+            Connection.objects.filter(pk=connection_id).values_list("lease_expires_at", flat=True).first()
+        )
+        return RunResult(ran=False, reason="busy", retry_at=held_until)
     try:
         connection = Connection.objects.select_related("firm").get(pk=connection_id)
         if not is_connected(connection):
@@ -1194,13 +1282,21 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
         if not connection.is_set_up:
             # Nothing goes to QBO before the owner confirmed the setup preview (product.md §2).
             return RunResult(ran=False, reason="setup not confirmed")
+        if connection.is_paused and connection.pause_retry_at and connection.pause_retry_at > timezone.now():
+            return RunResult(ran=False, reason="paused", retry_at=connection.pause_retry_at)
         ctx = RunContext(
             connection=connection,
             client=client or QBOClient(connection),
             owner=owner,
             now=timezone.now(),
         )
+        ctx.client.heartbeat = ctx.keep_lease
         try:
+            if connection.is_paused:
+                # The probe: one cheap read. It raises CompanyUnavailable while the fault lasts.
+                ctx.client.company_info()
+                resume(connection)
+                ctx.count("resumed")
             for _round in range(MAX_ROUNDS):
                 ctx.now = timezone.now()
                 if not run_round(ctx):
@@ -1208,6 +1304,7 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
             else:
                 # Still busy after MAX_ROUNDS (a very large backlog): hand over to a fresh run
                 # rather than hold the realm for ever.
+                _run_succeeded(connection)
                 return RunResult(ran=True, reason="more work", summary=ctx.summary)
         except ReauthRequired as e:
             # The client has already marked the connection "needs reconnect"; in-flight writes
@@ -1215,12 +1312,125 @@ def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient
             logger.warning("qbo.run.reauth", extra={"realm": connection.realm_id, "error": str(e)})
             _mark_needs_reconnect(connection)
             return RunResult(ran=True, reason="reauth", summary=ctx.summary)
+        except CompanyUnavailable as e:
+            retry_at = pause(connection, e)
+            return RunResult(ran=True, reason="paused", summary=ctx.summary, retry_at=retry_at)
+        except Retriable as e:
+            # QBO could not be read (429, 5xx, timeout) while planning: defer, never fail.
+            retry_at = _defer_run(ctx, str(ctx.cache.get(PLANNING_KIND, "")), e)
+            return RunResult(ran=True, reason="deferred", summary=ctx.summary, retry_at=retry_at)
         except LeaseLost:
             logger.warning("qbo.run.lease_lost", extra={"realm": connection.realm_id})
             return RunResult(ran=True, reason="lease lost", summary=ctx.summary)
+        _run_succeeded(connection)
         return RunResult(ran=True, summary=ctx.summary)
     finally:
         release_lease(connection_id, owner)
+
+
+def _run_succeeded(connection: Connection) -> None:
+    """A run got through: forget the realm's run-level back-off."""
+    from practice.quickbooks.models import RealmSyncState
+
+    RealmSyncState.objects.filter(connection_id=connection.pk).exclude(
+        run_failures=0, run_retry_at__isnull=True, run_error=""
+    ).update(run_failures=0, run_retry_at=None, run_error="")
+
+
+def _defer_run(ctx: RunContext, kind_name: str, err: Retriable) -> datetime:
+    """Back the realm off after a run that could not read QBO, and show the records it was
+    deciding as Syncing with their next attempt (none of them is at fault, so none turns Error,
+    however long QBO stays away). Returns when the next run is due."""
+    from practice.quickbooks.models import RealmSyncState
+
+    RealmSyncState.objects.get_or_create(connection_id=ctx.connection.pk)
+    failures = (
+        RealmSyncState.objects.filter(connection_id=ctx.connection.pk)
+        .values_list("run_failures", flat=True)
+        .get()
+    ) + 1
+    retry_after = err.retry_after
+    if isinstance(err, RateLimited):
+        # Intuit: "wait 60 seconds before retrying" (qbo-api.md §7); a longer Retry-After wins.
+        retry_after = max(retry_after or 0.0, rate_limit_wait_seconds())
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=backoff_seconds(failures, retry_after))
+    waiting = 0
+    try:
+        with transaction.atomic():
+            ctx.keep_lease(force=True)
+            RealmSyncState.objects.filter(connection_id=ctx.connection.pk).update(
+                run_failures=failures, run_retry_at=retry_at, run_error=str(err)[:2000]
+            )
+            if kind_name:
+                due = Q(status=SyncStatus.SYNCING) & (
+                    Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)
+                )
+                # Links this run made for records seen for the first time, not decided yet.
+                fresh = Q(
+                    status=SyncStatus.NOT_SYNCED, qbo_id="", pending_op="", created_at__gte=ctx.started_at
+                )
+                waiting = (
+                    SyncLink.objects.filter(connection=ctx.connection, kind=kind_name, batch_request_id="")
+                    .filter(due | fresh)
+                    .update(status=SyncStatus.SYNCING, next_retry_at=retry_at, updated_at=now)
+                )
+    except LeaseLost:
+        logger.warning("qbo.run.lease_lost", extra={"realm": ctx.connection.realm_id})
+        return retry_at
+    ctx.count("deferred_records", waiting)
+    logger.warning(
+        "qbo.run.deferred",
+        extra={
+            "realm": ctx.connection.realm_id,
+            "kind": kind_name,
+            "failures": failures,
+            "retry_at": retry_at.isoformat(),
+            "error": str(err),
+        },
+    )
+    return retry_at
+
+
+def pause(connection: Connection, err: CompanyUnavailable) -> datetime:
+    """Pause the connection for a fault about the company or the app (not a record).
+
+    Records keep their state: in-flight batches keep their requestid and are replayed as they
+    were once the pause clears; nothing is marked Error. The next probe backs off like a retry.
+    """
+    from practice.quickbooks.models import Connection
+
+    attempts = (connection.pause_attempts if connection.is_paused else 0) + 1
+    now = timezone.now()
+    retry_at = now + timedelta(seconds=backoff_seconds(attempts))
+    Connection.objects.filter(pk=connection.pk).update(
+        paused_code=err.reason,
+        paused_message=str(err)[:2000],
+        paused_at=connection.paused_at if connection.is_paused else now,
+        pause_retry_at=retry_at,
+        pause_attempts=attempts,
+    )
+    connection.paused_code = err.reason
+    connection.pause_retry_at = retry_at
+    connection.pause_attempts = attempts
+    logger.warning(
+        "qbo.run.paused",
+        extra={"realm": connection.realm_id, "reason": err.reason, "code": err.code, "retry_at": retry_at},
+    )
+    return retry_at
+
+
+def resume(connection: Connection) -> None:
+    """QuickBooks answered normally again: clear the pause (the run goes on with the same writes)."""
+    from practice.quickbooks.models import Connection
+
+    Connection.objects.filter(pk=connection.pk).update(
+        paused_code="", paused_message="", paused_at=None, pause_retry_at=None, pause_attempts=0
+    )
+    connection.paused_code = ""
+    connection.pause_retry_at = None
+    connection.pause_attempts = 0
+    logger.info("qbo.run.resumed", extra={"realm": connection.realm_id})
 
 
 def _mark_needs_reconnect(connection: Connection) -> None:

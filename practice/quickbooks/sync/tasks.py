@@ -3,10 +3,15 @@
 - `sync_realm(connection_id)`: one engine run for one connection. Enqueued on commit of any
   relevant change (`triggers.on_record_changed`), de-duplicated while one is queued.
 - After a run that leaves retries waiting, `schedule_next_retry` enqueues one delayed run for
-  the earliest `next_retry_at` of the realm, so back-off retries happen on time by themselves.
+  the earliest of the realm's waiting retries: a record's `next_retry_at`, a run deferred
+  because QBO could not be read to plan (`run_retry_at`), the next probe of a paused connection
+  (`pause_retry_at`), or the expiry of another runner's lease. Back-off retries happen on time
+  by themselves, and never sooner than their back-off.
 - `sweep()`: the periodic safety net. Re-enqueues realms with due retries, realms whose queued
-  run was lost (a killed worker), and, with `all_realms`, every connected realm (lost events
-  cannot lose data because each run re-plans from state). It runs every minute beside the
+  run was lost (a killed worker), realms whose last run was deferred or aborted, realms whose
+  runner died holding the lease (a `kill -9`: the run resumes at the lease's expiry), and, with
+  `all_realms`, every connected realm (lost events cannot lose data because each run re-plans
+  from state). It runs every minute beside the
   worker (`run_worker --sweep-every`, default 60 s, calls `sweep_now()` in a thread); the
   `qbo_sweep` management command (`--loop 60` keeps it running) is there for plain `db_worker`.
 
@@ -16,7 +21,7 @@ Both are safe to run twice: the engine's lease lets one run work a realm at a ti
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -70,13 +75,22 @@ def run_now(connection_id: int) -> dict[str, Any]:
     RealmSyncState.objects.filter(connection_id=connection_id).update(
         queued_at=None, last_run_started_at=timezone.now()
     )
-    result = engine.run_realm(connection_id)
-    if result.reason in ("busy", "more work"):
-        # Another runner holds the realm (it may have planned before our change), or this run
-        # stopped with work left: look again soon.
+    try:
+        result = engine.run_realm(connection_id)
+    except Exception as exc:
+        # An unexpected failure (a bug, the database): back the realm off and let the sweep
+        # pick it up again, so a record never stays "Not synced" with nothing scheduled.
+        _record_aborted_run(connection_id, exc)
+        raise
+    if result.reason == "more work":
         enqueue_sync(connection_id, delay_seconds=5)
-    elif result.ran:
-        schedule_next_retry(connection_id)
+    elif result.reason == "busy":
+        # Another runner holds the realm (it may have planned before our change): look again
+        # when its lease runs out, or sooner if it finishes and a change enqueues a run. Not
+        # every few seconds: a long run would otherwise be polled all along.
+        schedule_next_retry(connection_id, also_at=result.retry_at)
+    elif result.ran or result.reason == "paused":
+        schedule_next_retry(connection_id, also_at=result.retry_at)
     RealmSyncState.objects.filter(connection_id=connection_id).update(
         last_run_finished_at=timezone.now(),
         last_run_summary={"ran": result.ran, "reason": result.reason, **result.summary},
@@ -84,25 +98,58 @@ def run_now(connection_id: int) -> dict[str, Any]:
     return {"ran": result.ran, "reason": result.reason, "summary": result.summary}
 
 
-def schedule_next_retry(connection_id: int) -> bool:
+def _record_aborted_run(connection_id: int, exc: BaseException) -> None:
+    from practice.quickbooks.models import RealmSyncState
+    from practice.quickbooks.sync import engine
+
+    state = RealmSyncState.objects.filter(connection_id=connection_id).first()
+    failures = (state.run_failures if state else 0) + 1
+    retry_at = timezone.now() + timedelta(seconds=engine.backoff_seconds(failures))
+    RealmSyncState.objects.filter(connection_id=connection_id).update(
+        run_failures=failures,
+        run_retry_at=retry_at,
+        run_error=f"{type(exc).__name__}: {exc}"[:2000],
+        last_run_finished_at=timezone.now(),
+        last_run_summary={"ran": False, "reason": "aborted", "error": type(exc).__name__},
+    )
+    logger.exception("qbo.run.aborted", extra={"connection": connection_id, "retry_at": retry_at})
+
+
+def schedule_next_retry(connection_id: int, *, also_at: datetime | None = None) -> bool:
     """Enqueue a delayed run for the realm's earliest waiting retry, unless one is due sooner.
 
-    Retries then happen on time without a sweep; the sweep stays as the safety net for lost
-    tasks. Separate from the `queued_at` de-duplication, so a delayed retry run never holds back
-    a change made meanwhile.
+    Waiting retries: records' `next_retry_at`, the realm's deferred run (`run_retry_at`), the
+    next probe of a paused connection, and `also_at` (another runner's lease expiry). Retries
+    then happen on time without a sweep; the sweep stays as the safety net for lost tasks.
+    Separate from the `queued_at` de-duplication, so a delayed retry run never holds back a
+    change made meanwhile.
     """
-    from practice.quickbooks.models import RealmSyncState, SyncLink
+    from practice.quickbooks.models import Connection, RealmSyncState, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
     now = timezone.now()
-    earliest = (
+    candidates: list[datetime] = []
+    link_due = (
         SyncLink.objects.filter(connection_id=connection_id, status=SyncStatus.SYNCING, next_retry_at__gt=now)
         .order_by("next_retry_at")
         .values_list("next_retry_at", flat=True)
         .first()
     )
-    if earliest is None:
+    state = RealmSyncState.objects.filter(connection_id=connection_id)
+    run_due = state.values_list("run_retry_at", flat=True)
+    probe_due = Connection.objects.filter(pk=connection_id).exclude(paused_code="")
+    for when in (
+        link_due,
+        run_due.first(),
+        probe_due.values_list("pause_retry_at", flat=True).first(),
+        # A lease is free only once its expiry has passed (claim_lease compares with "<").
+        also_at + timedelta(seconds=1) if also_at is not None else None,
+    ):
+        if when is not None:
+            candidates.append(max(when, now))
+    if not candidates:
         return False
+    earliest = min(candidates)
     RealmSyncState.objects.get_or_create(connection_id=connection_id)
     won = (
         RealmSyncState.objects.filter(connection_id=connection_id)
@@ -111,7 +158,8 @@ def schedule_next_retry(connection_id: int) -> bool:
     )
     if won:
         transaction.on_commit(
-            lambda: sync_realm.using(run_after=earliest).enqueue(connection_id), robust=True
+            lambda: sync_realm.using(run_after=earliest).enqueue(connection_id),
+            robust=True,
         )
     return bool(won)
 
@@ -138,7 +186,24 @@ def sweep_now(*, all_realms: bool = False) -> int:
         due = SyncLink.objects.filter(status=SyncStatus.SYNCING).filter(
             Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)
         )
-        ids = set(connected.filter(pk__in=due.values("connection_id")).values_list("pk", flat=True))
+        # A run deferred (QBO unreadable while planning) or aborted (an exception), now due.
+        deferred = RealmSyncState.objects.filter(run_retry_at__lte=now)
+        ids = set(
+            connected.filter(
+                Q(pk__in=due.values("connection_id"))
+                | Q(pk__in=deferred.values("connection_id"))
+                | Q(pause_retry_at__lte=now)  # a paused connection's probe
+                # A runner that died holding the lease (kill -9, OOM): its `finally` never
+                # released it. Expired: run now.
+                | Q(lease_expires_at__lt=now) & ~Q(lease_owner="")
+            ).values_list("pk", flat=True)
+        )
+        # Held and not expired: alive, or killed a moment ago. A run at its expiry resumes the
+        # realm within the lease's length of a crash (or finds it busy, and looks again then).
+        held = connected.exclude(lease_owner="").filter(lease_expires_at__gte=now).exclude(pk__in=ids)
+        for connection_id, expires in held.values_list("pk", "lease_expires_at"):
+            with transaction.atomic():
+                schedule_next_retry(connection_id, also_at=expires)
     for connection_id in ids:
         with transaction.atomic():
             enqueue_sync(connection_id)
