@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "practice.clients",
     "practice.billing",
     "practice.quickbooks",
+    "practice.api",
 ]
 
 MIDDLEWARE = [

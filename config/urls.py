@@ -3,8 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from practice.api.api import api
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("practice.firms.urls")),
     path("clients/", include("practice.clients.urls")),
