@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -32,7 +32,7 @@ from practice.billing import services as billing_services
 from practice.billing.models import Invoice, Payment, Service
 from practice.clients import selectors as client_selectors
 from practice.clients import services as client_services
-from practice.clients.models import AccountKind, ClientAccount
+from practice.clients.models import ClientAccount
 from practice.firms.models import Role
 from practice.quickbooks import actions as qbo_actions
 from practice.quickbooks.models import Connection, SyncLink
@@ -210,6 +210,12 @@ def _require_manager(request: HttpRequest) -> None:
         raise PermissionDenied
 
 
+def _require_connected(request: HttpRequest) -> None:
+    connection = connection_for(_firm(request))
+    if connection is None or not connection.realm_id:
+        raise qbo_actions.SyncActionError("QuickBooks is not connected.")
+
+
 def _actor(request: HttpRequest) -> str:
     return f"{request.user} (API)"
 
@@ -344,9 +350,13 @@ class AccountPage(Schema):
     next_page: int | None
 
 
+# A Literal, not the TextChoices enum: strict mode would refuse the plain JSON string for an enum.
+KindLiteral = Literal["individual", "company"]
+
+
 class AccountIn(StrictIn):
     name: str = Field(min_length=1, max_length=500)
-    kind: AccountKind = AccountKind.INDIVIDUAL
+    kind: KindLiteral = "individual"
     email: str = Field("", max_length=254)
     phone: str = Field("", max_length=30)
     address_line1: str = Field("", max_length=500)
@@ -358,7 +368,7 @@ class AccountIn(StrictIn):
 
 class AccountPatch(StrictIn):
     name: str | None = Field(None, min_length=1, max_length=500)
-    kind: AccountKind | None = None
+    kind: KindLiteral | None = None
     email: str | None = Field(None, max_length=254)
     phone: str | None = Field(None, max_length=30)
     address_line1: str | None = Field(None, max_length=500)
@@ -466,6 +476,17 @@ def account_history(request: HttpRequest, account_id: int) -> Any:
 
 class LinkIn(StrictIn):
     customer_id: str = Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    confirm: bool = Field(False, description="Link even if another account is linked to this customer.")
+
+
+class ReactivateIn(StrictIn):
+    customer_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[0-9]+$",
+        description="Default: the inactive match found.",
+    )
 
 
 class CreateCustomerIn(StrictIn):
@@ -486,7 +507,34 @@ def account_link(request: HttpRequest, account_id: int, payload: LinkIn) -> Any:
     """Link to a given QBO customer id."""
     _require_manager(request)
     account = _account(request, account_id)
-    qbo_actions.account_sync_link(
+    _require_connected(request)
+    result = qbo_actions.account_sync_link(
+        firm=_firm(request),
+        account=account,
+        customer_id=payload.customer_id,
+        actor=_actor(request),
+        confirmed=payload.confirm,
+    )
+    if isinstance(result, qbo_actions.LinkCheck):
+        names = ", ".join(a.name for a in result.linked_to)
+        raise ApiProblem(
+            409,
+            "already_linked",
+            f"This QuickBooks customer is already linked to {names}. Send confirm: true to link it here too.",
+            field="customer_id",
+        )
+    return Status(202, _one_account(request, account))
+
+
+@accounts.post(
+    "/{int:account_id}/reactivate", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_reactivate"
+)
+def account_reactivate(request: HttpRequest, account_id: int, payload: ReactivateIn) -> Any:
+    """Reactivate an inactive QBO customer and link the account to it."""
+    _require_manager(request)
+    account = _account(request, account_id)
+    _require_connected(request)
+    qbo_actions.account_sync_reactivate(
         firm=_firm(request), account=account, customer_id=payload.customer_id, actor=_actor(request)
     )
     return Status(202, _one_account(request, account))

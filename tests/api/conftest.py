@@ -22,7 +22,10 @@ def _fresh_rate_limits(settings):
 
 @pytest.fixture
 def tokens(firm, other_firm) -> dict[str, str]:
-    return {who: token_create(user=User.objects.get(email=email), name=f"{who} script")[1] for who, email in ROLE_EMAILS.items()}
+    return {
+        who: token_create(user=User.objects.get(email=email), name=f"{who} script")[1]
+        for who, email in ROLE_EMAILS.items()
+    }
 
 
 class Api:
@@ -35,8 +38,11 @@ class Api:
 
     def send(self, method: str, path: str, body=None):
         return self.client.generic(
-            method, "/api/v1" + path, data=b"" if body is None else __import__("json").dumps(body),
-            content_type="application/json", headers=self.headers,
+            method,
+            "/api/v1" + path,
+            data=b"" if body is None else __import__("json").dumps(body),
+            content_type="application/json",
+            headers=self.headers,
         )
 
 
