@@ -9,6 +9,7 @@ Every 4xx has one shape: {"errors": [{"field": …, "code": …, "message": …}
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from ninja import NinjaAPI, Query, Router, Schema, Status
+from ninja import NinjaAPI, Path, Query, Router, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
@@ -40,6 +41,8 @@ from practice.quickbooks.selectors import KIND as CUSTOMER_KIND
 from practice.quickbooks.selectors import attempt_history, connection_for, status_view
 from practice.quickbooks.statuses import SyncStatus
 
+# Ids are bigints: bounded so an out-of-range id is a 422, never a database overflow (500).
+ObjectId = Path(..., ge=1, le=2**62)
 MANAGERS = {Role.OWNER.value, Role.ADMIN.value}
 PAGE_SIZE_MAX = 100
 
@@ -268,6 +271,15 @@ class PageFilters(Schema):
         None, description="Only objects changed at or after this time."
     )
     page: int = Field(1, ge=1, le=100000)
+
+    @field_validator("updated_since", mode="before")
+    @classmethod
+    def _iso_only(cls, value: Any) -> Any:
+        # pydantic would read "0.5" as a Unix timestamp; the API documents ISO 8601 only.
+        if isinstance(value, str) and not re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError("use an ISO 8601 date-time, e.g. 2026-01-31T00:00:00Z")
+        return value
+
     page_size: int = Field(50, ge=1, le=PAGE_SIZE_MAX)
 
 
@@ -350,6 +362,13 @@ class AccountPage(Schema):
     next_page: int | None
 
 
+# Close to Django's EmailValidator (which still has the last word), so the documented schema does not
+# promise to accept addresses the service then refuses.
+EMAIL_PATTERN = (
+    r"^$|^[A-Za-z0-9_%+-]+(\.[A-Za-z0-9_%+-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+
 # A Literal, not the TextChoices enum: strict mode would refuse the plain JSON string for an enum.
 KindLiteral = Literal["individual", "company"]
 
@@ -357,7 +376,7 @@ KindLiteral = Literal["individual", "company"]
 class AccountIn(StrictIn):
     name: str = Field(min_length=1, max_length=500)
     kind: KindLiteral = "individual"
-    email: str = Field("", max_length=254)
+    email: str = Field("", max_length=254, pattern=EMAIL_PATTERN)
     phone: str = Field("", max_length=30)
     address_line1: str = Field("", max_length=500)
     city: str = Field("", max_length=255)
@@ -369,7 +388,7 @@ class AccountIn(StrictIn):
 class AccountPatch(StrictIn):
     name: str | None = Field(None, min_length=1, max_length=500)
     kind: KindLiteral | None = None
-    email: str | None = Field(None, max_length=254)
+    email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)
     phone: str | None = Field(None, max_length=30)
     address_line1: str | None = Field(None, max_length=500)
     city: str | None = Field(None, max_length=255)
@@ -424,13 +443,13 @@ def _account(request: HttpRequest, account_id: int) -> ClientAccount:
     return client_selectors.account_get(firm=_firm(request), pk=account_id)
 
 
-@accounts.get("/{int:account_id}", response={200: AccountOut, **ERRORS}, url_name="account_get")
-def account_get(request: HttpRequest, account_id: int) -> Any:
+@accounts.get("/{account_id}", response={200: AccountOut, **ERRORS}, url_name="account_get")
+def account_get(request: HttpRequest, account_id: int = ObjectId) -> Any:
     return _one_account(request, _account(request, account_id))
 
 
-@accounts.patch("/{int:account_id}", response={200: AccountOut, **ERRORS}, url_name="account_update")
-def account_update(request: HttpRequest, account_id: int, payload: AccountPatch) -> Any:
+@accounts.patch("/{account_id}", response={200: AccountOut, **ERRORS}, url_name="account_update")
+def account_update(request: HttpRequest, payload: AccountPatch, account_id: int = ObjectId) -> Any:
     account = _account(request, account_id)
     changes = payload.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or any(v is None for v in changes.values()):
@@ -440,17 +459,15 @@ def account_update(request: HttpRequest, account_id: int, payload: AccountPatch)
     return _one_account(request, account)
 
 
-@accounts.post("/{int:account_id}/archive", response={200: AccountOut, **ERRORS}, url_name="account_archive")
-def account_archive(request: HttpRequest, account_id: int) -> Any:
+@accounts.post("/{account_id}/archive", response={200: AccountOut, **ERRORS}, url_name="account_archive")
+def account_archive(request: HttpRequest, account_id: int = ObjectId) -> Any:
     _require_manager(request)
     account = client_services.account_archive(account=_account(request, account_id))
     return _one_account(request, account)
 
 
-@accounts.post(
-    "/{int:account_id}/unarchive", response={200: AccountOut, **ERRORS}, url_name="account_unarchive"
-)
-def account_unarchive(request: HttpRequest, account_id: int) -> Any:
+@accounts.post("/{account_id}/unarchive", response={200: AccountOut, **ERRORS}, url_name="account_unarchive")
+def account_unarchive(request: HttpRequest, account_id: int = ObjectId) -> Any:
     _require_manager(request)
     account = client_services.account_unarchive(account=_account(request, account_id))
     return _one_account(request, account)
@@ -463,10 +480,8 @@ class AttemptOut(Schema):
     message: str
 
 
-@accounts.get(
-    "/{int:account_id}/history", response={200: list[AttemptOut], **ERRORS}, url_name="account_history"
-)
-def account_history(request: HttpRequest, account_id: int) -> Any:
+@accounts.get("/{account_id}/history", response={200: list[AttemptOut], **ERRORS}, url_name="account_history")
+def account_history(request: HttpRequest, account_id: int = ObjectId) -> Any:
     account = _account(request, account_id)
     return [
         {"at": a.created_at, "operation": a.operation, "outcome": a.outcome, "message": a.message or ""}
@@ -493,8 +508,8 @@ class CreateCustomerIn(StrictIn):
     name: str = Field(min_length=1, max_length=500)
 
 
-@accounts.post("/{int:account_id}/sync", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_sync")
-def account_sync(request: HttpRequest, account_id: int) -> Any:
+@accounts.post("/{account_id}/sync", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_sync")
+def account_sync(request: HttpRequest, account_id: int = ObjectId) -> Any:
     """Sync again (retry): the account is matched by name, or resumes its link."""
     _require_manager(request)
     account = _account(request, account_id)
@@ -502,8 +517,8 @@ def account_sync(request: HttpRequest, account_id: int) -> Any:
     return Status(202, _one_account(request, account))
 
 
-@accounts.post("/{int:account_id}/link", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_link")
-def account_link(request: HttpRequest, account_id: int, payload: LinkIn) -> Any:
+@accounts.post("/{account_id}/link", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_link")
+def account_link(request: HttpRequest, payload: LinkIn, account_id: int = ObjectId) -> Any:
     """Link to a given QBO customer id."""
     _require_manager(request)
     account = _account(request, account_id)
@@ -527,9 +542,9 @@ def account_link(request: HttpRequest, account_id: int, payload: LinkIn) -> Any:
 
 
 @accounts.post(
-    "/{int:account_id}/reactivate", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_reactivate"
+    "/{account_id}/reactivate", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_reactivate"
 )
-def account_reactivate(request: HttpRequest, account_id: int, payload: ReactivateIn) -> Any:
+def account_reactivate(request: HttpRequest, payload: ReactivateIn, account_id: int = ObjectId) -> Any:
     """Reactivate an inactive QBO customer and link the account to it."""
     _require_manager(request)
     account = _account(request, account_id)
@@ -541,11 +556,13 @@ def account_reactivate(request: HttpRequest, account_id: int, payload: Reactivat
 
 
 @accounts.post(
-    "/{int:account_id}/create-customer",
+    "/{account_id}/create-customer",
     response={202: AccountOut, **ACTION_ERRORS},
     url_name="account_create_customer",
 )
-def account_create_customer(request: HttpRequest, account_id: int, payload: CreateCustomerIn) -> Any:
+def account_create_customer(
+    request: HttpRequest, payload: CreateCustomerIn, account_id: int = ObjectId
+) -> Any:
     _require_manager(request)
     account = _account(request, account_id)
     qbo_actions.account_sync_create(
@@ -554,10 +571,8 @@ def account_create_customer(request: HttpRequest, account_id: int, payload: Crea
     return Status(202, _one_account(request, account))
 
 
-@accounts.post(
-    "/{int:account_id}/unsync", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_unsync"
-)
-def account_unsync(request: HttpRequest, account_id: int) -> Any:
+@accounts.post("/{account_id}/unsync", response={202: AccountOut, **ACTION_ERRORS}, url_name="account_unsync")
+def account_unsync(request: HttpRequest, account_id: int = ObjectId) -> Any:
     _require_manager(request)
     account = _account(request, account_id)
     qbo_actions.account_unsync(firm=_firm(request), account=account, actor=_actor(request))
@@ -639,13 +654,13 @@ def _service(request: HttpRequest, service_id: int) -> Service:
     return service
 
 
-@billing.get("/services/{int:service_id}", response={200: ServiceOut, **ERRORS}, url_name="service_get")
-def service_get(request: HttpRequest, service_id: int) -> Any:
+@billing.get("/services/{service_id}", response={200: ServiceOut, **ERRORS}, url_name="service_get")
+def service_get(request: HttpRequest, service_id: int = ObjectId) -> Any:
     return _service_out(_firm(request), _service(request, service_id))
 
 
-@billing.put("/services/{int:service_id}", response={200: ServiceOut, **ERRORS}, url_name="service_update")
-def service_update(request: HttpRequest, service_id: int, payload: ServiceIn) -> Any:
+@billing.put("/services/{service_id}", response={200: ServiceOut, **ERRORS}, url_name="service_update")
+def service_update(request: HttpRequest, payload: ServiceIn, service_id: int = ObjectId) -> Any:
     _require_manager(request)
     service = billing_services.service_update(
         service=_service(request, service_id), actor=request.user, **payload.model_dump()
@@ -693,8 +708,9 @@ class InvoiceLineIn(StrictIn):
 
 class InvoiceIn(StrictIn):
     account_id: int = Field(ge=1, le=2**62)
-    issue_date: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")
-    due_date: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="YYYY-MM-DD")
+    # strict=False: JSON has no date type, so the ISO string must be parsed (still a real date).
+    issue_date: datetime.date = Field(strict=False)
+    due_date: datetime.date = Field(strict=False)
     number: str = Field("", max_length=21)
     memo: str = Field("", max_length=4000)
     lines: list[InvoiceLineIn] = Field(min_length=1, max_length=250)
@@ -782,23 +798,19 @@ def invoice_create(request: HttpRequest, payload: InvoiceIn) -> Any:
     return Status(201, _invoice_out(firm, _invoice(request, invoice.pk)))
 
 
-@billing.get("/invoices/{int:invoice_id}", response={200: InvoiceOut, **ERRORS}, url_name="invoice_get")
-def invoice_get(request: HttpRequest, invoice_id: int) -> Any:
+@billing.get("/invoices/{invoice_id}", response={200: InvoiceOut, **ERRORS}, url_name="invoice_get")
+def invoice_get(request: HttpRequest, invoice_id: int = ObjectId) -> Any:
     return _invoice_out(_firm(request), _invoice(request, invoice_id))
 
 
-@billing.post(
-    "/invoices/{int:invoice_id}/issue", response={200: InvoiceOut, **ERRORS}, url_name="invoice_issue"
-)
-def invoice_issue(request: HttpRequest, invoice_id: int) -> Any:
+@billing.post("/invoices/{invoice_id}/issue", response={200: InvoiceOut, **ERRORS}, url_name="invoice_issue")
+def invoice_issue(request: HttpRequest, invoice_id: int = ObjectId) -> Any:
     billing_services.invoice_issue(invoice=_invoice(request, invoice_id), actor=request.user)
     return _invoice_out(_firm(request), _invoice(request, invoice_id))
 
 
-@billing.post(
-    "/invoices/{int:invoice_id}/void", response={200: InvoiceOut, **ERRORS}, url_name="invoice_void"
-)
-def invoice_void(request: HttpRequest, invoice_id: int, payload: VoidIn) -> Any:
+@billing.post("/invoices/{invoice_id}/void", response={200: InvoiceOut, **ERRORS}, url_name="invoice_void")
+def invoice_void(request: HttpRequest, payload: VoidIn, invoice_id: int = ObjectId) -> Any:
     _require_manager(request)
     billing_services.invoice_void(
         invoice=_invoice(request, invoice_id), reason=payload.reason, actor=request.user
@@ -868,8 +880,8 @@ def payment_list(request: HttpRequest, filters: Query[PaymentFilters]) -> Any:
     }
 
 
-@billing.get("/payments/{int:payment_id}", response={200: PaymentOut, **ERRORS}, url_name="payment_get")
-def payment_get(request: HttpRequest, payment_id: int) -> Any:
+@billing.get("/payments/{payment_id}", response={200: PaymentOut, **ERRORS}, url_name="payment_get")
+def payment_get(request: HttpRequest, payment_id: int = ObjectId) -> Any:
     payment = billing_selectors.payment_detail(firm=_firm(request), pk=payment_id)
     if payment is None:
         raise Http404

@@ -59,8 +59,10 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method not in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}:
-            # TRACE and other unused methods are refused outright.
-            return HttpResponse(status=405)
+            # TRACE and other unused methods are refused outright (RFC 9110: a 405 names what is allowed).
+            refused = HttpResponse(status=405)
+            refused["Allow"] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+            return refused
         response = self.get_response(request)
         if not request.path.startswith(
             settings.STATIC_URL if settings.STATIC_URL.startswith("/") else "/" + settings.STATIC_URL

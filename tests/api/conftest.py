@@ -9,7 +9,14 @@ from django.test import Client
 from practice.api.tokens import token_create
 from practice.firms.models import User
 from tests.conftest import ROLE_EMAILS
-from tests.quickbooks.conftest import _sandbox_server, connection, qbo_app, realm_id, sandbox  # noqa: F401
+from tests.quickbooks.conftest import (  # noqa: F401  (the real sandbox over HTTP, as in tests/quickbooks)
+    _sandbox_server,
+    connection,
+    qbo_app,
+    qbo_settings,
+    realm_id,
+    sandbox,
+)
 
 
 @pytest.fixture(autouse=True)
