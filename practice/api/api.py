@@ -264,6 +264,10 @@ class QuickBooksOut(Schema):
 
 
 class PageFilters(Schema):
+    # An unknown (say misspelt) filter is a 422, not silently ignored: a script filtering on
+    # "quickbook_status" must not act on the whole list.
+    model_config = ConfigDict(extra="forbid")
+
     quickbooks_status: SyncStatus | None = Field(
         None, description="Only objects with this QuickBooks status."
     )
@@ -386,15 +390,15 @@ class AccountIn(StrictIn):
 
 
 class AccountPatch(StrictIn):
-    name: str | None = Field(None, min_length=1, max_length=500)
-    kind: KindLiteral | None = None
-    email: str | None = Field(None, max_length=254, pattern=EMAIL_PATTERN)
-    phone: str | None = Field(None, max_length=30)
-    address_line1: str | None = Field(None, max_length=500)
-    city: str | None = Field(None, max_length=255)
-    region: str | None = Field(None, max_length=255)
-    postal_code: str | None = Field(None, max_length=30)
-    country: str | None = Field(None, max_length=255)
+    name: str = Field(None, min_length=1, max_length=500)
+    kind: KindLiteral = Field(None)
+    email: str = Field(None, max_length=254, pattern=EMAIL_PATTERN)
+    phone: str = Field(None, max_length=30)
+    address_line1: str = Field(None, max_length=500)
+    city: str = Field(None, max_length=255)
+    region: str = Field(None, max_length=255)
+    postal_code: str = Field(None, max_length=30)
+    country: str = Field(None, max_length=255)
 
 
 def _account_out(
@@ -452,9 +456,6 @@ def account_get(request: HttpRequest, account_id: int = ObjectId) -> Any:
 def account_update(request: HttpRequest, payload: AccountPatch, account_id: int = ObjectId) -> Any:
     account = _account(request, account_id)
     changes = payload.model_dump(exclude_unset=True)
-    if changes.get("name", "") is None or any(v is None for v in changes.values()):
-        bad = next(k for k, v in changes.items() if v is None)
-        raise ApiProblem(422, "null", "This field cannot be null.", field=bad)
     client_services.account_update(account=account, **changes)
     return _one_account(request, account)
 

@@ -15,7 +15,31 @@ from config.wsgi import application
 from practice.billing.services import invoice_create, service_create
 from practice.clients.services import account_create
 
-schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)
+# Business rules the schema cannot express (unique service names, positive quantities, a draft
+# cannot be voided) answer 422 naming the field; for schema-valid data that is an accepted answer.
+# Everything else stays on: no 500s, every status and body documented and matching its schema.
+CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
+            }
+        }
+    }
+)
+schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application, config=CONFIG)
+_owner_token: dict[str, str] = {}
+
+
+@schema.auth(refresh_interval=None)  # each test has its own token: never cache it
+class OwnerToken:
+    """The owner's token, through schemathesis' auth hook so negative cases may drop it knowingly."""
+
+    def get(self, case, ctx):
+        return _owner_token.get("secret", "pat_unset")
+
+    def set(self, case, data, ctx):
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 @pytest.fixture
@@ -30,6 +54,7 @@ def seeded(firm, tokens, settings):
         due_date="2026-02-04",
         lines=[{"service": svc.pk, "quantity": "1"}],
     )
+    _owner_token["secret"] = tokens["owner"]
     return tokens
 
 
@@ -37,4 +62,4 @@ def seeded(firm, tokens, settings):
 @hsettings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @pytest.mark.django_db
 def test_api_conforms_to_its_schema(case, seeded):
-    case.call_and_validate(headers={"Authorization": f"Bearer {seeded['owner']}"})
+    case.call_and_validate()
