@@ -253,6 +253,13 @@ class StrictIn(Schema):
         return _no_nul(value)
 
 
+class CandidateOut(Schema):
+    id: str
+    name: str
+    active: bool
+    entity: str
+
+
 class QuickBooksOut(Schema):
     status: str
     label: str
@@ -261,6 +268,7 @@ class QuickBooksOut(Schema):
     qbo_id: str
     qbo_url: str
     history_url: str
+    candidates: list[CandidateOut] = Field(description="QBO records an Error could be linked to (by id).")
 
 
 class PageFilters(Schema):
@@ -320,6 +328,15 @@ def _quickbooks(
         "qbo_id": view.qbo_id,
         "qbo_url": view.qbo_url,
         "history_url": history_url,
+        "candidates": [
+            {
+                "id": str(c.get("id", "")),
+                "name": str(c.get("name", "")),
+                "active": bool(c.get("active", True)),
+                "entity": str(c.get("entity", "Customer")),
+            }
+            for c in (view.candidates or [])
+        ],
     }
 
 
