@@ -48,9 +48,12 @@ PAGE_SIZE_MAX = 100
 
 
 class ApiProblem(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.retry_after = retry_after
 
 
 # ---------------------------------------------------------------- auth and rate limit
@@ -86,16 +89,12 @@ def _rate_limit(token_id: int) -> None:
         count = 1
     if count > limit:
         raise ApiProblem(
-            429, "rate_limited", "Too many requests for this token; wait and try again."
-        ).with_retry((bucket + 1) * window - now)
+            429,
+            "rate_limited",
+            "Too many requests for this token; wait and try again.",
+            retry_after=max(1, (bucket + 1) * window - now),
+        )
 
-
-def _with_retry(self: ApiProblem, seconds: int) -> ApiProblem:
-    self.retry_after = max(1, seconds)  # type: ignore[attr-defined]
-    return self
-
-
-ApiProblem.with_retry = _with_retry  # type: ignore[attr-defined]
 
 api = NinjaAPI(
     title="Practice API",
@@ -124,8 +123,8 @@ def _errors(request: HttpRequest, status: int, items: list[dict[str, Any]]) -> H
 @api.exception_handler(ApiProblem)
 def _problem(request: HttpRequest, exc: ApiProblem) -> HttpResponse:
     response = _errors(request, exc.status, [{"field": exc.field, "code": exc.code, "message": exc.message}])
-    if getattr(exc, "retry_after", None):
-        response["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
+    if exc.retry_after:
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 
@@ -148,7 +147,7 @@ def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResp
 
 @api.exception_handler(NinjaValidationError)
 def _invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
-    items = []
+    items: list[dict[str, Any]] = []
     for err in exc.errors:
         # ninja's loc starts with where the value came from (body/query/path); the rest names it.
         loc = [str(p) for p in err.get("loc", ())]
@@ -168,7 +167,7 @@ def _invalid(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
 
 @api.exception_handler(DjangoValidationError)
 def _invalid_service(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
-    items = []
+    items: list[dict[str, Any]] = []
     if hasattr(exc, "error_dict"):
         for field, errs in exc.message_dict.items():
             # Services key line errors "lines-<n>-<field>"; the API names them lines.<n>.<field>.
@@ -407,15 +406,16 @@ class AccountIn(StrictIn):
 
 
 class AccountPatch(StrictIn):
-    name: str = Field(None, min_length=1, max_length=500)
-    kind: KindLiteral = Field(None)
-    email: str = Field(None, max_length=254, pattern=EMAIL_PATTERN)
-    phone: str = Field(None, max_length=30)
-    address_line1: str = Field(None, max_length=500)
-    city: str = Field(None, max_length=255)
-    region: str = Field(None, max_length=255)
-    postal_code: str = Field(None, max_length=30)
-    country: str = Field(None, max_length=255)
+    # Omitted = unchanged (exclude_unset); typed without None so an explicit null is a 422.
+    name: str = Field(None, min_length=1, max_length=500)  # type: ignore[assignment]
+    kind: KindLiteral = Field(None)  # type: ignore[arg-type]
+    email: str = Field(None, max_length=254, pattern=EMAIL_PATTERN)  # type: ignore[assignment]
+    phone: str = Field(None, max_length=30)  # type: ignore[assignment]
+    address_line1: str = Field(None, max_length=500)  # type: ignore[assignment]
+    city: str = Field(None, max_length=255)  # type: ignore[assignment]
+    region: str = Field(None, max_length=255)  # type: ignore[assignment]
+    postal_code: str = Field(None, max_length=30)  # type: ignore[assignment]
+    country: str = Field(None, max_length=255)  # type: ignore[assignment]
 
 
 def _account_out(
@@ -758,7 +758,8 @@ def _invoice_out(firm: Any, inv: Invoice) -> dict[str, Any]:
         "issue_date": inv.issue_date,
         "due_date": inv.due_date,
         "memo": inv.memo,
-        "total": Decimal(inv.total_amount).quantize(Decimal("0.01")),
+        # total_amount is annotated by invoice_list / invoice_detail (one query, no per-line sum).
+        "total": Decimal(getattr(inv, "total_amount")).quantize(Decimal("0.01")),  # noqa: B009
         "balance": inv.balance,
         "updated_at": inv.updated_at,
         "lines": lines,
