@@ -341,3 +341,70 @@ def test_payments_with_allocations(data, api_as, firm):
         "100.00",
     )
     assert Payment.objects.count() == 1
+
+
+# ---------------------------------------------------------------- the remaining endpoints' matrix
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "allowed"),
+    [
+        ("/accounts", {"name": "New Client"}, {"owner", "admin", "employee"}),
+        ("/services", {"name": "Payroll", "rate": "75.00"}, {"owner", "admin"}),
+    ],
+)
+@pytest.mark.parametrize("who", ["owner", "admin", "employee", "other", "anonymous"])
+def test_create_matrix(data, api_as, path, body, allowed, who):
+    before = (ClientAccount.objects.count(), Service.objects.count())
+    r = api_as(who).send("POST", path, body)
+    if who in allowed:
+        assert r.status_code == 201
+        return
+    if who == "other":
+        # Allowed for its own firm only: created there, nothing in this firm.
+        assert r.status_code in (201, 403)
+        assert not ClientAccount.objects.filter(firm=data["account"].firm, name="New Client").exists()
+        assert not Service.objects.filter(firm=data["account"].firm, name="Payroll").exists()
+        return
+    assert r.status_code == (401 if who == "anonymous" else 403)
+    assert (ClientAccount.objects.count(), Service.objects.count()) == before
+
+
+@pytest.mark.parametrize("who", ["owner", "admin", "employee"])
+def test_payment_and_connection_reads(data, api_as, firm, who):
+    from practice.billing.services import invoice_issue
+
+    invoice_issue(invoice=data["invoice"])
+    pay = payment_record(firm=firm, account=data["account"], date="2026-01-10", amount="20.00", method="cash")
+    assert api_as(who).get(f"/payments/{pay.pk}").status_code == 200
+    assert api_as("other").get(f"/payments/{pay.pk}").status_code == 404
+    assert api_as(who).get("/quickbooks/connection").json()["connected"] is False
+    assert api_as("anonymous").get(f"/payments/{pay.pk}").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "path", ["/accounts/0", "/accounts/-1", "/invoices/99999999999999999999", "/services/abc"]
+)
+def test_bad_ids_are_json_422_or_404(data, api_as, path):
+    r = api_as("owner").get(path)
+    assert r.status_code in (404, 422)
+    assert set(r.json()["errors"][0]) == {"field", "code", "message"}
+
+
+def test_unarchive_by_manager_only(data, api_as):
+    from practice.clients.services import account_archive
+
+    account_archive(account=data["account"])
+    assert api_as("employee").send("POST", f"/accounts/{data['account'].pk}/unarchive").status_code == 403
+    assert ClientAccount.objects.get(pk=data["account"].pk).archived is True
+    r = api_as("admin").send("POST", f"/accounts/{data['account'].pk}/unarchive")
+    assert r.status_code == 200 and r.json()["archived"] is False
+
+
+def test_kind_values_match_the_model():
+    from typing import get_args
+
+    from practice.api.api import KindLiteral
+    from practice.clients.models import AccountKind
+
+    assert set(get_args(KindLiteral)) == set(AccountKind.values)
