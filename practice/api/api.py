@@ -843,6 +843,13 @@ class AllocationOut(Schema):
     amount: Decimal
 
 
+class RefundOut(Schema):
+    id: int
+    date: datetime.date
+    amount: Decimal
+    reason: str
+
+
 class PaymentOut(Schema):
     id: int
     account_id: int
@@ -853,6 +860,7 @@ class PaymentOut(Schema):
     state: str
     updated_at: datetime.datetime
     allocations: list[AllocationOut]
+    refunds: list[RefundOut]
     quickbooks: QuickBooksOut
 
 
@@ -876,6 +884,9 @@ def _payment_out(firm: Any, p: Payment) -> dict[str, Any]:
         "allocations": [
             {"id": a.pk, "invoice_id": a.invoice_id, "amount": a.amount} for a in p.allocations.all()
         ],
+        "refunds": [
+            {"id": r.pk, "date": r.date, "amount": r.amount, "reason": r.reason} for r in p.refunds.all()
+        ],
         "quickbooks": _billing_quickbooks(firm, "payment", p, reverse("billing:payment_detail", args=[p.pk])),
     }
 
@@ -889,7 +900,9 @@ class PaymentFilters(PageFilters):
 def payment_list(request: HttpRequest, filters: Query[PaymentFilters]) -> Any:
     firm = _firm(request)
     qs = billing_selectors.payment_list(firm=firm, state=filters.state, account=filters.account_id)
-    qs = _status_filter(qs, firm, "payment", filters.quickbooks_status).prefetch_related("allocations")
+    qs = _status_filter(qs, firm, "payment", filters.quickbooks_status).prefetch_related(
+        "allocations", "refunds"
+    )
     items, total, next_page = _page_of(qs, filters)
     return {
         "items": [_payment_out(firm, p) for p in items],

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from practice.api.models import ApiToken
 from practice.billing.models import Invoice, InvoiceState, Payment, Service
-from practice.billing.services import invoice_create, payment_record, service_create
+from practice.billing.services import invoice_create, payment_record, refund_record, service_create
 from practice.clients.models import ClientAccount
 from practice.clients.services import account_create
 
@@ -341,6 +341,13 @@ def test_payments_with_allocations(data, api_as, firm):
         "100.00",
     )
     assert Payment.objects.count() == 1
+    assert out["refunds"] == []
+    other = payment_record(
+        firm=firm, account=data["account"], date="2026-01-11", amount="50.00", method="cash"
+    )
+    refund_record(payment=other, date="2026-01-12", amount="20.00", reason="Overpaid")
+    listed = {p["id"]: p for p in api_as("employee").get("/payments").json()["items"]}
+    assert [(r["amount"], r["reason"]) for r in listed[other.pk]["refunds"]] == [("20.00", "Overpaid")]
 
 
 # ---------------------------------------------------------------- the remaining endpoints' matrix
