@@ -283,6 +283,11 @@ class PageFilters(Schema):
     )
     page: int = Field(1, ge=1, le=100000)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _reject_nul(cls, value: Any) -> Any:
+        return _no_nul(value)
+
     @field_validator("updated_since", mode="before")
     @classmethod
     def _iso_only(cls, value: Any) -> Any:

@@ -415,3 +415,11 @@ def test_kind_values_match_the_model():
     from practice.clients.models import AccountKind
 
     assert set(get_args(KindLiteral)) == set(AccountKind.values)
+
+
+@pytest.mark.parametrize("param", ["state", "search"])
+def test_nul_in_a_filter_is_422_not_a_database_error(data, api_as, param):
+    # PostgreSQL text cannot hold NUL (stack-notes §4); refused before any query on both databases.
+    path = "/accounts" if param == "search" else "/invoices"
+    r = api_as("owner").get(path, **{param: "a\x00b"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == param
