@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hsettings
 
@@ -43,7 +45,19 @@ class OwnerToken:
 
 
 @pytest.fixture
-def seeded(firm, tokens, settings):
+def _keep_test_connection():
+    # Requests go straight to the WSGI app, not through Django's test Client, so the
+    # request signals would close the test's database connection (and its transaction) after
+    # the first call on PostgreSQL. Django's Client disconnects the same handler.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def seeded(firm, tokens, settings, _keep_test_connection):
     settings.API_RATE_LIMIT = 1_000_000
     acct = account_create(firm=firm, name="Cool Cars")
     svc = service_create(firm=firm, name="Bookkeeping", rate="150.00")
