@@ -975,6 +975,60 @@ def connection_state(request: HttpRequest) -> Any:
     }
 
 
+class PreviewProblemOut(Schema):
+    account: str
+    message: str
+
+
+class PreviewOut(Schema):
+    link_by_name: list[str]
+    create: list[str]
+    need_a_person: list[PreviewProblemOut]
+    already_linked: int
+    skipped: int
+
+
+@quickbooks.get("/preview", response={200: PreviewOut, **ACTION_ERRORS}, url_name="preview")
+def first_sync_preview(request: HttpRequest) -> Any:
+    """What the next sync would do with the firm's accounts; reads QBO, writes nothing."""
+    from practice.quickbooks.connection.errors import QBOError
+    from practice.quickbooks.sync.preview import account_sync_preview
+
+    _require_manager(request)
+    _require_connected(request)
+    connection = connection_for(_firm(request))
+    assert connection is not None
+    try:
+        preview = account_sync_preview(connection=connection)
+    except QBOError as e:
+        raise qbo_actions.SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+    return {
+        "link_by_name": preview.link_by_name,
+        "create": preview.create,
+        "need_a_person": [{"account": name, "message": str(msg)} for name, msg in preview.need_a_person],
+        "already_linked": preview.already_linked,
+        "skipped": preview.skipped,
+    }
+
+
+@billing.post(
+    "/services/{service_id}/archive", response={200: ServiceOut, **ERRORS}, url_name="service_archive"
+)
+def service_archive(request: HttpRequest, service_id: int = ObjectId) -> Any:
+    _require_manager(request)
+    service = billing_services.service_archive(service=_service(request, service_id), actor=request.user)
+    return _service_out(_firm(request), service)
+
+
+@billing.put("/invoices/{invoice_id}", response={200: InvoiceOut, **ERRORS}, url_name="invoice_update")
+def invoice_update(request: HttpRequest, payload: InvoiceIn, invoice_id: int = ObjectId) -> Any:
+    """Replace a draft's header and lines (issued and void invoices are not editable: 422)."""
+    billing_services.invoice_update(
+        invoice=_invoice(request, invoice_id), actor=request.user, **_invoice_args(payload)
+    )
+    return _invoice_out(_firm(request), _invoice(request, invoice_id))
+
+
 api.add_router("/accounts", accounts)
 api.add_router("", billing)
 api.add_router("/quickbooks", quickbooks)

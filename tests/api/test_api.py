@@ -435,3 +435,21 @@ def test_updated_since_offsets_beyond_postgresql_range(data, api_as, since, stat
     assert r.status_code == status
     if status == 422:
         assert r.json()["errors"][0]["field"] == "updated_since"
+
+
+def test_invoice_update_and_service_archive(data, api_as):
+    body = {
+        "account_id": data["account"].pk,
+        "issue_date": "2026-01-06",
+        "due_date": "2026-02-05",
+        "lines": [{"service_id": data["service"].pk, "quantity": "4", "rate": "10.00"}],
+    }
+    r = api_as("employee").send("PUT", f"/invoices/{data['invoice'].pk}", body)
+    assert r.status_code == 200 and r.json()["total"] == "40.00" and len(r.json()["lines"]) == 1
+    assert api_as("other").send("PUT", f"/invoices/{data['invoice'].pk}", body).status_code == 404
+    api_as("owner").send("POST", f"/invoices/{data['invoice'].pk}/issue")
+    r = api_as("owner").send("PUT", f"/invoices/{data['invoice'].pk}", body)
+    assert r.status_code == 422 and "draft" in r.json()["errors"][0]["message"]
+    assert api_as("employee").send("POST", f"/services/{data['service'].pk}/archive").status_code == 403
+    r = api_as("admin").send("POST", f"/services/{data['service'].pk}/archive")
+    assert r.status_code == 200 and r.json()["archived"] is True

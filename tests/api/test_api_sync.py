@@ -107,3 +107,16 @@ def test_employee_cannot_sync_and_nothing_changes(firm, conn, api_as):
         or link_of(conn, acct).status == SyncStatus.NOT_SYNCED
     )
     assert not SyncAttempt.objects.exists()
+
+
+def test_first_sync_preview_reads_and_writes_nothing(firm, conn, api_as):
+    accounts(firm, "Cool Cars", "Brand New Client LLC", "Pyes Cakes")
+    assert api_as("employee").get("/quickbooks/preview").status_code == 403
+    r = api_as("owner").get("/quickbooks/preview")
+    assert r.status_code == 200, r.content
+    out = r.json()
+    assert out["link_by_name"] == ["Cool Cars"]
+    assert out["create"] == ["Brand New Client LLC"]
+    assert [p["account"] for p in out["need_a_person"]] == ["Pyes Cakes"]
+    assert not SyncLink.objects.exclude(qbo_id="").exists() and not SyncAttempt.objects.exists()
+    assert qbo_customers(conn, "Brand New Client LLC") == []
