@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "practice.clients",
     "practice.billing",
     "practice.quickbooks",
+    "practice.api",
 ]
 
 MIDDLEWARE = [

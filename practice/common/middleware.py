@@ -60,8 +60,9 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method not in {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}:
-            # TRACE and other unused methods are refused outright.
+            # TRACE and other unused methods are refused outright (RFC 9110: a 405 names what is allowed).
             response: HttpResponse = HttpResponse(status=405)
+            response["Allow"] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
         else:
             response = self.get_response(request)
         response.headers.setdefault("Permissions-Policy", settings.PERMISSIONS_POLICY)
