@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     "csp",
+    # Serves Swagger UI's files for /api/v1/docs from our own static files: without it django-ninja
+    # links a CDN, which the CSP refuses and an offline machine cannot reach.
+    "ninja",
     "django_tasks",
     "django_tasks_db",
     "practice.common",

@@ -453,3 +453,15 @@ def test_invoice_update_and_service_archive(data, api_as):
     assert api_as("employee").send("POST", f"/services/{data['service'].pk}/archive").status_code == 403
     r = api_as("admin").send("POST", f"/services/{data['service'].pk}/archive")
     assert r.status_code == 200 and r.json()["archived"] is True
+
+
+def test_interactive_docs_load_everything_from_this_server(client):
+    """/api/v1/docs must work offline and under the CSP: Swagger UI from our static files, no CDN."""
+    import re
+
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    sources = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)
+    assert sources and all(src.startswith("/static/") for src in sources), sources
+    assert "script-src 'self'" in response["Content-Security-Policy"]
