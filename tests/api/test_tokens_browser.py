@@ -4,6 +4,7 @@ the new secret announced in a status region and gone after a reload, revoke by i
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from practice.api.models import ApiToken
 from tests.clients import test_browser as browser_setup
@@ -48,8 +49,10 @@ def test_create_and_revoke_a_token_by_keyboard(signed_in, live_server):
     # An empty name: the error is tied to the field.
     pg.get_by_label("New token name").focus()
     pg.keyboard.press("Enter")
+    # Enter submits the form and the page comes back with the error; wait for that page (a bare
+    # get_attribute read the old page while the POST was still in flight, once in CI).
     field = pg.get_by_label("New token name")
-    assert field.get_attribute("aria-invalid") == "true"
+    expect(field).to_have_attribute("aria-invalid", "true")
     assert pg.evaluate(A11Y_PROBLEMS) == []
     field.fill("Zapier")
     field.press("Enter")
