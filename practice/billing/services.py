@@ -562,6 +562,48 @@ def invoice_update(
     return locked
 
 
+def _clean_number(*, firm: Firm, number: Any, exclude_pk: int) -> str:
+    """An invoice number as `_invoice_header` checks it, required (renumbering picks one)."""
+    errors: dict[str, list[str]] = {}
+    clean = _clean_text(number, field="number", max_length=INVOICE_NUMBER_MAX_LENGTH, errors=errors)
+    if not clean and not errors:
+        errors["number"] = [_("Enter a number.")]
+    if clean and any(ch.isspace() for ch in clean.replace(" ", "")):
+        errors.setdefault("number", []).append(_("The number cannot contain tabs or line breaks."))
+    if clean and Invoice.objects.filter(firm=firm, number__iexact=clean).exclude(pk=exclude_pk).exists():
+        errors.setdefault("number", []).append(_("Another invoice already has this number."))
+    _check(errors)
+    return clean
+
+
+@transaction.atomic
+def invoice_renumber(*, invoice: Invoice, number: str, actor: Any = None) -> Invoice:
+    """Give a draft or issued invoice another number (say, one QuickBooks already uses for
+    another invoice). Same rules as a new number: unique in the firm, at most 21 characters."""
+    locked = _lock_invoice(invoice)
+    if locked.state == InvoiceState.VOID:
+        _raise(NON_FIELD_ERRORS, _("A void invoice cannot be renumbered."))
+    clean = _clean_number(firm=locked.firm, number=number, exclude_pk=locked.pk)
+    if clean == locked.number:
+        return locked
+    old = locked.number
+    locked.number = clean
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=["number", "updated_at"])
+    except IntegrityError:
+        _raise("number", _("Another invoice already has this number."))
+    _history(
+        firm=locked.firm,
+        action=HistoryAction.UPDATED,
+        actor=actor,
+        invoice=locked,
+        note=_("Number changed from %(old)s to %(new)s.") % {"old": old, "new": clean},
+    )
+    record_changed(firm=locked.firm, kind="invoice", obj_id=locked.pk)
+    return locked
+
+
 @transaction.atomic
 def invoice_issue(*, invoice: Invoice, actor: Any = None) -> Invoice:
     """Draft → issued. Needs at least one line; after this the invoice can be paid or voided."""

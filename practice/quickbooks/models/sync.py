@@ -24,6 +24,16 @@ OPERATION_LABELS = {
     "reactivate": _("Reactivate and link"),
     "unsync": _("Unsync"),
     "sync": _("Sync requested"),
+    "wait": _("Waiting"),
+    "check": _("Check"),
+    "create_item": _("Create item"),
+    "update_item": _("Update item"),
+    "deactivate_item": _("Make item inactive"),
+    "create_invoice": _("Create invoice"),
+    "match_number": _("Match by number"),
+    "renumber": _("Renumber"),
+    "void": _("Void"),
+    "delete": _("Delete"),
 }
 
 
