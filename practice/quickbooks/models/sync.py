@@ -24,6 +24,7 @@ OPERATION_LABELS = {
     "reactivate": _("Reactivate and link"),
     "unsync": _("Unsync"),
     "sync": _("Sync requested"),
+    "retry": _("Retry requested"),
 }
 
 
