@@ -348,7 +348,8 @@ class WebUI:
         return realm, txn, None
 
     def _sub(self, realm: Realm) -> str:
-        return f'<p class="sub">{e(_company_name(realm))} <span class="rid">(realm {e(realm.realm_id)})</span></p>'
+        rid = e(realm.realm_id)
+        return f'<p class="sub">{e(_company_name(realm))} <span class="rid">(realm {rid})</span></p>'
 
     def _customer_link(self, realm: Realm, txn: Obj) -> str:
         cid = _ref_value(txn, "CustomerRef")
