@@ -173,7 +173,7 @@ def test_invoice_list_in_spanish(client_as, invoice_states):
     html = client_as("owner").get(reverse("billing:invoice_list"), HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert "Sincronizada (1)" in html and "Omitida (1)" in html
     assert "Se envía a QuickBooks cuando se emite." in html
-    assert "Esperando a que la cuenta “Red Rock Diner” se sincronice con QuickBooks." in html
+    assert "Esperando a que la cuenta «Red Rock Diner» se sincronice con QuickBooks." in html
 
 
 def list_queries(client, url: str) -> int:
