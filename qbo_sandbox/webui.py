@@ -36,17 +36,17 @@ _HEADERS = {
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f8;color:#1f2328;
 margin:0;padding:0}
-header.bar{background:#2ca01c;color:#fff;padding:.6rem 1.5rem;font-weight:600}
+header.bar{background:#1b6e12;color:#fff;padding:.6rem 1.5rem;font-weight:600}
 header.bar a{color:#fff;text-decoration:none}
 main{max-width:60rem;margin:1.5rem auto;background:#fff;border:1px solid #d8dce3;border-radius:8px;
 padding:1.5rem 2rem}
-nav.crumbs{font-size:.85rem;color:#6b7380;margin-bottom:.75rem}
-nav.crumbs a{color:#0b6bcb;text-decoration:none}
+nav.crumbs{font-size:.85rem;color:#5a616d;margin-bottom:.75rem}
+nav.crumbs a{color:#0b6bcb;text-decoration:underline}
 h1{font-size:1.4rem;margin:0 0 .25rem}
 h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
 p.sub{color:#555d68;margin:0 0 1rem}
 dl.fields{display:grid;grid-template-columns:10rem 1fr;gap:.35rem 1rem;margin:0}
-dl.fields dt{color:#6b7380}
+dl.fields dt{color:#5a616d}
 dl.fields dd{margin:0;white-space:pre-line}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e6e8ec}
@@ -55,11 +55,11 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#0b6bcb}
 .badge{display:inline-block;font-size:.75rem;padding:.05rem .45rem;border-radius:999px;border:1px solid}
 .badge.active{color:#1d6f12;border-color:#9fd394;background:#eef8ec}
-.badge.inactive{color:#6b7380;border-color:#c8ccd3;background:#f1f2f4}
+.badge.inactive{color:#5a616d;border-color:#c8ccd3;background:#f1f2f4}
 .badge.overdue{color:#8a1c12;border-color:#f5c2bd;background:#fdecea}
-.empty{color:#6b7380;font-style:italic}
-.rid{color:#6b7380;font-size:.85rem}
-footer{max-width:60rem;margin:0 auto 1.5rem;color:#6b7380;font-size:.8rem;text-align:center}
+.empty{color:#5a616d;font-style:italic}
+.rid{color:#5a616d;font-size:.85rem}
+footer{max-width:60rem;margin:0 auto 1.5rem;color:#5a616d;font-size:.8rem;text-align:center}
 """
 
 
