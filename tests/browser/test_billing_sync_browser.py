@@ -94,7 +94,7 @@ def billing(firm, qbo_live):
         SyncStatus.ERROR,
         error_kind="rejected",
         error_code="6000",
-        error_message="QuickBooks refused the invoice: the class “Retail” does not exist. Add it, then retry.",
+        error_message="QuickBooks refused the invoice: the class “Retail” does not exist. Add it; retry.",
     )
     SyncAttempt.objects.create(
         link=error_link, operation="create", outcome="rejected", request_id="rid-1", fault_code="6000"
