@@ -487,3 +487,25 @@ def test_payment_and_service_actions(firm, other_firm, conn, acct, service, clie
     with pytest.raises(PermissionDenied):
         actions.record_unsync(firm=other_firm, kind="payment", local_id=ok.pk)
     assert not SyncLink.objects.filter(firm=other_firm).exists()
+
+
+def test_panel_refresh_for_members_only_of_this_firm(firm, conn, acct, service, client_as):
+    inv = invoice(firm, acct, service)
+    link(conn, "invoice", inv.pk, SyncStatus.SYNCING)
+    url = reverse("quickbooks:record_sync_panel", args=["invoice", inv.pk])
+    html = page(client_as("employee"), url)
+    assert 'data-status="syncing"' in html and f'hx-get="{url}"' in html and "qbo-menu" not in html
+    assert client_as("other").get(url).status_code == 404
+    assert (
+        client_as("owner").get(reverse("quickbooks:record_sync_panel", args=["refund", inv.pk])).status_code
+        == 404
+    )
+
+
+def test_counts_with_a_search_across_allocations(firm, conn, acct, service, client_as):
+    one = invoice(firm, acct, service)
+    two = invoice(firm, acct, service)
+    pay = payment(firm, acct, allocations=[(one, "20.00"), (two, "20.00")])
+    link(conn, "payment", pay.pk, SyncStatus.SYNCED, qbo_id="5")
+    html = page(client_as("owner"), reverse("billing:payment_list"), q="INV")
+    assert "Synced (1)" in html and "QuickBooks: all (1)" in html
