@@ -250,7 +250,3 @@ def install_hooks() -> None:
     hooks.register_queryset("clients.account_list", _list_queryset)
     hooks.register_context("clients.account_list", _list_context)
     hooks.register_context("clients.account_detail", _detail_context)
-
-    from practice.quickbooks import billing_status
-
-    billing_status.install_hooks()
