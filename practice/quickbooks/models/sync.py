@@ -34,6 +34,7 @@ OPERATION_LABELS = {
     "renumber": _("Renumber"),
     "void": _("Void"),
     "delete": _("Delete"),
+    "retry": _("Retry requested"),
 }
 
 
