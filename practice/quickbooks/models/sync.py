@@ -24,6 +24,11 @@ OPERATION_LABELS = {
     "reactivate": _("Reactivate and link"),
     "unsync": _("Unsync"),
     "sync": _("Sync requested"),
+    "payment_create": _("Create payment"),
+    "payment_update": _("Update payment"),
+    "payment_delete": _("Delete payment"),
+    "payment_wait": _("Wait for what the payment needs"),
+    "payment_check": _("Check payment"),
 }
 
 
