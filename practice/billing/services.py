@@ -224,12 +224,13 @@ def service_create(
     rate: Decimal | str,
     description: str = "",
     income_account_name: str = "",
+    taxable: bool = False,
     actor: Any = None,
 ) -> Service:
     fields = _service_fields(
         firm=firm, name=name, description=description, rate=rate, income_account_name=income_account_name
     )
-    service = Service.objects.create(firm=firm, **fields)
+    service = Service.objects.create(firm=firm, taxable=bool(taxable), **fields)
     _history(firm=firm, action=HistoryAction.CREATED, actor=actor, service=service)
     record_changed(firm=firm, kind="service", obj_id=service.pk)
     return service
@@ -243,8 +244,10 @@ def service_update(
     rate: Decimal | str,
     description: str = "",
     income_account_name: str = "",
+    taxable: bool | None = None,
     actor: Any = None,
 ) -> Service:
+    """Save a service's fields; `taxable` None keeps the current value."""
     fields = _service_fields(
         firm=service.firm,
         name=name,
@@ -253,6 +256,8 @@ def service_update(
         income_account_name=income_account_name,
         exclude_pk=service.pk,
     )
+    if taxable is not None:
+        fields["taxable"] = bool(taxable)
     for key, value in fields.items():
         setattr(service, key, value)
     service.save()
@@ -554,6 +559,48 @@ def invoice_update(
     _replace_lines(locked, clean_lines)
     _history(firm=firm, action=HistoryAction.UPDATED, actor=actor, invoice=locked)
     record_changed(firm=firm, kind="invoice", obj_id=locked.pk)
+    return locked
+
+
+def _clean_number(*, firm: Firm, number: Any, exclude_pk: int) -> str:
+    """An invoice number as `_invoice_header` checks it, required (renumbering picks one)."""
+    errors: dict[str, list[str]] = {}
+    clean = _clean_text(number, field="number", max_length=INVOICE_NUMBER_MAX_LENGTH, errors=errors)
+    if not clean and not errors:
+        errors["number"] = [_("Enter a number.")]
+    if clean and any(ch.isspace() for ch in clean.replace(" ", "")):
+        errors.setdefault("number", []).append(_("The number cannot contain tabs or line breaks."))
+    if clean and Invoice.objects.filter(firm=firm, number__iexact=clean).exclude(pk=exclude_pk).exists():
+        errors.setdefault("number", []).append(_("Another invoice already has this number."))
+    _check(errors)
+    return clean
+
+
+@transaction.atomic
+def invoice_renumber(*, invoice: Invoice, number: str, actor: Any = None) -> Invoice:
+    """Give a draft or issued invoice another number (say, one QuickBooks already uses for
+    another invoice). Same rules as a new number: unique in the firm, at most 21 characters."""
+    locked = _lock_invoice(invoice)
+    if locked.state == InvoiceState.VOID:
+        _raise(NON_FIELD_ERRORS, _("A void invoice cannot be renumbered."))
+    clean = _clean_number(firm=locked.firm, number=number, exclude_pk=locked.pk)
+    if clean == locked.number:
+        return locked
+    old = locked.number
+    locked.number = clean
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=["number", "updated_at"])
+    except IntegrityError:
+        _raise("number", _("Another invoice already has this number."))
+    _history(
+        firm=locked.firm,
+        action=HistoryAction.UPDATED,
+        actor=actor,
+        invoice=locked,
+        note=_("Number changed from %(old)s to %(new)s.") % {"old": old, "new": clean},
+    )
+    record_changed(firm=locked.firm, kind="invoice", obj_id=locked.pk)
     return locked
 
 
