@@ -371,3 +371,93 @@ def test_renumber_service_validates_like_create(firm, acme, audit):
         invoice_renumber(invoice=second, number="N" * 22)
     assert invoice_renumber(invoice=second, number="X-3").number == "X-3"
     assert first.history.count() == 2
+
+
+def test_a_run_with_nothing_to_do_reads_no_lines(conn, firm, acme, audit):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    invoices = [issued(firm, acme, (audit, "1", "10.00")) for _ in range(3)]
+    run(conn)
+    assert all(ilink(conn, inv).status == SyncStatus.SYNCED for inv in invoices)
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert not [q for q in queries if "billing_invoiceline" in q["sql"]]
+
+    # Touched without a change to what is sent (as a payment allocation does): read once, no write.
+    Invoice.objects.filter(pk=invoices[0].pk).update(updated_at=timezone.now())
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert [q for q in queries if "billing_invoiceline" in q["sql"]]
+    assert history(ilink(conn, invoices[0])) == [("create_invoice", Outcome.SUCCESS)]
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert not [q for q in queries if "billing_invoiceline" in q["sql"]]
+
+
+def test_voided_while_waiting_is_never_sent(conn, firm, acme, audit):
+    actions.account_unsync(firm=firm, account=acme)
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    run(conn)
+    assert ilink(conn, invoice).error_message.startswith("Waiting for the account")
+    invoice_void(invoice=invoice)
+    actions.account_sync_retry(firm=firm, account=acme)
+    run(conn)
+    link = ilink(conn, invoice)
+    assert (link.status, link.qbo_id, link.error_message) == (SyncStatus.NOT_SYNCED, "", "")
+
+
+def test_waits_for_its_service(conn, firm, acme):
+    clash = service_create(firm=firm, name="Pump", rate="5.00")  # an Inventory item's name
+    invoice = issued(firm, acme, (clash, "1", "5.00"))
+    run(conn)
+    link = ilink(conn, invoice)
+    assert link.status == SyncStatus.NOT_SYNCED
+    assert link.error_message == "Waiting for the service “Pump” to be synced to QuickBooks."
+
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_renumber_view(conn, firm, client_as, acme, audit):
+    set_prefs(conn, "SalesFormsPrefs", CustomTxnNumbers=True)
+    other = accounts(firm, "Other Co")[0]
+    run(conn)
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 10.0,
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "Qty": 1, "UnitPrice": 10},
+    }
+    QBOClient(conn).create(
+        "Invoice",
+        {"CustomerRef": {"value": link_of(conn, other).qbo_id}, "DocNumber": "D-1", "Line": [line]},
+        request_id=str(uuid.uuid4()),
+    )
+    invoice = issued(firm, acme, (audit, "1", "10.00"), number="D-1")
+    kept = issued(firm, acme, (audit, "1", "10.00"), number="D-2")
+    run(conn)
+    assert ilink(conn, invoice).error_kind == "docnumber_clash"
+    from django.urls import reverse
+
+    url = reverse("quickbooks:invoice_renumber", args=[invoice.pk])
+    assert client_as("employee").post(url, {"number": "D-9"}).status_code == 403
+    owner = client_as("owner")
+    bad = owner.post(url, {"number": "d-2"}, **HX)
+    assert bad.status_code == 400
+    html = bad.content.decode()
+    assert (
+        'aria-describedby="qbo-renumber-error"' in html and "Another invoice already has this number." in html
+    )
+    assert '<label for="qbo-renumber-number">' in html
+    ok = owner.post(url, {"number": "D-3"}, **HX)
+    assert ok.status_code == 204 and ok["HX-Redirect"] == reverse("billing:invoice_detail", args=[invoice.pk])
+    invoice.refresh_from_db()
+    assert invoice.number == "D-3"
+    assert ilink(conn, invoice).status == SyncStatus.NOT_SYNCED
+    run(conn)
+    assert ilink(conn, invoice).status == SyncStatus.SYNCED
+    refused = owner.post(reverse("quickbooks:invoice_renumber", args=[kept.pk]), {"number": "D-8"})
+    assert refused.status_code == 302
+    kept.refresh_from_db()
+    assert kept.number == "D-2"
+    assert client_as("other").post(url, {"number": "D-7"}).status_code in (403, 404)
