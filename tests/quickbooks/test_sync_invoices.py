@@ -461,3 +461,55 @@ def test_renumber_view(conn, firm, client_as, acme, audit):
     kept.refresh_from_db()
     assert kept.number == "D-2"
     assert client_as("other").post(url, {"number": "D-7"}).status_code in (403, 404)
+
+
+def test_refusals_in_words(conn, firm, sandbox, realm_id, acme, audit):
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", item=1, code="2500", entity="Invoice")
+    run(conn)
+    link = ilink(conn, invoice)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "2500")
+    assert link.error_message.startswith(
+        "Something the invoice refers to (a customer, item, account, class or location) was deleted "
+        "or made inactive in QuickBooks."
+    )
+    actions_retry(conn, link)
+    run(conn)
+    assert ilink(conn, invoice).status == SyncStatus.SYNCED
+
+
+def actions_retry(conn, link) -> None:
+    """What the Retry action does to a link (contract: status Not synced, error and input_hash
+    cleared)."""
+    from practice.quickbooks.sync import engine
+
+    engine.clear_pending(link)
+    engine.clear_error(link)
+    link.input_hash = ""
+    link.status = SyncStatus.NOT_SYNCED
+    link.save()
+
+
+def test_total_check_names_both_amounts():
+    from practice.quickbooks.sync import engine
+    from practice.quickbooks.sync.kinds.invoices import check_total
+
+    body = {
+        "Line": [
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": 100.0,
+                "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}},
+            }
+        ]
+    }
+    link = SyncLink(status=SyncStatus.SYNCED, qbo_id="9")
+    op = engine.Op(link=link, operation="create", entity="Invoice", body=body, request_id="r")
+    check_total(link, {"TotalAmt": 100.0, "TxnTaxDetail": {"TotalTax": 0}}, op)
+    assert link.status == SyncStatus.SYNCED
+    check_total(link, {"TotalAmt": 108.0, "TxnTaxDetail": {"TotalTax": 8.0}}, op)
+    assert (link.status, link.error_kind, link.qbo_id) == (SyncStatus.ERROR, "total_mismatch", "9")
+    assert link.error_message.startswith(
+        "The invoice's total in QuickBooks is $108.00 but the app's is $100.00. Likely reason: "
+        "QuickBooks added sales tax of $8.00: an item QuickBooks treats as taxable"
+    )

@@ -289,7 +289,9 @@ class Planner:
             if link.status == SyncStatus.ERROR and link.input_hash and link.input_hash == new_hash:
                 self.seen_error.append(link.pk)
                 continue  # nothing the decision depends on changed: still needs a person
-            force = not link.input_hash  # a Retry clears it: send again and check QBO's answer
+            # A Retry clears input_hash: a linked invoice is then sent again and QBO's answer
+            # checked (one Synced again after a Skip is only sent when its body changed).
+            force = not link.input_hash and link.status != SyncStatus.SYNCED
             link.input_hash = new_hash
             unsynced = [ln.service for ln in invoice_lines if ln.service_id not in services]
             if unsynced:
