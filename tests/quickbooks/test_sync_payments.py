@@ -585,3 +585,50 @@ def test_a_run_with_nothing_to_do_reads_no_allocations(firm, conn, sandbox, real
     with CaptureQueriesContext(db) as queries:
         run(conn)
     assert not [q["sql"] for q in queries.captured_queries if "billing_paymentallocation" in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("2050", "A value is longer than QuickBooks allows"),
+        ("6540", "part of a bank deposit in QuickBooks"),
+        ("6210", "closed in QuickBooks"),
+        ("6000", "no longer has that balance in QuickBooks"),
+    ],
+)
+def test_quickbooks_faults_are_errors_in_words(firm, conn, sandbox, realm_id, code, words):
+    acct = account_create(firm=firm, name=f"Fault {code} Co")
+    run(conn)
+    payment = pay(firm, acct, "12.00")
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", bid="b0", entity="Payment", code=code)
+    run(conn)
+    link = plink(conn, payment)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, code)
+    assert words in link.error_message and link.error_message.endswith("Retry.")
+    assert history(link) == [("create_payment", "rejected")]
+    # An Error waits for a person: nothing is re-sent until the payment changes or Retry.
+    before = writes(sandbox, realm_id)
+    run(conn)
+    assert writes(sandbox, realm_id) == before
+    SyncLink.objects.filter(pk=link.pk).update(
+        status=SyncStatus.NOT_SYNCED, error_kind="", error_message="", error_code="", input_hash=""
+    )
+    run(conn)
+    assert plink(conn, payment).status == SyncStatus.SYNCED
+    assert len(qbo_payments(sandbox, realm_id, conn, acct)) == 1
+
+
+def test_an_invoice_deleted_inside_quickbooks_is_named_in_the_error(firm, conn, sandbox, realm_id, service):
+    acct = account_create(firm=firm, name="Deleted In QBO Co")
+    inv = issue(firm, acct, service, "45.00")
+    run(conn)
+    QBOClient(conn).delete(
+        "Invoice", ilink(conn, inv).qbo_id, ilink(conn, inv).qbo_sync_token, request_id="x-del"
+    )
+    payment = pay(firm, acct, "45.00", [(inv, "45.00")])
+    run(conn)
+    link = plink(conn, payment)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "610")
+    assert link.error_message.startswith(
+        "The customer or an invoice this payment refers to was deleted or made inactive in QuickBooks."
+    )
