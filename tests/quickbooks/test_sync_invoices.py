@@ -513,3 +513,19 @@ def test_total_check_names_both_amounts():
         "The invoice's total in QuickBooks is $108.00 but the app's is $100.00. Likely reason: "
         "QuickBooks added sales tax of $8.00: an item QuickBooks treats as taxable"
     )
+
+
+def test_refused_delete_is_an_error_and_not_resent(conn, firm, sandbox, realm_id, acme, audit):
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    run(conn)
+    link = ilink(conn, invoice)
+    InvoiceLine.objects.filter(invoice=invoice).delete()
+    Invoice.objects.filter(pk=invoice.pk).delete()
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", item=1, code="6000", operation="delete")
+    run(conn)
+    link.refresh_from_db()
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "6000")
+    before = len(writes(sandbox, realm_id))
+    run(conn)
+    assert len(writes(sandbox, realm_id)) == before
+    assert sandbox.read(realm_id, "Invoice", link.qbo_id) is not None

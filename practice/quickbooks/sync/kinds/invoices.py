@@ -211,7 +211,8 @@ class Planner:
                 and link.qbo_id
                 and link.pushed_hash != DELETED
                 and not link.batch_request_id
-                and link.status != SyncStatus.SKIPPED
+                # Skipped: a person turned it off; Error: the delete was refused (Retry resends).
+                and link.status not in (SyncStatus.SKIPPED, SyncStatus.ERROR)
             ):
                 self.ops.append(self.undo_op(link, "delete"))
         if todo:
