@@ -665,6 +665,14 @@ def _payment_unapplied(payment: Payment) -> Decimal:
     return money(payment.amount - allocated - refunded)
 
 
+def _touch_allocation(*, payment_id: int, invoice_ids: Iterable[int]) -> None:
+    """Bump `updated_at` of a payment and the invoices whose allocations changed: what QBO sync
+    re-checks is found by `updated_at`, and an allocation row alone changes neither."""
+    now = timezone.now()
+    Payment.objects.filter(pk=payment_id).update(updated_at=now)
+    Invoice.objects.filter(pk__in=list(invoice_ids)).update(updated_at=now)
+
+
 def _allocate(
     *, payment: Payment, invoice_id: Any, amount: Decimal, field: str, actor: Any
 ) -> PaymentAllocation:
@@ -704,6 +712,7 @@ def _allocate(
     else:
         allocation.amount = money(allocation.amount + amount)
         allocation.save(update_fields=["amount", "updated_at"])
+    _touch_allocation(payment_id=payment.pk, invoice_ids=[invoice.pk])
     _history(
         firm=payment.firm,
         action=HistoryAction.ALLOCATED,
@@ -821,6 +830,7 @@ def payment_unallocate(*, allocation: PaymentAllocation, actor: Any = None) -> P
         note=invoice.number,
     )
     allocation.delete()
+    _touch_allocation(payment_id=payment.pk, invoice_ids=[invoice.pk])
     record_changed(firm=payment.firm, kind="payment", obj_id=payment.pk)
     return payment
 
@@ -839,6 +849,10 @@ def payment_delete(*, payment: Payment, reason: str = "", actor: Any = None) -> 
     locked.deleted_at = timezone.now()
     locked.delete_reason = clean_reason
     locked.save(update_fields=["state", "deleted_at", "delete_reason", "updated_at"])
+    # The invoices it paid owe again.
+    _touch_allocation(
+        payment_id=locked.pk, invoice_ids=locked.allocations.values_list("invoice_id", flat=True)
+    )
     _history(firm=locked.firm, action=HistoryAction.DELETED, actor=actor, payment=locked, note=clean_reason)
     record_changed(firm=locked.firm, kind="payment", obj_id=locked.pk)
     for refund_id in locked.refunds.values_list("pk", flat=True):

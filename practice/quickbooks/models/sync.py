@@ -35,6 +35,7 @@ OPERATION_LABELS = {
     "void": _("Void"),
     "delete": _("Delete"),
     "retry": _("Retry requested"),
+    "create_payment": _("Create payment"),
 }
 
 
