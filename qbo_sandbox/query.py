@@ -604,6 +604,8 @@ _TXN_PROPERTIES = {
 # Properties QBO leaves out of query results unless the select list names them (`SELECT *, Sku
 # FROM Item`), as reported by client authors (issue 15); keyed by entity, lower-case.
 ON_REQUEST: dict[str, set[str]] = {"Item": {"sku"}}
+# Entities stored in another shape than QBO sends (RecurringTransaction: recurring.py): stored -> sent.
+SHAPERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def _known_property(spec: EntitySpec, name: str, table: dict[str, dict[str, Any]]) -> bool:
@@ -740,6 +742,9 @@ def execute(
                 else o
                 for o in page
             ]
+    shaper = SHAPERS.get(spec.name)
+    if shaper is not None:
+        page = [shaper(o) for o in page]
     return {spec.name: page, "startPosition": start, "maxResults": len(page)}
 
 
