@@ -9,6 +9,8 @@ ExchangeRate (REF-exchangerate): no Id; one rate per (SourceCurrencyCode, AsOfDa
 `GET /exchangerate?sourcecurrencycode=EUR&asofdate=YYYY-MM-DD`, set with `POST /exchangerate`,
 queried like any entity. Only for multicurrency companies, like CompanyCurrency.
 
+Budget is registered here too: read-only and empty (no seed has budgets).
+
 What Intuit's reference leaves open, and the sandbox's choice, is listed in docs/sandbox.md.
 """
 
@@ -19,7 +21,7 @@ from datetime import date
 from typing import Any
 
 from qbo_sandbox import clock, errors, more_entities, query, store
-from qbo_sandbox.entities import BY_PATH, NAME_LIST, SPECS, TRANSACTION, EntitySpec
+from qbo_sandbox.entities import BY_PATH, NAME_LIST, READ_ONLY, SPECS, TRANSACTION, EntitySpec
 
 Obj = dict[str, Any]
 
@@ -327,6 +329,9 @@ def install() -> None:
         EntitySpec("RecurringTransaction", TRANSACTION, "txn", cdc=False),
         # Ordered by currency code, then by date (insertion order) when no ORDERBY is given.
         EntitySpec("ExchangeRate", NAME_LIST, "ExchangeRate", "SourceCurrencyCode", cdc=False),
+        # Budget (REF-budget): queryable, not writable through the API; no seed has budgets, so a
+        # query answers an empty QueryResponse (node-quickbooks' findBudgets test).
+        EntitySpec("Budget", READ_ONLY, "Budget", "Name", creatable=False, cdc=False, has_active=True),
     ):
         SPECS[spec.name] = spec
         BY_PATH[spec.path] = spec

@@ -200,3 +200,10 @@ def test_exchange_rate_rules(api: Api) -> None:
     assert api.fault(api.post("/exchangerate", bad_date))["element"] == "AsOfDate"
     assert api.fault(api.get("/exchangerate"))["element"] == "SourceCurrencyCode"
     assert api.query("select * from ExchangeRate") == {}
+
+
+def test_budget_is_queryable_and_read_only(sample: Api) -> None:
+    assert sample.query("select * from Budget") == {}
+    assert sample.query("select count(*) from Budget") == {"totalCount": 0}
+    assert sample.fault(sample.post("/budget", {"Name": "2027"}))["code"] == "500"
+    assert sample.fault(sample.get("/budget/1"))["code"] == "610"
