@@ -90,8 +90,19 @@ def fetch_library(work: Path) -> Path:
     tarball = must(["npm", "pack", PACKAGE, "--silent"], work).strip().splitlines()[-1]
     must(["tar", "xzf", tarball], work)
     pkg = work / "package"
-    must(["npm", "install", "--no-audit", "--no-fund", "--silent"], pkg)
-    must(["npm", "install", "--no-audit", "--no-fund", "--silent", "--no-save", *EXTRA_NPM], pkg)
+    manifest = json.loads((pkg / "package.json").read_text())
+    runtime = manifest.get("dependencies", {})
+    # The library as its users get it (its dependencies), plus its test tools. A devDependency that
+    # pins another version of a runtime dependency is left out: bluebird 2.9.25 in devDependencies
+    # over 3.3.4 in dependencies makes every find* resolve to [body, response] and fail before any
+    # request matters.
+    wanted = [f"{n}@{v}" for n, v in runtime.items()]
+    wanted += [f"{n}@{v}" for n, v in manifest.get("devDependencies", {}).items() if n not in runtime]
+    # Installed in a directory of their own and found through NODE_PATH: npm install in the package
+    # would let the devDependencies win (and --omit=dev then drops bluebird altogether).
+    (work / "tools").mkdir()
+    (work / "tools" / "package.json").write_text('{"name": "outside-clients-tools", "private": true}')
+    must(["npm", "install", "--no-audit", "--no-fund", "--silent", *wanted, *EXTRA_NPM], work / "tools")
     return pkg
 
 
@@ -144,10 +155,14 @@ def main() -> None:
         (pkg / "config.js").write_text("module.exports = " + json.dumps(config, indent=2) + "\n")
         (pkg / "sandbox-endpoint.js").write_text(SETUP_JS)
         (pkg / "make-lists.js").write_text(LISTS_JS)
-        must(["node", "make-lists.js"], pkg)
-        env = {**os.environ, "QBO_SANDBOX_V3": f"{base}/v3/company/"}
+        run_env = {**os.environ, "NODE_PATH": str(work / "tools" / "node_modules")}
+        done = run(["node", "make-lists.js"], pkg, run_env)
+        if done.returncode != 0:
+            raise SystemExit(f"make-lists.js failed:\n{done.stderr}")
+        tools = work / "tools" / "node_modules"
+        env = {**os.environ, "QBO_SANDBOX_V3": f"{base}/v3/company/", "NODE_PATH": str(tools)}
         mocha = [
-            "node_modules/.bin/mocha",
+            str(tools / ".bin" / "mocha"),
             "--exit",
             "--require",
             "./sandbox-endpoint.js",
