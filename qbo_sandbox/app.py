@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import batch_faults, clock, errors, money, more_entities, query
+from qbo_sandbox import batch_faults, clock, errors, money, more_entities, query, recurring
 from qbo_sandbox.config import ConfigError, SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
 from qbo_sandbox.jsoncheck import check_json_shape
@@ -509,6 +509,10 @@ class Api:
                 f"{'/'.join(ctx.rest)} of "
                 f"full path: {ctx.path}"
             )
+        if spec.name in recurring.HANDLED:
+            rt.bump("reads" if op == "read" else "writes")
+            answer = recurring.handle(realm, spec.name, op, ctx.rest, ctx.params, body)
+            return _json_reply({spec.name: answer, "time": clock.envelope_stamp()}), 0
         if op == "read" and len(ctx.rest) >= 3 and ctx.rest[2] == "pdf":
             rt.bump("reads")
             obj = realm.read(spec.name, ctx.rest[1])

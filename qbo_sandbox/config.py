@@ -107,6 +107,9 @@ class SandboxConfig:
     name_unique_case_insensitive: bool = True
     name_unique_includes_inactive: bool = True
     query_case_insensitive: bool = True
+    # Entity names in queries: any case (False; what node-quickbooks relies on) or exactly as
+    # Intuit's reference spells them (True: `from customer` is a 4001).
+    query_entity_case_sensitive: bool = False
     # MAXRESULTS above the cap: silently capped (False) or a 4001 fault (True); unverified (§12).
     max_results_error: bool = False
     # requestid: answer 600 when a reused id carries a different request (§5 option), instead of replaying.

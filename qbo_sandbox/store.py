@@ -1398,4 +1398,5 @@ _BUILDERS: dict[str, Builder] = {
 
 # Entities client libraries use beyond the app's own (issue 15): their specs and builders live in
 # more_entities, which registers them here; imported last because it builds on this module.
-from qbo_sandbox import more_entities  # noqa: E402,F401
+# recurring: RecurringTransaction and ExchangeRate, whose wire shapes differ from the rest.
+from qbo_sandbox import more_entities, recurring  # noqa: E402,F401

@@ -17,6 +17,13 @@ from qbo_sandbox.testing import SandboxServer
 BASE_CONFIG = {"throttling_enabled": False, "time_scale": 1.0, "timeout_fault_seconds": 0.5}
 
 
+def pytest_report_header() -> str:
+    # `make test-sandbox-wheel` runs these tests against the installed wheel: show which copy this is.
+    import qbo_sandbox
+
+    return f"qbo_sandbox {qbo_sandbox.__version__} from {qbo_sandbox.__file__}"
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxServer]:
     with SandboxServer(SandboxConfig(**BASE_CONFIG)) as server:

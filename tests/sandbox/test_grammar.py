@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,15 @@ def test_where_with_metadata_and_mixed_keywords_in_batch(books: Api) -> None:
     assert [i["Name"] for i in found] == ["Gadget", "Hours", "Services", "Widget"]
     assert found[3]["Sku"] == "W-1"
     assert items[1]["QueryResponse"] == {"totalCount": 4}
+
+
+def test_entity_names_in_any_case_as_node_quickbooks_sends_them(sample: Api, limits: Any) -> None:
+    # node-quickbooks' find* methods send `select * from account`, `from billPayment` (issue 15 item 3).
+    exact = sample.query("select * from Account")["Account"]
+    assert sample.query("select * from account")["Account"] == exact
+    count = sample.query("select count(*) from BillPayment")
+    assert sample.query("select count(*) from billPayment") == count
+    assert sample.query("SELECT * FROM ACCOUNT WHERE Name = 'Checking'")["Account"][0]["Name"] == "Checking"
+    limits(query_entity_case_sensitive=True)
+    resp = sample.get("/query", params={"query": "select * from account"})
+    assert sample.fault(resp)["code"] == "4001"
