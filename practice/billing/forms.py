@@ -71,6 +71,14 @@ class ServiceForm(forms.Form):
             "Name of a QuickBooks income account. Leave empty for the default in the QuickBooks settings."
         ),
     )
+    taxable = forms.BooleanField(
+        label=_("Taxable"),
+        required=False,
+        help_text=_(
+            "Sales tax applies to this service. QuickBooks then adds tax to its invoice lines when the "
+            "company collects sales tax; leave it off for services that are not taxed."
+        ),
+    )
 
 
 class InvoiceForm(forms.Form):

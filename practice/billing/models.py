@@ -49,6 +49,9 @@ class Service(FirmScopedModel):
     # QuickBooks settings. Kept as a name so billing never depends on QBO ids.
     income_account_name = models.CharField(_("income account override"), max_length=100, blank=True)
     archived = models.BooleanField(_("archived"), default=False)
+    # Sales tax applies to it: its QBO item is created taxable and its invoice lines carry the
+    # tax code TAX (else NON), so QuickBooks adds tax only where the app says so.
+    taxable = models.BooleanField(_("taxable"), default=False)
 
     class Meta:
         ordering = ["name", "id"]

@@ -224,12 +224,13 @@ def service_create(
     rate: Decimal | str,
     description: str = "",
     income_account_name: str = "",
+    taxable: bool = False,
     actor: Any = None,
 ) -> Service:
     fields = _service_fields(
         firm=firm, name=name, description=description, rate=rate, income_account_name=income_account_name
     )
-    service = Service.objects.create(firm=firm, **fields)
+    service = Service.objects.create(firm=firm, taxable=bool(taxable), **fields)
     _history(firm=firm, action=HistoryAction.CREATED, actor=actor, service=service)
     record_changed(firm=firm, kind="service", obj_id=service.pk)
     return service
@@ -243,8 +244,10 @@ def service_update(
     rate: Decimal | str,
     description: str = "",
     income_account_name: str = "",
+    taxable: bool | None = None,
     actor: Any = None,
 ) -> Service:
+    """Save a service's fields; `taxable` None keeps the current value."""
     fields = _service_fields(
         firm=service.firm,
         name=name,
@@ -253,6 +256,8 @@ def service_update(
         income_account_name=income_account_name,
         exclude_pk=service.pk,
     )
+    if taxable is not None:
+        fields["taxable"] = bool(taxable)
     for key, value in fields.items():
         setattr(service, key, value)
     service.save()

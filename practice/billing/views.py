@@ -116,7 +116,9 @@ def service_create(request: HttpRequest) -> HttpResponse:
 def service_edit(request: HttpRequest, pk: int) -> HttpResponse:
     service = _or_404(selectors.service_get(firm=_firm(request), pk=pk))
     if request.method == "GET":
-        initial = {f: getattr(service, f) for f in ("name", "description", "rate", "income_account_name")}
+        initial = {
+            f: getattr(service, f) for f in ("name", "description", "rate", "income_account_name", "taxable")
+        }
         return _service_form_page(request, ServiceForm(initial=initial), service)
     form = ServiceForm(request.POST)
     if form.is_valid():

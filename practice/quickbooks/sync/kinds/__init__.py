@@ -4,4 +4,5 @@ Importing this package registers every built-in kind with the engine, in the ord
 declares; `QuickbooksConfig.ready()` imports it, so the engine itself never imports a kind.
 """
 
-from practice.quickbooks.sync.kinds import customers  # noqa: F401  (registers "customer")
+from practice.quickbooks.sync.kinds import customers  # noqa: F401, I001  (registers "customer")
+from practice.quickbooks.sync.kinds import services  # noqa: F401  (registers "service")
