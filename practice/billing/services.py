@@ -562,6 +562,48 @@ def invoice_update(
     return locked
 
 
+def _clean_number(*, firm: Firm, number: Any, exclude_pk: int) -> str:
+    """An invoice number as `_invoice_header` checks it, required (renumbering picks one)."""
+    errors: dict[str, list[str]] = {}
+    clean = _clean_text(number, field="number", max_length=INVOICE_NUMBER_MAX_LENGTH, errors=errors)
+    if not clean and not errors:
+        errors["number"] = [_("Enter a number.")]
+    if clean and any(ch.isspace() for ch in clean.replace(" ", "")):
+        errors.setdefault("number", []).append(_("The number cannot contain tabs or line breaks."))
+    if clean and Invoice.objects.filter(firm=firm, number__iexact=clean).exclude(pk=exclude_pk).exists():
+        errors.setdefault("number", []).append(_("Another invoice already has this number."))
+    _check(errors)
+    return clean
+
+
+@transaction.atomic
+def invoice_renumber(*, invoice: Invoice, number: str, actor: Any = None) -> Invoice:
+    """Give a draft or issued invoice another number (say, one QuickBooks already uses for
+    another invoice). Same rules as a new number: unique in the firm, at most 21 characters."""
+    locked = _lock_invoice(invoice)
+    if locked.state == InvoiceState.VOID:
+        _raise(NON_FIELD_ERRORS, _("A void invoice cannot be renumbered."))
+    clean = _clean_number(firm=locked.firm, number=number, exclude_pk=locked.pk)
+    if clean == locked.number:
+        return locked
+    old = locked.number
+    locked.number = clean
+    try:
+        with transaction.atomic():
+            locked.save(update_fields=["number", "updated_at"])
+    except IntegrityError:
+        _raise("number", _("Another invoice already has this number."))
+    _history(
+        firm=locked.firm,
+        action=HistoryAction.UPDATED,
+        actor=actor,
+        invoice=locked,
+        note=_("Number changed from %(old)s to %(new)s.") % {"old": old, "new": clean},
+    )
+    record_changed(firm=locked.firm, kind="invoice", obj_id=locked.pk)
+    return locked
+
+
 @transaction.atomic
 def invoice_issue(*, invoice: Invoice, actor: Any = None) -> Invoice:
     """Draft → issued. Needs at least one line; after this the invoice can be paid or voided."""
@@ -623,6 +665,14 @@ def _payment_unapplied(payment: Payment) -> Decimal:
     return money(payment.amount - allocated - refunded)
 
 
+def _touch_allocation(*, payment_id: int, invoice_ids: Iterable[int]) -> None:
+    """Bump `updated_at` of a payment and the invoices whose allocations changed: what QBO sync
+    re-checks is found by `updated_at`, and an allocation row alone changes neither."""
+    now = timezone.now()
+    Payment.objects.filter(pk=payment_id).update(updated_at=now)
+    Invoice.objects.filter(pk__in=list(invoice_ids)).update(updated_at=now)
+
+
 def _allocate(
     *, payment: Payment, invoice_id: Any, amount: Decimal, field: str, actor: Any
 ) -> PaymentAllocation:
@@ -662,6 +712,7 @@ def _allocate(
     else:
         allocation.amount = money(allocation.amount + amount)
         allocation.save(update_fields=["amount", "updated_at"])
+    _touch_allocation(payment_id=payment.pk, invoice_ids=[invoice.pk])
     _history(
         firm=payment.firm,
         action=HistoryAction.ALLOCATED,
@@ -779,6 +830,7 @@ def payment_unallocate(*, allocation: PaymentAllocation, actor: Any = None) -> P
         note=invoice.number,
     )
     allocation.delete()
+    _touch_allocation(payment_id=payment.pk, invoice_ids=[invoice.pk])
     record_changed(firm=payment.firm, kind="payment", obj_id=payment.pk)
     return payment
 
@@ -797,6 +849,10 @@ def payment_delete(*, payment: Payment, reason: str = "", actor: Any = None) -> 
     locked.deleted_at = timezone.now()
     locked.delete_reason = clean_reason
     locked.save(update_fields=["state", "deleted_at", "delete_reason", "updated_at"])
+    # The invoices it paid owe again.
+    _touch_allocation(
+        payment_id=locked.pk, invoice_ids=locked.allocations.values_list("invoice_id", flat=True)
+    )
     _history(firm=locked.firm, action=HistoryAction.DELETED, actor=actor, payment=locked, note=clean_reason)
     record_changed(firm=locked.firm, kind="payment", obj_id=locked.pk)
     for refund_id in locked.refunds.values_list("pk", flat=True):

@@ -358,3 +358,51 @@ def accounts_sync_bulk(*, firm: Firm, action: str, account_ids: Iterable[int], a
     if done and action != "unsync":
         request_sync(connection)
     return done
+
+
+# --------------------------------------------------------------------------------------------
+# Invoices
+
+
+def invoice_renumber(*, firm: Firm, invoice: Any, number: str, actor: Any = None) -> Any:
+    """Give an invoice a number QuickBooks does not use yet (the fix for a "docnumber_clash"
+    Error) and send it again. Refused once the invoice is linked in QuickBooks: its number is
+    then QuickBooks' too. Raises ValidationError (key "number") for a bad number."""
+    from practice.billing import services as billing_services
+    from practice.quickbooks.sync.kinds.invoices import DELETED
+    from practice.quickbooks.sync.kinds.invoices import KIND as INVOICE
+
+    if invoice.firm_id != firm.pk:
+        raise PermissionDenied
+    connection = connection_for(firm)
+    with transaction.atomic():
+        link = None
+        if connection is not None:
+            link = (
+                SyncLink.objects.select_for_update()
+                .filter(connection=connection, kind=INVOICE, local_id=invoice.pk)
+                .first()
+            )
+        if link is not None and link.batch_request_id:
+            raise SyncActionError("A sync of this invoice is in progress. Try again in a moment.")
+        if link is not None and link.qbo_id and link.pushed_hash != DELETED:
+            raise SyncActionError(
+                "This invoice is already in QuickBooks; its number cannot be changed here any more."
+            )
+        old = invoice.number
+        renumbered = billing_services.invoice_renumber(invoice=invoice, number=number, actor=actor)
+        if link is not None and renumbered.number != old:
+            engine.clear_pending(link)
+            engine.clear_error(link)
+            link.input_hash = ""
+            if link.status != SyncStatus.SKIPPED:
+                link.status = SyncStatus.NOT_SYNCED
+            link.save()
+            engine.record_attempt(
+                link,
+                operation="renumber",
+                outcome=Outcome.INFO,
+                actor=str(getattr(actor, "email", "") or actor or ""),
+                message=f"Number changed from {old} to {renumbered.number}; sending it again.",
+            )
+    return renumbered

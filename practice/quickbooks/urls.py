@@ -35,3 +35,6 @@ urlpatterns += [
     path("accounts/status/", sync_views.account_status_poll, name="account_status_poll"),
 ]
 urlpatterns += [path("accounts/preview/", sync_views.sync_preview, name="sync_preview")]
+urlpatterns += [
+    path("invoices/<int:pk>/renumber/", sync_views.invoice_renumber, name="invoice_renumber"),
+]

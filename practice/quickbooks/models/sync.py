@@ -24,6 +24,21 @@ OPERATION_LABELS = {
     "reactivate": _("Reactivate and link"),
     "unsync": _("Unsync"),
     "sync": _("Sync requested"),
+    "wait": _("Waiting"),
+    "check": _("Check"),
+    "create_item": _("Create item"),
+    "update_item": _("Update item"),
+    "deactivate_item": _("Make item inactive"),
+    "create_invoice": _("Create invoice"),
+    "match_number": _("Match by number"),
+    "renumber": _("Renumber"),
+    "void": _("Void"),
+    "delete": _("Delete"),
+    "payment_create": _("Create payment"),
+    "payment_update": _("Update payment"),
+    "payment_delete": _("Delete payment"),
+    "payment_wait": _("Wait for what the payment needs"),
+    "payment_check": _("Check payment"),
 }
 
 

@@ -190,6 +190,9 @@ class Op:
     alone: bool = False
     maybe_committed: bool = False
     stale_retried: bool = False
+    # Said in the history row of the outcome (a kind's note about what it sent or found, e.g.
+    # "QuickBooks added sales tax"); `on_success` may set it too.
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.operation not in OPERATIONS:
@@ -208,6 +211,7 @@ class Op:
             "alone": self.alone,
             "maybe_committed": self.maybe_committed,
             "stale_retried": self.stale_retried,
+            "note": self.note,
         }
 
     @classmethod
@@ -224,6 +228,7 @@ class Op:
             alone=bool(stored.get("alone", False)),
             maybe_committed=bool(stored.get("maybe_committed", False)),
             stale_retried=bool(stored.get("stale_retried", False)),
+            note=str(stored.get("note", "")),
         )
 
 
@@ -888,12 +893,17 @@ def _record_outcomes(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                 # Kinds may refine it in on_success; this is what "unchanged" is compared with.
                 link.pushed_hash = hash_body(o.op.body)
                 o.kind.on_success(ctx, link, o.entity, o.op)
+                # A kind may find the answer wrong (an invoice whose QBO total differs): it
+                # marks the link Error in on_success, and the row says so.
+                failed = link.status == SyncStatus.ERROR
                 attempt = attempt_row(
                     link,
                     operation=operation,
-                    outcome=Outcome.SUCCESS,
+                    outcome=Outcome.ERROR if failed else Outcome.SUCCESS,
                     request_id=o.request_id,
-                    message=o.note,
+                    message=" ".join(
+                        m for m in (o.note, o.op.note, link.error_message if failed else "") if m
+                    ),
                 )
                 events.append(("ok", link, o))
             elif o.resend is not None:

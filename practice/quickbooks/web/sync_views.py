@@ -324,3 +324,41 @@ def sync_preview(request: HttpRequest) -> HttpResponse:
     else:
         ctx["error"] = _("The preview could not be worked out. Try again in a moment.")
     return render(request, "quickbooks/partials/sync_preview.html", ctx)
+
+
+# --------------------------------------------------------------------------------------------
+# Invoices
+
+
+@manager_required
+@require_POST
+def invoice_renumber(request: HttpRequest, pk: int) -> HttpResponse:
+    """Renumber an invoice whose number QuickBooks already uses (a "docnumber_clash" Error)."""
+    from practice.billing.selectors import invoice_get
+
+    firm = request.firm  # type: ignore[attr-defined]
+    invoice = invoice_get(firm=firm, pk=pk)
+    if invoice is None:
+        raise Http404
+    number = request.POST.get("number", "")
+    detail = reverse("billing:invoice_detail", args=[invoice.pk])
+    error = ""
+    try:
+        actions.invoice_renumber(firm=firm, invoice=invoice, number=number, actor=request.user)
+    except ValidationError as e:
+        error = " ".join(e.message_dict.get("number") or e.messages)
+    except actions.SyncActionError as e:
+        error = str(e)
+    if not error:
+        messages.success(request, _("Invoice renumbered; it will be sent to QuickBooks again."))
+        if request.htmx:  # type: ignore[attr-defined]
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = detail
+            return response
+        return redirect(detail)
+    if request.htmx:  # type: ignore[attr-defined]
+        ctx = {"invoice": invoice, "number": number, "number_error": error}
+        response = render(request, "quickbooks/invoice_renumber_form.html", ctx, status=400)
+        return retarget(response, "#qbo-renumber-form")
+    messages.error(request, error)
+    return redirect(detail)
