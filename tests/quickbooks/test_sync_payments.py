@@ -17,11 +17,11 @@ import pytest
 from practice.billing import services as billing
 from practice.billing.models import Invoice, Payment, PaymentState
 from practice.clients.services import account_create
+from practice.quickbooks import actions
 from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import engine
-from practice.quickbooks.sync.kinds import payments as payment_kind
 from tests.quickbooks.sync_support import link_of, make_due, run, set_up
 
 DAY = datetime.date(2026, 11, 2)
@@ -31,81 +31,16 @@ CHECK_METHOD = "2"
 
 @pytest.fixture
 def conn(connection, invoice_kind):
+    connection.income_account_id = "1"  # the sample company's "Services" (services need one)
+    connection.income_account_name = "Services"
     return set_up(connection)
-
-
-# INTERIM (until bill-invoices' invoice kind is merged): a minimal "invoice" kind so the payment
-# kind can be driven end to end now. Removed once the real kind is registered.
-if engine.kind_named("invoice") is None:
-    engine.unregister("payment")
-
-
-def _plan_stub_invoices(ctx: engine.RunContext) -> list[engine.Op]:
-    from practice.billing.models import Invoice as Inv
-
-    ops: list[engine.Op] = []
-    links = {lk.local_id: lk for lk in SyncLink.objects.filter(connection=ctx.connection, kind="invoice")}
-    for inv in Inv.objects.filter(firm_id=ctx.connection.firm_id, state="issued").order_by("pk"):
-        start = ctx.connection.sync_start_date
-        if start and inv.issue_date < start:
-            continue
-        link = links.get(inv.pk) or SyncLink.objects.create(
-            firm_id=ctx.connection.firm_id, connection=ctx.connection, kind="invoice", local_id=inv.pk
-        )
-        if link.batch_request_id or link.status != SyncStatus.NOT_SYNCED:
-            continue
-        ref = engine.dependency_ref(ctx, "customer", inv.account_id)
-        if ref is None:
-            engine.mark_waiting(link, "Waiting for the account.")
-            link.save()
-            continue
-        body = {
-            "CustomerRef": {"value": ref["value"]},
-            "DocNumber": inv.number,
-            "TxnDate": inv.issue_date.isoformat(),
-            "Line": [
-                {
-                    "Amount": float(inv.total),
-                    "DetailType": "SalesItemLineDetail",
-                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}},
-                }
-            ],
-        }
-        link.op_seq += 1
-        rid = engine.request_id_for(str(ctx.connection.realm_id), "invoice", inv.pk, "create", link.op_seq)
-        ops.append(engine.Op(link=link, operation="create", entity="Invoice", body=body, request_id=rid))
-    return ops
-
-
-def _stub_success(ctx, link, entity, op):
-    engine.mark_linked(link, entity, now=ctx.now)
-
-
-def _stub_rejected(ctx, link, err, op):
-    return engine.Rejection(error_kind="rejected", message=f"QuickBooks refused the invoice: {err.message}")
 
 
 @pytest.fixture
 def invoice_kind():
-    """The invoice kind the payments depend on (registered by practice.quickbooks.sync.kinds)."""
-    stub = engine.kind_named("invoice") is None
-    if stub:
-        engine.register(
-            engine.RecordKind(
-                name="invoice",
-                entity="Invoice",
-                order=30,
-                plan=_plan_stub_invoices,
-                on_success=_stub_success,
-                on_rejected=_stub_rejected,
-                depends_on=("customer",),
-            )
-        )
-        engine.register(payment_kind.PAYMENT_KIND)
-    yield
-    if stub:
-        engine.unregister("payment")
-        engine.unregister("invoice")
+    """The invoice kind the payments depend on, registered by practice.quickbooks.sync.kinds."""
+    names = [k.name for k in engine.kinds()]
+    assert names.index("customer") < names.index("invoice") < names.index("payment")
 
 
 @pytest.fixture
@@ -156,6 +91,18 @@ def qbo_payments(sandbox, realm_id, conn, account) -> list[dict[str, Any]]:
     customer = SyncLink.objects.get(connection=conn, kind="customer", local_id=account.pk).qbo_id
     statement = f"SELECT * FROM Payment WHERE CustomerRef = '{customer}'"
     return list(sandbox.query(realm_id, statement).get("Payment", []))
+
+
+def set_prefs(conn, section: str, **values: Any) -> None:
+    """Change the company's Preferences the way a person would in QuickBooks."""
+    client = QBOClient(conn)
+    prefs = client.preferences()
+    body = {
+        "Id": prefs["Id"],
+        "SyncToken": prefs["SyncToken"],
+        section: {**(prefs.get(section) or {}), **values},
+    }
+    client.update("Preferences", body, request_id=f"prefs-{section}-{prefs['SyncToken']}", sparse=True)
 
 
 def writes(sandbox, realm_id) -> int:
@@ -234,14 +181,14 @@ def test_a_payment_across_several_invoices_partly_applied_with_credit_left(
     }
     assert balances == {a.number: Decimal("0.00"), b.number: Decimal("50.00"), c.number: Decimal("300.00")}
     assert_books_match(conn, sandbox, realm_id, acct)
-    assert history(link) == [("payment_create", "success")]
+    assert history(link) == [("create_payment", "success")]
 
     # Nothing changed: the next runs send nothing and record nothing.
     before = writes(sandbox, realm_id)
     run(conn)
     run(conn)
     assert writes(sandbox, realm_id) == before
-    assert history(plink(conn, payment)) == [("payment_create", "success")]
+    assert history(plink(conn, payment)) == [("create_payment", "success")]
 
 
 def test_a_payment_waits_for_its_invoice_and_goes_when_the_invoice_does(
@@ -258,11 +205,11 @@ def test_a_payment_waits_for_its_invoice_and_goes_when_the_invoice_does(
     link = plink(conn, payment)
     assert link.status == SyncStatus.NOT_SYNCED and not link.qbo_id and not link.batch_request_id
     assert link.error_message == f"Waiting for invoice {inv.number} to reach QuickBooks."
-    assert history(link) == [("payment_wait", "info")]
+    assert history(link) == [("wait", "info")]
     assert qbo_payments(sandbox, realm_id, conn, acct) == []
     # Waiting is not work: another run before the retry is due records nothing more.
     run(conn)
-    assert history(plink(conn, payment)) == [("payment_wait", "info")]
+    assert history(plink(conn, payment)) == [("wait", "info")]
     # The invoice's retry is due: it reaches QBO, and the payment follows in the same run.
     make_due(conn)
     run(conn)
@@ -277,27 +224,26 @@ def test_a_payment_waits_for_its_invoice_and_goes_when_the_invoice_does(
 def test_a_payment_for_an_invoice_in_error_says_so_and_goes_once_it_is_fixed(
     firm, conn, sandbox, realm_id, service
 ):
+    set_prefs(conn, "SalesFormsPrefs", CustomTxnNumbers=True)
     acct, other = account_create(firm=firm, name="Clash Payer Co"), account_create(firm=firm, name="Other Co")
     run(conn)
-    inv = issue(firm, acct, service, "80.00", number="INV-0042")
-    # QBO already has an INV-0042, of another customer: the invoice cannot be created.
-    clash_id = sandbox.bulk_insert(
-        realm_id,
+    # QBO already has an INV-0042, of another customer: the app's INV-0042 cannot go.
+    QBOClient(conn).create(
         "Invoice",
-        [
-            {
-                "CustomerRef": {"value": link_of(conn, other).qbo_id},
-                "DocNumber": "INV-0042",
-                "Line": [
-                    {
-                        "Amount": 5,
-                        "DetailType": "SalesItemLineDetail",
-                        "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
-                    }
-                ],
-            }
-        ],
-    )[0]
+        {
+            "CustomerRef": {"value": link_of(conn, other).qbo_id},
+            "DocNumber": "INV-0042",
+            "Line": [
+                {
+                    "Amount": 5,
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+                }
+            ],
+        },
+        request_id="someone-else-made-inv-0042",
+    )
+    inv = issue(firm, acct, service, "80.00", number="INV-0042")
     payment = pay(firm, acct, "80.00", [(inv, "50.00")])
     run(conn)
     assert ilink(conn, inv).status == SyncStatus.ERROR
@@ -307,20 +253,14 @@ def test_a_payment_for_an_invoice_in_error_says_so_and_goes_once_it_is_fixed(
         "Waiting for invoice INV-0042 to reach QuickBooks: it is in Error in QuickBooks sync; fix it first."
     )
     assert qbo_payments(sandbox, realm_id, conn, acct) == []
-    # A person fixes it (the other invoice is removed from QBO) and presses Retry on the invoice.
-    QBOClient(conn).delete("Invoice", clash_id, "0", request_id="person-deletes-clash")
-    SyncLink.objects.filter(pk=ilink(conn, inv).pk).update(
-        status=SyncStatus.NOT_SYNCED,
-        error_kind="",
-        error_message="",
-        error_code="",
-        input_hash="",
-        attempts=0,
-    )
+    # The fix for the invoice (a number QuickBooks does not use); the payment follows it.
+    actions.invoice_renumber(firm=firm, invoice=inv, number="INV-0043")
     run(conn)
     assert ilink(conn, inv).status == SyncStatus.SYNCED
-    assert plink(conn, payment).status == SyncStatus.SYNCED
+    link = plink(conn, payment)
+    assert link.status == SyncStatus.SYNCED and not link.error_message
     assert len(qbo_payments(sandbox, realm_id, conn, acct)) == 1
+    assert history(link) == [("wait", "info"), ("create_payment", "success")]
     assert_books_match(conn, sandbox, realm_id, acct)
 
 
@@ -348,7 +288,7 @@ def test_an_allocation_change_is_a_sparse_update_of_the_payment(firm, conn, sand
     assert dec(got["UnappliedAmt"]) == Decimal("50.00")
     assert dec(qbo(sandbox, realm_id, "Invoice", ilink(conn, a).qbo_id)["Balance"]) == Decimal("100.00")
     assert_books_match(conn, sandbox, realm_id, acct)
-    assert history(link) == [("payment_create", "success"), ("payment_update", "success")]
+    assert history(link) == [("create_payment", "success"), ("update", "success")]
     run(conn)
     assert writes(sandbox, realm_id) == before + 1
 
@@ -367,7 +307,7 @@ def test_a_payment_deleted_in_the_app_is_deleted_in_quickbooks(firm, conn, sandb
     assert sandbox.read(realm_id, "Payment", qbo_id) is None
     link = plink(conn, payment)
     assert link.status == SyncStatus.SYNCED and link.qbo_id == "" and not link.batch_request_id
-    assert history(link) == [("payment_create", "success"), ("payment_delete", "success")]
+    assert history(link) == [("create_payment", "success"), ("delete", "success")]
     assert not SyncLink.objects.filter(connection=conn, kind="payment", local_id=never_sent.pk).exists()
     assert dec(qbo(sandbox, realm_id, "Invoice", ilink(conn, inv).qbo_id)["Balance"]) == Decimal("100.00")
     assert_books_match(conn, sandbox, realm_id, acct)
@@ -415,7 +355,7 @@ def test_payments_of_an_unsynced_account_wait_and_go_once_when_it_is_synced_agai
     link = plink(conn, second)
     assert link.status == SyncStatus.NOT_SYNCED
     assert link.error_message == "Waiting for the account “Unsync Resync Co” to be synced to QuickBooks."
-    assert history(link) == [("payment_wait", "info")]
+    assert history(link) == [("wait", "info")]
     assert len(qbo_payments(sandbox, realm_id, conn, acct)) == 1
     # Synced again: everything pending goes, once.
     SyncLink.objects.filter(pk=customer.pk).update(status=SyncStatus.SYNCED)
@@ -427,7 +367,7 @@ def test_payments_of_an_unsynced_account_wait_and_go_once_when_it_is_synced_agai
         Decimal("25.00"),
         Decimal("100.00"),
     ]
-    assert history(plink(conn, second)) == [("payment_wait", "info"), ("payment_create", "success")]
+    assert history(plink(conn, second)) == [("wait", "info"), ("create_payment", "success")]
     assert_books_match(conn, sandbox, realm_id, acct)
 
 
@@ -508,7 +448,7 @@ def test_an_invoice_that_will_never_sync_makes_the_payment_an_error_that_says_wh
     assert qbo_payments(sandbox, realm_id, conn, acct) == []
     # Decided once: more runs record nothing.
     run(conn)
-    assert history(plink(conn, payment)) == [("payment_check", "error")]
+    assert history(plink(conn, payment)) == [("check", "error")]
     # The fix: unapply the old invoice; the payment goes with the rest as credit.
     billing.payment_unallocate(allocation=payment.allocations.get(invoice=old))
     run(conn)
@@ -552,9 +492,8 @@ def test_a_long_reference_is_cut_for_quickbooks_and_kept_whole_in_the_memo(firm,
     assert got["PaymentRefNum"] == reference[:21]
     assert got["PrivateNote"] == f"Practice payment #{payment.pk} (reference: {reference})"
     assert "PaymentMethodRef" not in got  # the sample company has no plain "card" method
-    rows = list(SyncAttempt.objects.filter(link=link).order_by("id").values_list("outcome", "message"))
-    assert rows[0][0] == "info" and f"“{reference}”" in rows[0][1] and f"“{reference[:21]}”" in rows[0][1]
-    assert rows[1][0] == "success"
+    ((outcome, message),) = SyncAttempt.objects.filter(link=link).values_list("outcome", "message")
+    assert outcome == "success" and f"“{reference}”" in message and f"“{reference[:21]}”" in message
 
 
 def test_quickbooks_refusing_the_amounts_is_an_error_in_words(firm, conn, sandbox, realm_id, service):

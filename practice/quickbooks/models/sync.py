@@ -34,11 +34,7 @@ OPERATION_LABELS = {
     "renumber": _("Renumber"),
     "void": _("Void"),
     "delete": _("Delete"),
-    "payment_create": _("Create payment"),
-    "payment_update": _("Update payment"),
-    "payment_delete": _("Delete payment"),
-    "payment_wait": _("Wait for what the payment needs"),
-    "payment_check": _("Check payment"),
+    "create_payment": _("Create payment"),
 }
 
 

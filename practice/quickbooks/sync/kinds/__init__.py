@@ -7,3 +7,4 @@ declares; `QuickbooksConfig.ready()` imports it, so the engine itself never impo
 from practice.quickbooks.sync.kinds import customers  # noqa: F401, I001  (registers "customer")
 from practice.quickbooks.sync.kinds import services  # noqa: F401  (registers "service")
 from practice.quickbooks.sync.kinds import invoices  # noqa: F401  (registers "invoice")
+from practice.quickbooks.sync.kinds import payments  # noqa: F401  (registers "payment")

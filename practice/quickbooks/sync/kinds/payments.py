@@ -49,12 +49,13 @@ logger = logging.getLogger("practice.quickbooks.sync")
 
 KIND = "payment"
 ENTITY = "Payment"
-# History operations of this kind (labels in models/sync.py OPERATION_LABELS).
-OP_CREATE = "payment_create"
-OP_UPDATE = "payment_update"
-OP_DELETE = "payment_delete"
-OP_WAIT = "payment_wait"
-OP_CHECK = "payment_check"
+# History operations of this kind (labels in models/sync.py OPERATION_LABELS; the last four
+# are shared with the other billing kinds).
+OP_CREATE = "create_payment"
+OP_UPDATE = "update"
+OP_DELETE = "delete"
+OP_WAIT = "wait"
+OP_CHECK = "check"
 # `pushed_hash` of a payment deleted in QBO (its link keeps the history, no QBO Id).
 DELETED = "deleted"
 # Error kinds set by this kind's own checks (the others come from QBO's faults).
@@ -493,6 +494,7 @@ def _decide(
             body=update,
             request_id=_next_request_id(ctx, link, "update"),
             label=OP_UPDATE,
+            note=cut_reference_note(body),
         )
     link.pending_op = "create"
     return engine.Op(
@@ -502,6 +504,7 @@ def _decide(
         body=body,
         request_id=_next_request_id(ctx, link, "create"),
         label=OP_CREATE,
+        note=cut_reference_note(body),
     )
 
 
@@ -544,12 +547,6 @@ def on_payment_success(ctx: engine.RunContext, link: SyncLink, entity: dict[str,
         )
         ctx.count("payment.amount_mismatch")
         return
-    note = cut_reference_note(op.body)
-    if note:
-        # Said in the history, next to the push (the same transaction records both).
-        engine.attempt_row(link, operation=op.label or op.operation, outcome=Outcome.INFO, message=note).save(
-            force_insert=True
-        )
 
 
 def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
