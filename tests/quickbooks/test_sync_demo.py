@@ -17,7 +17,7 @@ def test_demo_mix(db, sandbox, realm_id):
     conn = set_up(connect_firm(firm, realm_id, sandbox), scope="with_activity")
     assert run(conn).ran
     by_name = {a.name: a.pk for a in ClientAccount.objects.filter(firm=firm)}
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=conn)}
+    links = {link.local_id: link for link in SyncLink.objects.filter(connection=conn, kind="customer")}
 
     def status(name):
         link = links.get(by_name[name])
