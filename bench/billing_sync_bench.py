@@ -856,7 +856,7 @@ def main() -> None:
         sb = Sandbox()
         try:
             sb.config(throttling_enabled=False, latency_seconds=args.latency)
-            for run in range(args.runs):
+            for run in range(args.runs if variants else 0):
                 order = variants[run % len(variants) :] + variants[: run % len(variants)]
                 for variant in order:
                     row = measure(sb, b, variant, db)
