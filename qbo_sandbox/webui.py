@@ -1,6 +1,8 @@
 """A small read-only web UI in the shape of QuickBooks Online's, so "open in QuickBooks" links work
-against the sandbox: ``/app/`` (companies), ``/app/customers?realmId=`` and
-``/app/customerdetail?nameId=&realmId=`` (the URL QBO itself uses for a customer).
+against the sandbox: ``/app/`` (companies), ``/app/customers?realmId=``,
+``/app/customerdetail?nameId=&realmId=`` (the URL QBO itself uses for a customer),
+``/app/invoice?txnId=&realmId=``, ``/app/recvpayment?txnId=&realmId=`` (an invoice, a payment
+received) and ``/app/items?realmId=`` (Products and Services).
 
 No auth (a local sandbox), read straight from the realm's tables: not metered, not throttled, not
 counted and not logged. Every value from the books is escaped: names are whatever API clients sent.
@@ -34,17 +36,17 @@ _HEADERS = {
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f4f5f8;color:#1f2328;
 margin:0;padding:0}
-header.bar{background:#2ca01c;color:#fff;padding:.6rem 1.5rem;font-weight:600}
+header.bar{background:#1b6e12;color:#fff;padding:.6rem 1.5rem;font-weight:600}
 header.bar a{color:#fff;text-decoration:none}
 main{max-width:60rem;margin:1.5rem auto;background:#fff;border:1px solid #d8dce3;border-radius:8px;
 padding:1.5rem 2rem}
-nav.crumbs{font-size:.85rem;color:#6b7380;margin-bottom:.75rem}
-nav.crumbs a{color:#0b6bcb;text-decoration:none}
+nav.crumbs{font-size:.85rem;color:#5a616d;margin-bottom:.75rem}
+nav.crumbs a{color:#0b6bcb;text-decoration:underline}
 h1{font-size:1.4rem;margin:0 0 .25rem}
 h2{font-size:1.05rem;margin:1.5rem 0 .5rem}
 p.sub{color:#555d68;margin:0 0 1rem}
 dl.fields{display:grid;grid-template-columns:10rem 1fr;gap:.35rem 1rem;margin:0}
-dl.fields dt{color:#6b7380}
+dl.fields dt{color:#5a616d}
 dl.fields dd{margin:0;white-space:pre-line}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e6e8ec}
@@ -53,11 +55,11 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 a{color:#0b6bcb}
 .badge{display:inline-block;font-size:.75rem;padding:.05rem .45rem;border-radius:999px;border:1px solid}
 .badge.active{color:#1d6f12;border-color:#9fd394;background:#eef8ec}
-.badge.inactive{color:#6b7380;border-color:#c8ccd3;background:#f1f2f4}
+.badge.inactive{color:#5a616d;border-color:#c8ccd3;background:#f1f2f4}
 .badge.overdue{color:#8a1c12;border-color:#f5c2bd;background:#fdecea}
-.empty{color:#6b7380;font-style:italic}
-.rid{color:#6b7380;font-size:.85rem}
-footer{max-width:60rem;margin:0 auto 1.5rem;color:#6b7380;font-size:.8rem;text-align:center}
+.empty{color:#5a616d;font-style:italic}
+.rid{color:#5a616d;font-size:.85rem}
+footer{max-width:60rem;margin:0 auto 1.5rem;color:#5a616d;font-size:.8rem;text-align:center}
 """
 
 
@@ -195,6 +197,9 @@ class WebUI:
             Route("/app/", self.companies, methods=["GET"]),
             Route("/app/customers", self.customers, methods=["GET"]),
             Route("/app/customerdetail", self.customer_detail, methods=["GET"]),
+            Route("/app/invoice", self.invoice, methods=["GET"]),
+            Route("/app/recvpayment", self.payment, methods=["GET"]),
+            Route("/app/items", self.items, methods=["GET"]),
         ]
 
     def _realm(self, request: Request) -> tuple[Realm | None, Response | None]:
@@ -320,6 +325,220 @@ class WebUI:
             f"{self._invoices(realm, customer)}{self._payments(realm, customer)}"
         )
         return _page(str(customer.get("DisplayName") or "Customer"), body)
+
+    def _txn(
+        self, request: Request, entity: str, title: str
+    ) -> tuple[Realm | None, Obj | None, Response | None]:
+        realm, missing = self._realm(request)
+        if realm is None:
+            return None, None, missing
+        txn_id = request.query_params.get("txnId", "")
+        txn = realm.get(entity, txn_id) if txn_id else None
+        if txn is None:
+            return (
+                realm,
+                None,
+                _not_found(
+                    f"{title} not found",
+                    f"{_company_name(realm)} has no {title.lower()} with id {txn_id}."
+                    if txn_id
+                    else "The link has no txnId.",
+                ),
+            )
+        return realm, txn, None
+
+    def _sub(self, realm: Realm) -> str:
+        rid = e(realm.realm_id)
+        return f'<p class="sub">{e(_company_name(realm))} <span class="rid">(realm {rid})</span></p>'
+
+    def _customer_link(self, realm: Realm, txn: Obj) -> str:
+        cid = _ref_value(txn, "CustomerRef")
+        if cid is None:
+            return ""
+        customer = realm.get("Customer", cid)
+        label = (customer or {}).get("DisplayName") or (txn.get("CustomerRef") or {}).get("name") or cid
+        return f'<a href="{_detail_href(realm, cid)}">{e(label)}</a>'
+
+    async def invoice(self, request: Request) -> Response:
+        realm, inv, missing = self._txn(request, "Invoice", "Invoice")
+        if realm is None or inv is None:
+            assert missing is not None
+            return missing
+        cur = _currency(inv)
+        number = inv.get("DocNumber") or inv.get("Id")
+        status = " (voided)" if _voided(inv) else ""
+        fields: list[tuple[str, str]] = [
+            ("Customer", self._customer_link(realm, inv)),
+            ("Invoice no.", e(inv.get("DocNumber"))),
+            ("Invoice date", e(inv.get("TxnDate"))),
+            ("Due date", e(inv.get("DueDate"))),
+            ("Total", e(money(inv.get("TotalAmt"), cur))),
+            ("Balance due", e(money(inv.get("Balance"), cur))),
+        ]
+        tax = (
+            (inv.get("TxnTaxDetail") or {}).get("TotalTax")
+            if isinstance(inv.get("TxnTaxDetail"), dict)
+            else None
+        )
+        if _num(tax):
+            fields.append(("Sales tax", e(money(tax, cur))))
+        for label, key in (("Class", "ClassRef"), ("Location", "DepartmentRef")):
+            ref = inv.get(key)
+            if isinstance(ref, dict) and (ref.get("name") or ref.get("value")):
+                fields.append((label, e(ref.get("name") or ref.get("value"))))
+        if inv.get("PrivateNote"):
+            fields.append(("Private note", e(inv.get("PrivateNote"))))
+        fields.append(("Invoice ID", e(inv.get("Id"))))
+        rows = []
+        for line in inv.get("Line") or []:
+            if not isinstance(line, dict) or line.get("DetailType") != "SalesItemLineDetail":
+                continue
+            detail = line.get("SalesItemLineDetail") or {}
+            item_id = _ref_value(detail, "ItemRef")
+            item = realm.get("Item", item_id) if item_id else None
+            item_name = (item or {}).get("Name") or (detail.get("ItemRef") or {}).get("name") or item_id
+            rows.append(
+                f"<tr><td>{e(item_name)}</td><td>{e(line.get('Description'))}</td>"
+                f'<td class="num">{e(detail.get("Qty"))}</td>'
+                f'<td class="num">{e(money(detail.get("UnitPrice"), cur))}</td>'
+                f'<td class="num">{e(money(line.get("Amount"), cur))}</td></tr>'
+            )
+        lines = (
+            "<h2>Lines</h2><table><thead><tr><th>Product/service</th><th>Description</th>"
+            '<th class="num">Qty</th><th class="num">Rate</th><th class="num">Amount</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            if rows
+            else '<h2>Lines</h2><p class="empty">No lines.</p>'
+        )
+        dl = "".join(f"<dt>{label}</dt><dd>{value or '—'}</dd>" for label, value in fields)
+        body = (
+            f"{self._crumbs(realm, customers=True)}"
+            f"<h1>Invoice {e(number)}{e(status)}</h1>"
+            f"{self._sub(realm)}"
+            f'<dl class="fields">{dl}</dl>{lines}{self._invoice_payments(realm, inv)}'
+        )
+        return _page(f"Invoice {number}", body)
+
+    def _invoice_payments(self, realm: Realm, inv: Obj) -> str:
+        inv_id = str(inv.get("Id"))
+        rows = []
+        for pay in sorted(realm.data.get("Payment", {}).values(), key=_id_key):
+            for line in pay.get("Line") or []:
+                if not isinstance(line, dict):
+                    continue
+                if any(
+                    isinstance(lt, dict) and lt.get("TxnType") == "Invoice" and str(lt.get("TxnId")) == inv_id
+                    for lt in line.get("LinkedTxn") or []
+                ):
+                    href = _href("/app/recvpayment", txnId=str(pay.get("Id")), realmId=realm.realm_id)
+                    rows.append(
+                        f'<tr><td><a href="{href}">{e(pay.get("TxnDate"))}</a></td>'
+                        f"<td>{e(pay.get('PaymentRefNum'))}</td>"
+                        f'<td class="num">{e(money(line.get("Amount"), _currency(pay)))}</td></tr>'
+                    )
+        if not rows:
+            return '<h2>Payments</h2><p class="empty">No payments applied.</p>'
+        return (
+            "<h2>Payments</h2><table><thead><tr><th>Date</th><th>Ref no.</th>"
+            f'<th class="num">Applied</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        )
+
+    async def payment(self, request: Request) -> Response:
+        realm, pay, missing = self._txn(request, "Payment", "Payment")
+        if realm is None or pay is None:
+            assert missing is not None
+            return missing
+        cur = _currency(pay)
+        deposit = pay.get("DepositToAccountRef")
+        deposit_name = ""
+        if isinstance(deposit, dict) and deposit.get("value"):
+            account = realm.get("Account", str(deposit["value"]))
+            deposit_name = str((account or {}).get("Name") or deposit.get("name") or deposit["value"])
+        status = " (voided)" if _voided(pay) else ""
+        fields: list[tuple[str, str]] = [
+            ("Customer", self._customer_link(realm, pay)),
+            ("Payment date", e(pay.get("TxnDate"))),
+            ("Reference no.", e(pay.get("PaymentRefNum"))),
+            ("Deposit to", e(deposit_name)),
+            ("Amount received", e(money(pay.get("TotalAmt"), cur))),
+            ("Unapplied", e(money(pay.get("UnappliedAmt"), cur))),
+        ]
+        if pay.get("PrivateNote"):
+            fields.append(("Memo", e(pay.get("PrivateNote"))))
+        fields.append(("Payment ID", e(pay.get("Id"))))
+        invoices = realm.data.get("Invoice", {})
+        rows = []
+        for line in pay.get("Line") or []:
+            if not isinstance(line, dict):
+                continue
+            for link in line.get("LinkedTxn") or []:
+                if not isinstance(link, dict):
+                    continue
+                txn_id = str(link.get("TxnId"))
+                if link.get("TxnType") == "Invoice":
+                    inv = invoices.get(txn_id) or {}
+                    href = _href("/app/invoice", txnId=txn_id, realmId=realm.realm_id)
+                    label = f'<a href="{href}">Invoice {e(inv.get("DocNumber") or txn_id)}</a>'
+                    extra = (
+                        f"<td>{e(inv.get('DueDate'))}</td>"
+                        f'<td class="num">{e(money(inv.get("TotalAmt"), cur))}</td>'
+                        f'<td class="num">{e(money(inv.get("Balance"), cur))}</td>'
+                    )
+                else:
+                    label = e(f"{link.get('TxnType')} {txn_id}")
+                    extra = "<td></td><td></td><td></td>"
+                amount = e(money(line.get("Amount"), cur))
+                rows.append(f'<tr><td>{label}</td>{extra}<td class="num">{amount}</td></tr>')
+        lines = (
+            "<h2>Applied to</h2><table><thead><tr><th>Transaction</th><th>Due date</th>"
+            '<th class="num">Original amount</th><th class="num">Open balance</th>'
+            f'<th class="num">Payment</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            if rows
+            else '<h2>Applied to</h2><p class="empty">Not applied to any transaction.</p>'
+        )
+        dl = "".join(f"<dt>{label}</dt><dd>{value or '—'}</dd>" for label, value in fields)
+        body = (
+            f"{self._crumbs(realm, customers=True)}"
+            f"<h1>Payment received{e(status)}</h1>"
+            f"{self._sub(realm)}"
+            f'<dl class="fields">{dl}</dl>{lines}'
+        )
+        return _page("Payment received", body)
+
+    async def items(self, request: Request) -> Response:
+        realm, missing = self._realm(request)
+        if realm is None:
+            assert missing is not None
+            return missing
+        items = sorted(
+            realm.data.get("Item", {}).values(),
+            key=lambda i: (str(i.get("FullyQualifiedName") or i.get("Name") or "").lower(), _id_key(i)),
+        )
+        accounts = realm.data.get("Account", {})
+        rows = []
+        for item in items:
+            income_id = _ref_value(item, "IncomeAccountRef")
+            income = (accounts.get(income_id) or {}).get("Name") if income_id else ""
+            name = e(item.get("FullyQualifiedName") or item.get("Name"))
+            rows.append(
+                f'<tr id="item-{e(item.get("Id"))}"><td>{name}</td>'
+                f"<td>{e(item.get('Type'))}</td><td>{e(item.get('Description'))}</td>"
+                f'<td class="num">{e(money(item.get("UnitPrice")))}</td><td>{e(income)}</td>'
+                f"<td>{'Yes' if item.get('Taxable') else 'No'}</td>"
+                f"<td>{_badge(_active(item))}</td></tr>"
+            )
+        table = (
+            "<table><thead><tr><th>Name</th><th>Type</th><th>Description</th>"
+            '<th class="num">Price</th><th>Income account</th><th>Taxable</th><th>Status</th></tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            if rows
+            else '<p class="empty">No products or services.</p>'
+        )
+        body = (
+            f"{self._crumbs(realm)}<h1>Products and services</h1>"
+            f'<p class="sub">{len(items)} items in {e(_company_name(realm))}.</p>{table}'
+        )
+        return _page(f"Products and services · {_company_name(realm)}", body)
 
     # ---------------------------------------------------------------- tables
 

@@ -38,6 +38,7 @@ from practice.billing.forms import (
     line_forms_initial,
 )
 from practice.billing.models import Invoice, InvoiceState, Payment, PaymentState, Service
+from practice.common import hooks
 from practice.common.permissions import manager_required, member_required
 
 PAGE_SIZE = 25
@@ -76,22 +77,25 @@ def service_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "").strip()
     show_archived = request.GET.get("archived") == "1"
     qs = selectors.service_list(firm=_firm(request), search=search, include_archived=show_archived)
+    qs = hooks.apply_queryset("billing.service_list", request, qs)
+    context: dict[str, Any] = {
+        "page": _page(request, qs),
+        "search": search,
+        "show_archived": show_archived,
+        "query": _query_without_page(request),
+    }
     return render(
-        request,
-        "billing/service_list.html",
-        {
-            "page": _page(request, qs),
-            "search": search,
-            "show_archived": show_archived,
-            "query": _query_without_page(request),
-        },
+        request, "billing/service_list.html", hooks.apply_context("billing.service_list", request, context)
     )
 
 
 def _service_form_page(
     request: HttpRequest, form: ServiceForm, service: Service | None, status: int = 200
 ) -> HttpResponse:
-    return render(request, "billing/service_form.html", {"form": form, "service": service}, status=status)
+    context: dict[str, Any] = {"form": form, "service": service}
+    if service is not None:
+        context = hooks.apply_context("billing.service_detail", request, context)
+    return render(request, "billing/service_form.html", context, status=status)
 
 
 @manager_required
@@ -157,20 +161,20 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
     if state not in InvoiceState.values:
         state = ""
     qs = selectors.invoice_list(firm=firm, search=search, state=state)
+    qs = hooks.apply_queryset("billing.invoice_list", request, qs)
     counts = selectors.invoice_state_counts(firm=firm)
     states = [(s, InvoiceState(s).label, counts[s]) for s in InvoiceState.values]
+    context: dict[str, Any] = {
+        "page": _page(request, qs),
+        "search": search,
+        "state": state,
+        "states": states,
+        "all_count": sum(counts.values()),
+        "query": _query_without_page(request),
+        "totals": selectors.billing_totals(firm=firm),
+    }
     return render(
-        request,
-        "billing/invoice_list.html",
-        {
-            "page": _page(request, qs),
-            "search": search,
-            "state": state,
-            "states": states,
-            "all_count": sum(counts.values()),
-            "query": _query_without_page(request),
-            "totals": selectors.billing_totals(firm=firm),
-        },
+        request, "billing/invoice_list.html", hooks.apply_context("billing.invoice_list", request, context)
     )
 
 
@@ -329,16 +333,13 @@ def _invoice_detail_page(
     errors: list[str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    return render(
-        request,
-        "billing/invoice_detail.html",
-        {
-            "invoice": invoice,
-            "void_form": void_form or ReasonForm(),
-            "action_errors": errors or [],
-        },
-        status=status,
-    )
+    context: dict[str, Any] = {
+        "invoice": invoice,
+        "void_form": void_form or ReasonForm(),
+        "action_errors": errors or [],
+    }
+    context = hooks.apply_context("billing.invoice_detail", request, context)
+    return render(request, "billing/invoice_detail.html", context, status=status)
 
 
 @member_required
@@ -391,16 +392,16 @@ def payment_list(request: HttpRequest) -> HttpResponse:
     if state not in PaymentState.values:
         state = ""
     qs = selectors.payment_list(firm=_firm(request), search=search, state=state)
+    qs = hooks.apply_queryset("billing.payment_list", request, qs)
+    context: dict[str, Any] = {
+        "page": _page(request, qs),
+        "search": search,
+        "state": state,
+        "states": PaymentState.choices,
+        "query": _query_without_page(request),
+    }
     return render(
-        request,
-        "billing/payment_list.html",
-        {
-            "page": _page(request, qs),
-            "search": search,
-            "state": state,
-            "states": PaymentState.choices,
-            "query": _query_without_page(request),
-        },
+        request, "billing/payment_list.html", hooks.apply_context("billing.payment_list", request, context)
     )
 
 
@@ -522,20 +523,17 @@ def _payment_detail_page(
         if payment.state == PaymentState.RECORDED
         else []
     )
-    return render(
-        request,
-        "billing/payment_detail.html",
-        {
-            "payment": payment,
-            "open_invoices": invoices,
-            "allocate_form": allocate_form or AllocateForm(invoices=invoices, initial={"amount": None}),
-            "refund_form": refund_form
-            or RefundForm(initial={"date": _today(request), "amount": payment.unapplied}),
-            "delete_form": delete_form or ReasonForm(),
-            "action_errors": errors or [],
-        },
-        status=status,
-    )
+    context: dict[str, Any] = {
+        "payment": payment,
+        "open_invoices": invoices,
+        "allocate_form": allocate_form or AllocateForm(invoices=invoices, initial={"amount": None}),
+        "refund_form": refund_form
+        or RefundForm(initial={"date": _today(request), "amount": payment.unapplied}),
+        "delete_form": delete_form or ReasonForm(),
+        "action_errors": errors or [],
+    }
+    context = hooks.apply_context("billing.payment_detail", request, context)
+    return render(request, "billing/payment_detail.html", context, status=status)
 
 
 @member_required

@@ -13,6 +13,12 @@ Hook names in use:
   it, e.g. a QuickBooks status, so rows need no extra query); context = the page's context
   (`page_obj`, `accounts`, `search`, `show_archived`) to add to.
 - "clients.account_detail": context hook only; context has `account`.
+- "billing.service_list", "billing.invoice_list", "billing.payment_list": queryset = the firm's
+  services / invoices / payments before paging (annotated with their QuickBooks status, and
+  filtered by `?qbo=`); context = the page's context (`page`, the Paginator page, whose
+  `object_list` the hook may replace by a list of the same records, annotated).
+- "billing.service_detail", "billing.invoice_detail", "billing.payment_detail": context hooks;
+  context has `service` / `invoice` / `payment` (the QuickBooks panel of the record's page).
 """
 
 from __future__ import annotations

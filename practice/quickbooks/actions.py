@@ -406,3 +406,95 @@ def invoice_renumber(*, firm: Firm, invoice: Any, number: str, actor: Any = None
                 message=f"Number changed from {old} to {renumbered.number}; sending it again.",
             )
     return renumbered
+
+
+# --------------------------------------------------------------------------------------------
+# Services, invoices and payments (issue 10): Sync to QuickBooks, Unsync, Retry on one record.
+
+RECORD_UNSYNC_MESSAGE = "Sync turned off for this record."
+RECORD_SYNC_MESSAGE = "Asked to sync to QuickBooks."
+RECORD_RETRY_MESSAGE = "Asked to retry."
+
+
+def _record_and_link(*, firm: Firm, kind: str, local_id: int) -> tuple[Connection, Any, SyncLink]:
+    """The firm's record and its link (made Not synced if missing), locked. Call in a transaction."""
+    from practice.quickbooks import billing_status
+
+    if kind not in billing_status.BILLING_KINDS:
+        raise ValidationError({"kind": "Choose a service, an invoice or a payment."})
+    connection = _require_connection(firm)
+    record = billing_status.record_get(firm=firm, kind=kind, pk=local_id)
+    if record is None:
+        raise PermissionDenied
+    link, _created = SyncLink.objects.get_or_create(
+        connection=connection,
+        kind=kind,
+        local_id=record.pk,
+        defaults={"firm_id": connection.firm_id, "status": SyncStatus.NOT_SYNCED},
+    )
+    return connection, record, SyncLink.objects.select_for_update().get(pk=link.pk)
+
+
+def _refuse_unless_eligible(connection: Connection, kind: str, record: Any, link: SyncLink) -> None:
+    from practice.quickbooks import billing_status
+
+    acct = billing_status.account_status(connection, record.account_id) if kind != "service" else None
+    check = billing_status.sync_eligibility(
+        kind, record, connection, account_status=acct, linked=bool(link.qbo_id)
+    )
+    if not check.ok:
+        raise SyncActionError(check.reason)
+
+
+def _record_sync_again(*, firm: Firm, kind: str, local_id: int, actor: str, operation: str) -> SyncLink:
+    with transaction.atomic():
+        connection, record, link = _record_and_link(firm=firm, kind=kind, local_id=local_id)
+        _refuse_unless_eligible(connection, kind, record, link)
+        if link.status == SyncStatus.SYNCED and not link.batch_request_id:
+            return link  # already in QuickBooks and up to date: nothing to ask for
+        was_skipped = link.status == SyncStatus.SKIPPED
+        link.attempts = 0
+        link.next_retry_at = None
+        engine.clear_error(link)
+        link.input_hash = ""
+        if link.batch_request_id:
+            link.status = SyncStatus.SYNCING  # the unanswered batch is replayed as it was
+        elif link.qbo_id and was_skipped:
+            link.status = SyncStatus.SYNCED  # resume: the hash diff pushes any edits made meanwhile
+        else:
+            engine.clear_pending(link)
+            link.status = SyncStatus.NOT_SYNCED  # the kind decides afresh on the next run
+        link.save()
+        message = RECORD_RETRY_MESSAGE if operation == "retry" else RECORD_SYNC_MESSAGE
+        engine.record_attempt(link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message)
+    request_sync(connection)
+    return link
+
+
+def record_sync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """ "Sync to QuickBooks" for a service, invoice or payment: decided afresh on the next run.
+
+    Refused (SyncActionError, in words) while the record's account is not Synced or the record
+    is not eligible (a draft, dated before the sync start date, a manual payment with sync off).
+    """
+    return _record_sync_again(firm=firm, kind=kind, local_id=local_id, actor=actor, operation="sync")
+
+
+def record_retry(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """ "Retry" a record in Error (or waiting to retry): same as sync, recorded as a retry."""
+    return _record_sync_again(firm=firm, kind=kind, local_id=local_id, actor=actor, operation="retry")
+
+
+def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """Turn sync off for the record (Skipped): never written, nothing in QBO is deleted, and a
+    write already sent keeps its identity so that its answer is still recorded."""
+    with transaction.atomic():
+        _connection, _record, link = _record_and_link(firm=firm, kind=kind, local_id=local_id)
+        if link.status == SyncStatus.SKIPPED:
+            return link
+        _turn_off(link)
+        link.save()
+        engine.record_attempt(
+            link, operation="unsync", outcome=Outcome.INFO, actor=actor, message=RECORD_UNSYNC_MESSAGE
+        )
+    return link

@@ -11,7 +11,7 @@ class QuickbooksConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from practice.common import events
-        from practice.quickbooks import selectors
+        from practice.quickbooks import billing_status, selectors
         from practice.quickbooks.models import Connection
         from practice.quickbooks.sync import kinds, triggers  # noqa: F401  (kinds: registers the built-in record kinds)
 
@@ -19,3 +19,4 @@ class QuickbooksConfig(AppConfig):
         # Connecting or confirming the setup starts the first sync (enqueue only, on commit).
         post_save.connect(triggers.on_connection_saved, sender=Connection, dispatch_uid="qbo-sync-on-connect")
         selectors.install_hooks()
+        billing_status.install_hooks()  # services, invoices and payments pages

@@ -43,20 +43,39 @@ def _request_connection(request: HttpRequest) -> Connection | None:
     return conn
 
 
-def customer_url(connection: Connection | None, qbo_id: str) -> str:
-    """Where a person opens this customer in QBO (the local sandbox, Intuit's sandbox, or live)."""
-    if not qbo_id:
+# Where QBO's web app shows each entity: (path, name of the id parameter or "" for a list page).
+QBO_PAGES: dict[str, tuple[str, str]] = {
+    "customer": ("/app/customerdetail", "nameId"),
+    "invoice": ("/app/invoice", "txnId"),
+    "payment": ("/app/recvpayment", "txnId"),
+    "item": ("/app/items", ""),
+}
+
+
+def qbo_url(connection: Connection | None, entity: str, qbo_id: str) -> str:
+    """Where a person opens this QBO record (the local sandbox, Intuit's sandbox, or live).
+
+    `entity` is "customer", "invoice", "payment" or "item" (QBO has no page for one item:
+    items open on the Products and Services list)."""
+    if not qbo_id or entity not in QBO_PAGES:
         return ""
+    path, id_param = QBO_PAGES[entity]
     env = (getattr(connection, "environment", "") or settings.QBO_ENVIRONMENT).strip()
+    params: dict[str, str] = {id_param: str(qbo_id)} if id_param else {}
     if env == "production":
         base = "https://app.qbo.intuit.com"
     elif env == "sandbox":
         base = "https://app.sandbox.qbo.intuit.com"
     else:
         base = settings.QBO_SANDBOX_URL.rstrip("/")
-        realm = getattr(connection, "realm_id", "")
-        return f"{base}/app/customerdetail?nameId={qbo_id}&realmId={realm}"
-    return f"{base}/app/customerdetail?nameId={qbo_id}"
+        params["realmId"] = str(getattr(connection, "realm_id", ""))
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+def customer_url(connection: Connection | None, qbo_id: str) -> str:
+    """Where a person opens this customer in QBO (the local sandbox, Intuit's sandbox, or live)."""
+    return qbo_url(connection, "customer", qbo_id)
 
 
 @dataclass

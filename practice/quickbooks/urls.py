@@ -38,3 +38,12 @@ urlpatterns += [path("accounts/preview/", sync_views.sync_preview, name="sync_pr
 urlpatterns += [
     path("invoices/<int:pk>/renumber/", sync_views.invoice_renumber, name="invoice_renumber"),
 ]
+
+# Services, invoices and payments (practice/quickbooks/web/billing_views.py); kind is
+# "service", "invoice" or "payment", action "sync", "unsync" or "retry" (others are 404).
+from practice.quickbooks.web import billing_views  # noqa: E402
+
+urlpatterns += [
+    path("records/<str:kind>/<int:pk>/panel/", billing_views.record_sync_panel, name="record_sync_panel"),
+    path("records/<str:kind>/<int:pk>/<str:action>/", billing_views.record_action, name="record_action"),
+]

@@ -91,6 +91,20 @@ def test_account_info_error_and_menu(live_server, login, synced_firm):
     expect()(page.get_by_role("button", name="Retry")).to_be_visible()
 
 
+def test_a_refused_action_shows_why_in_the_panel(live_server, login, synced_firm):
+    """The server answers 409 with the panel that says why; htmx must swap it in (htmx 2 drops
+    4xx bodies unless told otherwise, and the person saw nothing happen)."""
+    _conn, accts = synced_firm
+    acct = accts["Pyes Cakes"]
+    page = login("owner@acme.test")
+    page.goto(f"{live_server.url}/clients/accounts/{acct.pk}/")
+    # Archived in another tab after this page was loaded: Retry is refused.
+    type(acct).objects.filter(pk=acct.pk).update(archived=True)
+    page.locator(".qbo-menu summary").click()
+    page.get_by_role("button", name="Retry").click()
+    expect()(page.locator("#qbo-panel")).to_contain_text("Archived accounts are not synced")
+
+
 def test_spanish_ui_shows_spanish_labels(live_server, login, synced_firm, firm):
     with translation.override("es"):
         assert translation.gettext("Synced") == "Sincronizada"  # the compiled catalogue is there

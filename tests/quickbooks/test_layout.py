@@ -24,6 +24,7 @@ LAYERS = {
     "sync": 2,
     "actions": 3,
     "selectors": 3,
+    "billing_status": 3,  # the selectors of services, invoices and payments
     "web": 4,
 }
 LAYER_NAMES = {0: "models", 1: "connection", 2: "sync", 3: "actions", 4: "web"}

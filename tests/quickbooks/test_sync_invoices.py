@@ -371,3 +371,161 @@ def test_renumber_service_validates_like_create(firm, acme, audit):
         invoice_renumber(invoice=second, number="N" * 22)
     assert invoice_renumber(invoice=second, number="X-3").number == "X-3"
     assert first.history.count() == 2
+
+
+def test_a_run_with_nothing_to_do_reads_no_lines(conn, firm, acme, audit):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    invoices = [issued(firm, acme, (audit, "1", "10.00")) for _ in range(3)]
+    run(conn)
+    assert all(ilink(conn, inv).status == SyncStatus.SYNCED for inv in invoices)
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert not [q for q in queries if "billing_invoiceline" in q["sql"]]
+
+    # Touched without a change to what is sent (as a payment allocation does): read once, no write.
+    Invoice.objects.filter(pk=invoices[0].pk).update(updated_at=timezone.now())
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert [q for q in queries if "billing_invoiceline" in q["sql"]]
+    assert history(ilink(conn, invoices[0])) == [("create_invoice", Outcome.SUCCESS)]
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert not [q for q in queries if "billing_invoiceline" in q["sql"]]
+
+
+def test_voided_while_waiting_is_never_sent(conn, firm, acme, audit):
+    actions.account_unsync(firm=firm, account=acme)
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    run(conn)
+    assert ilink(conn, invoice).error_message.startswith("Waiting for the account")
+    invoice_void(invoice=invoice)
+    actions.account_sync_retry(firm=firm, account=acme)
+    run(conn)
+    link = ilink(conn, invoice)
+    assert (link.status, link.qbo_id, link.error_message) == (SyncStatus.NOT_SYNCED, "", "")
+
+
+def test_waits_for_its_service(conn, firm, acme):
+    clash = service_create(firm=firm, name="Pump", rate="5.00")  # an Inventory item's name
+    invoice = issued(firm, acme, (clash, "1", "5.00"))
+    run(conn)
+    link = ilink(conn, invoice)
+    assert link.status == SyncStatus.NOT_SYNCED
+    assert link.error_message == "Waiting for the service “Pump” to be synced to QuickBooks."
+
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_renumber_view(conn, firm, client_as, acme, audit):
+    set_prefs(conn, "SalesFormsPrefs", CustomTxnNumbers=True)
+    other = accounts(firm, "Other Co")[0]
+    run(conn)
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 10.0,
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "Qty": 1, "UnitPrice": 10},
+    }
+    QBOClient(conn).create(
+        "Invoice",
+        {"CustomerRef": {"value": link_of(conn, other).qbo_id}, "DocNumber": "D-1", "Line": [line]},
+        request_id=str(uuid.uuid4()),
+    )
+    invoice = issued(firm, acme, (audit, "1", "10.00"), number="D-1")
+    kept = issued(firm, acme, (audit, "1", "10.00"), number="D-2")
+    run(conn)
+    assert ilink(conn, invoice).error_kind == "docnumber_clash"
+    from django.urls import reverse
+
+    url = reverse("quickbooks:invoice_renumber", args=[invoice.pk])
+    assert client_as("employee").post(url, {"number": "D-9"}).status_code == 403
+    owner = client_as("owner")
+    bad = owner.post(url, {"number": "d-2"}, **HX)
+    assert bad.status_code == 422
+    html = bad.content.decode()
+    assert (
+        'aria-describedby="qbo-renumber-error"' in html and "Another invoice already has this number." in html
+    )
+    assert '<label for="qbo-renumber-number">' in html
+    ok = owner.post(url, {"number": "D-3"}, **HX)
+    assert ok.status_code == 200 and ok["HX-Redirect"] == reverse("billing:invoice_detail", args=[invoice.pk])
+    invoice.refresh_from_db()
+    assert invoice.number == "D-3"
+    assert ilink(conn, invoice).status == SyncStatus.NOT_SYNCED
+    run(conn)
+    assert ilink(conn, invoice).status == SyncStatus.SYNCED
+    refused = owner.post(reverse("quickbooks:invoice_renumber", args=[kept.pk]), {"number": "D-8"})
+    assert refused.status_code == 302
+    kept.refresh_from_db()
+    assert kept.number == "D-2"
+    assert client_as("other").post(url, {"number": "D-7"}).status_code in (403, 404)
+
+
+def test_refusals_in_words(conn, firm, sandbox, realm_id, acme, audit):
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", item=1, code="2500", entity="Invoice")
+    run(conn)
+    link = ilink(conn, invoice)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "2500")
+    assert link.error_message.startswith(
+        "Something the invoice refers to (a customer, item, account, class or location) was deleted "
+        "or made inactive in QuickBooks."
+    )
+    actions_retry(conn, link)
+    run(conn)
+    assert ilink(conn, invoice).status == SyncStatus.SYNCED
+
+
+def actions_retry(conn, link) -> None:
+    """What the Retry action does to a link (contract: status Not synced, error and input_hash
+    cleared)."""
+    from practice.quickbooks.sync import engine
+
+    engine.clear_pending(link)
+    engine.clear_error(link)
+    link.input_hash = ""
+    link.status = SyncStatus.NOT_SYNCED
+    link.save()
+
+
+def test_total_check_names_both_amounts():
+    from practice.quickbooks.sync import engine
+    from practice.quickbooks.sync.kinds.invoices import check_total
+
+    body = {
+        "Line": [
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": 100.0,
+                "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "TaxCodeRef": {"value": "NON"}},
+            }
+        ]
+    }
+    link = SyncLink(status=SyncStatus.SYNCED, qbo_id="9")
+    op = engine.Op(link=link, operation="create", entity="Invoice", body=body, request_id="r")
+    check_total(link, {"TotalAmt": 100.0, "TxnTaxDetail": {"TotalTax": 0}}, op)
+    assert link.status == SyncStatus.SYNCED
+    check_total(link, {"TotalAmt": 108.0, "TxnTaxDetail": {"TotalTax": 8.0}}, op)
+    assert (link.status, link.error_kind, link.qbo_id) == (SyncStatus.ERROR, "total_mismatch", "9")
+    assert link.error_message.startswith(
+        "The invoice's total in QuickBooks is $108.00 but the app's is $100.00. Likely reason: "
+        "QuickBooks added sales tax of $8.00: an item QuickBooks treats as taxable"
+    )
+
+
+def test_refused_delete_is_an_error_and_not_resent(conn, firm, sandbox, realm_id, acme, audit):
+    invoice = issued(firm, acme, (audit, "1", "10.00"))
+    run(conn)
+    link = ilink(conn, invoice)
+    InvoiceLine.objects.filter(invoice=invoice).delete()
+    Invoice.objects.filter(pk=invoice.pk).delete()
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", item=1, code="6000", operation="delete")
+    run(conn)
+    link.refresh_from_db()
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "6000")
+    before = len(writes(sandbox, realm_id))
+    run(conn)
+    assert len(writes(sandbox, realm_id)) == before
+    assert sandbox.read(realm_id, "Invoice", link.qbo_id) is not None

@@ -127,3 +127,20 @@ def test_no_income_account_chosen(connection, firm):
     link = slink(conn, service)
     assert link.status == SyncStatus.ERROR and link.error_kind == "no_income_account"
     assert "QuickBooks settings" in link.error_message
+
+
+def test_unanswered_create_is_found_by_name(conn, firm, sandbox, realm_id):
+    from tests.quickbooks.sync_support import make_due
+
+    made = [service_create(firm=firm, name=f"Service {i}", rate="1.00") for i in range(3)]
+    sandbox.inject_batch_item_fault(realm_id, "item_unanswered", item=2, committed=True, entity="Item")
+    run(conn)
+    make_due(conn)
+    run(conn)
+    from practice.quickbooks.connection.client import QBOClient
+
+    for service in made:
+        link = slink(conn, service)
+        assert link.status == SyncStatus.SYNCED
+        found = list(QBOClient(conn).query_all("Item", f"Name = '{service.name}'"))
+        assert [i["Id"] for i in found] == [link.qbo_id]

@@ -170,3 +170,69 @@ def test_not_throttled(sandbox: SandboxServer, sample: Api, limits: Any) -> None
     limits(throttling_enabled=True, requests_per_minute=1, requests_per_second=1)
     for _ in range(5):
         assert _detail(sandbox, sample.realm_id, "1").status_code == 200
+
+
+# --- Invoices, payments and items (issue 10: "Open in QuickBooks" for billing records) ----------
+
+
+def test_invoice_page_shows_an_invoice_made_through_the_api(sandbox: SandboxServer, api: Api) -> None:
+    cust = api.create("Customer", customer_body(SCRIPT_NAME))
+    item = api.create(
+        "Item",
+        {"Name": "Bookkeeping <monthly>", "Type": "Service", "IncomeAccountRef": {"value": "1"}},
+    )
+    body = invoice_body(cust["Id"], 150.0, item["Id"], DocNumber="INV-0042", TxnDate="2026-11-02")
+    body["DueDate"] = "2026-12-02"
+    body["Line"][0]["Description"] = "November books"
+    inv = api.create("Invoice", body)
+    resp = _get(sandbox, "/app/invoice", txnId=inv["Id"], realmId=api.realm_id)
+    assert resp.status_code == 200
+    page = resp.text
+    assert "<h1>Invoice INV-0042</h1>" in page
+    assert html.escape(SCRIPT_NAME) in page and "<script>" not in page
+    detail = f"/app/customerdetail?{urlencode({'nameId': cust['Id'], 'realmId': api.realm_id})}"
+    assert f'href="{html.escape(detail)}"' in page
+    for text in ("2026-11-02", "2026-12-02", "$150.00", "November books", "Bookkeeping &lt;monthly&gt;"):
+        assert text in page, text
+    assert "<dt>Balance due</dt><dd>$150.00</dd>" in page
+    assert '<p class="empty">No payments applied.</p>' in page
+
+
+def test_payment_page_lists_the_invoices_it_pays(sandbox: SandboxServer, api: Api) -> None:
+    cust = api.create("Customer", customer_body("Cool Cars"))
+    item = api.create("Item", {"Name": "Tax prep", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    one = api.create("Invoice", invoice_body(cust["Id"], 100.0, item["Id"], DocNumber="INV-1"))
+    two = api.create("Invoice", invoice_body(cust["Id"], 80.0, item["Id"], DocNumber="INV-2"))
+    pay = api.create(
+        "Payment",
+        {
+            "CustomerRef": {"value": cust["Id"]},
+            "TotalAmt": 200.0,
+            "TxnDate": "2026-11-05",
+            "PaymentRefNum": "CHK-981",
+            "Line": [
+                {"Amount": 100.0, "LinkedTxn": [{"TxnId": one["Id"], "TxnType": "Invoice"}]},
+                {"Amount": 30.0, "LinkedTxn": [{"TxnId": two["Id"], "TxnType": "Invoice"}]},
+            ],
+        },
+    )
+    page = _get(sandbox, "/app/recvpayment", txnId=pay["Id"], realmId=api.realm_id).text
+    assert "<h1>Payment received</h1>" in page
+    for text in ("2026-11-05", "CHK-981", "$200.00", "Cool Cars", "Invoice INV-1", "Invoice INV-2"):
+        assert text in page, text
+    assert "<dt>Unapplied</dt><dd>$70.00</dd>" in page
+    applied = page.split("<h2>Applied to</h2>", 1)[1]
+    assert applied.count("<tr>") == 3  # header + two invoices
+    assert '<td class="num">$50.00</td>' in applied  # INV-2's open balance after $30
+    inv_page = _get(sandbox, "/app/invoice", txnId=two["Id"], realmId=api.realm_id).text
+    assert "<dt>Balance due</dt><dd>$50.00</dd>" in inv_page
+    assert "CHK-981" in inv_page.split("<h2>Payments</h2>", 1)[1]
+
+
+def test_items_page_and_missing_records(sandbox: SandboxServer, api: Api) -> None:
+    api.create("Item", {"Name": "Payroll & HR", "Type": "Service", "IncomeAccountRef": {"value": "1"}})
+    page = _get(sandbox, "/app/items", realmId=api.realm_id).text
+    assert "<h1>Products and services</h1>" in page and "Payroll &amp; HR" in page
+    assert _get(sandbox, "/app/invoice", txnId="999", realmId=api.realm_id).status_code == 404
+    assert _get(sandbox, "/app/recvpayment", realmId=api.realm_id).status_code == 404
+    assert _get(sandbox, "/app/items").status_code == 404

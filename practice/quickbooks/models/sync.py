@@ -35,6 +35,7 @@ OPERATION_LABELS = {
     "void": _("Void"),
     "delete": _("Delete"),
     "create_payment": _("Create payment"),
+    "retry": _("Retry requested"),
 }
 
 

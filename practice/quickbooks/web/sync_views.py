@@ -343,22 +343,23 @@ def invoice_renumber(request: HttpRequest, pk: int) -> HttpResponse:
     number = request.POST.get("number", "")
     detail = reverse("billing:invoice_detail", args=[invoice.pk])
     error = ""
+    status = 422  # a bad number; 409 when the action is refused (both swapped by htmx, base.html)
     try:
         actions.invoice_renumber(firm=firm, invoice=invoice, number=number, actor=request.user)
     except ValidationError as e:
         error = " ".join(e.message_dict.get("number") or e.messages)
     except actions.SyncActionError as e:
-        error = str(e)
+        error, status = str(e), 409
     if not error:
         messages.success(request, _("Invoice renumbered; it will be sent to QuickBooks again."))
         if request.htmx:  # type: ignore[attr-defined]
-            response = HttpResponse(status=204)
+            response = HttpResponse()
             response["HX-Redirect"] = detail
             return response
         return redirect(detail)
     if request.htmx:  # type: ignore[attr-defined]
         ctx = {"invoice": invoice, "number": number, "number_error": error}
-        response = render(request, "quickbooks/invoice_renumber_form.html", ctx, status=400)
+        response = render(request, "quickbooks/invoice_renumber_form.html", ctx, status=status)
         return retarget(response, "#qbo-renumber-form")
     messages.error(request, error)
     return redirect(detail)

@@ -139,6 +139,10 @@ class Planner:
         self.decisions: list[engine.DecisionRecord] = []
         # What each invoice's history row says besides the outcome (a class not tracked, ...).
         self.notes: dict[int, str] = {}
+        # Looked at in full and found unchanged: remembered as seen so that a later run does not
+        # read them again (a payment allocation, say, touches the invoice but not its body).
+        self.seen_synced: list[int] = []
+        self.seen_error: list[int] = []
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -207,7 +211,8 @@ class Planner:
                 and link.qbo_id
                 and link.pushed_hash != DELETED
                 and not link.batch_request_id
-                and link.status != SyncStatus.SKIPPED
+                # Skipped: a person turned it off; Error: the delete was refused (Retry resends).
+                and link.status not in (SyncStatus.SKIPPED, SyncStatus.ERROR)
             ):
                 self.ops.append(self.undo_op(link, "delete"))
         if todo:
@@ -216,6 +221,14 @@ class Planner:
                 links.update(engine.insert_links(connection, KIND, missing))
             self.plan_rows(todo, links)
         engine.save_decisions(self.ctx, self.decisions)
+        if self.seen_synced:
+            SyncLink.objects.filter(pk__in=self.seen_synced, status=SyncStatus.SYNCED).update(
+                synced_at=self.ctx.now
+            )
+        if self.seen_error:
+            SyncLink.objects.filter(pk__in=self.seen_error, status=SyncStatus.ERROR).update(
+                updated_at=self.ctx.now
+            )
         return self.ops
 
     def plan_rows(self, todo: list[Row], links: dict[int, SyncLink]) -> None:
@@ -275,8 +288,11 @@ class Planner:
             invoice_lines = list(invoice.lines.all())
             new_hash = input_hash(invoice, invoice_lines)
             if link.status == SyncStatus.ERROR and link.input_hash and link.input_hash == new_hash:
+                self.seen_error.append(link.pk)
                 continue  # nothing the decision depends on changed: still needs a person
-            force = not link.input_hash  # a Retry clears it: send again and check QBO's answer
+            # A Retry clears input_hash: a linked invoice is then sent again and QBO's answer
+            # checked (one Synced again after a Skip is only sent when its body changed).
+            force = not link.input_hash and link.status != SyncStatus.SYNCED
             link.input_hash = new_hash
             unsynced = [ln.service for ln in invoice_lines if ln.service_id not in services]
             if unsynced:
@@ -291,6 +307,8 @@ class Planner:
                         engine.clear_error(link)
                         link.status = SyncStatus.SYNCED
                         self.decide(link, "sync", Outcome.INFO, "Up to date in QuickBooks.")
+                    else:
+                        self.seen_synced.append(link.pk)
                     continue
                 self.ops.append(self.update_op(link, body))
             else:

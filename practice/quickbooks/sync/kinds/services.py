@@ -151,7 +151,7 @@ def plan_services(ctx: engine.RunContext) -> list[engine.Op]:
     for service, link in todo:
         if link is None:
             continue
-        if link.qbo_id and link.status in (SyncStatus.SYNCED, SyncStatus.SYNCING, SyncStatus.ERROR):
+        if link.qbo_id:  # linked: keep its name and Active in step (a Retry lands here too)
             op = _update_op(ctx, link, service)
             if op is not None:
                 ops.append(op)
