@@ -542,3 +542,93 @@ def test_quickbooks_applying_less_than_the_app_is_an_error_naming_both_amounts(
     before = writes(sandbox, realm_id)
     run(conn)
     assert writes(sandbox, realm_id) == before  # an Error waits for a person
+
+
+def test_unapplying_and_deleting_payments_lets_their_invoices_be_voided_in_the_same_run(
+    firm, conn, sandbox, realm_id, service
+):
+    """QBO refuses to void an invoice with a payment applied: the payment's update goes with the
+    round's writes and its delete before the invoices' voids (reverse dependency order)."""
+    acct = account_create(firm=firm, name="Void After Unapply Co")
+    one = issue(firm, acct, service, "50.00")
+    two = issue(firm, acct, service, "60.00")
+    kept = pay(firm, acct, "50.00", [(one, "50.00")])
+    gone = pay(firm, acct, "60.00", [(two, "60.00")])
+    run(conn)
+    billing.payment_unallocate(allocation=kept.allocations.get())
+    billing.invoice_void(invoice=one)
+    billing.payment_delete(payment=gone)
+    billing.invoice_void(invoice=two)
+    run(conn)
+    for inv in (one, two):
+        link = ilink(conn, inv)
+        assert link.status == SyncStatus.SYNCED and not link.error_message, link.error_message
+        assert dec(qbo(sandbox, realm_id, "Invoice", link.qbo_id)["TotalAmt"]) == Decimal("0.00")
+    got = qbo(sandbox, realm_id, "Payment", plink(conn, kept).qbo_id)
+    assert got["Line"] == [] and dec(got["UnappliedAmt"]) == Decimal("50.00")
+    assert plink(conn, gone).qbo_id == "" and len(qbo_payments(sandbox, realm_id, conn, acct)) == 1
+    assert_books_match(conn, sandbox, realm_id, acct)
+
+
+def test_a_run_with_nothing_to_do_reads_no_allocations(firm, conn, sandbox, realm_id, service):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    acct = account_create(firm=firm, name="Quiet Run Co")
+    invoices = [issue(firm, acct, service, "10.00") for _ in range(3)]
+    for inv in invoices:
+        pay(firm, acct, "10.00", [(inv, "10.00")])
+    run(conn)
+    assert set(SyncLink.objects.filter(connection=conn, kind="payment").values_list("status", flat=True)) == {
+        SyncStatus.SYNCED
+    }
+    with CaptureQueriesContext(db) as queries:
+        run(conn)
+    assert not [q["sql"] for q in queries.captured_queries if "billing_paymentallocation" in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("2050", "A value is longer than QuickBooks allows"),
+        ("6540", "part of a bank deposit in QuickBooks"),
+        ("6210", "closed in QuickBooks"),
+        ("6000", "no longer has that balance in QuickBooks"),
+    ],
+)
+def test_quickbooks_faults_are_errors_in_words(firm, conn, sandbox, realm_id, code, words):
+    acct = account_create(firm=firm, name=f"Fault {code} Co")
+    run(conn)
+    payment = pay(firm, acct, "12.00")
+    sandbox.inject_batch_item_fault(realm_id, "item_fault", bid="b0", entity="Payment", code=code)
+    run(conn)
+    link = plink(conn, payment)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, code)
+    assert words in link.error_message and link.error_message.endswith("Retry.")
+    assert history(link) == [("create_payment", "rejected")]
+    # An Error waits for a person: nothing is re-sent until the payment changes or Retry.
+    before = writes(sandbox, realm_id)
+    run(conn)
+    assert writes(sandbox, realm_id) == before
+    SyncLink.objects.filter(pk=link.pk).update(
+        status=SyncStatus.NOT_SYNCED, error_kind="", error_message="", error_code="", input_hash=""
+    )
+    run(conn)
+    assert plink(conn, payment).status == SyncStatus.SYNCED
+    assert len(qbo_payments(sandbox, realm_id, conn, acct)) == 1
+
+
+def test_an_invoice_deleted_inside_quickbooks_is_named_in_the_error(firm, conn, sandbox, realm_id, service):
+    acct = account_create(firm=firm, name="Deleted In QBO Co")
+    inv = issue(firm, acct, service, "45.00")
+    run(conn)
+    QBOClient(conn).delete(
+        "Invoice", ilink(conn, inv).qbo_id, ilink(conn, inv).qbo_sync_token, request_id="x-del"
+    )
+    payment = pay(firm, acct, "45.00", [(inv, "45.00")])
+    run(conn)
+    link = plink(conn, payment)
+    assert (link.status, link.error_code) == (SyncStatus.ERROR, "610")
+    assert link.error_message.startswith(
+        "The customer or an invoice this payment refers to was deleted or made inactive in QuickBooks."
+    )
