@@ -111,6 +111,16 @@ _INDIVIDUALS = {
     "Smith: Tax Client",
 }
 
+# The demo's deliberate billing problem (issue 10): the sandbox company already holds an invoice
+# with this account's first invoice number, under another customer and for another total
+# (`practice.quickbooks.demo.seed`). The invoice kind makes it an Error ("docnumber_clash"; the fix
+# is to change the number), and the account's partial payment on that invoice waits for it.
+DOCNUMBER_CLASH_ACCOUNT = "Bill's Windsurf Shop"
+# Classes and locations the demo invoices use: the sandbox company is given them, as the firm's
+# own QuickBooks company would have them (QBO tracks classes per line and locations there).
+DEMO_CLASS_NAMES = ("Tax",)
+DEMO_LOCATION_NAMES = ("Downtown office",)
+
 DEMO_SERVICES: list[tuple[str, str, str]] = [
     ("Bookkeeping", "125.00", "Monthly bookkeeping and bank reconciliation"),
     ("Tax preparation", "450.00", "Federal and state income tax returns"),
@@ -143,6 +153,15 @@ class SeedResult:
 
 def demo_firm() -> Firm | None:
     return Firm.objects.filter(name=DEMO_FIRM_NAME).order_by("id").first()
+
+
+def docnumber_clash_invoice(firm: Firm) -> Invoice | None:
+    """The demo invoice whose number the sandbox company already uses for another customer."""
+    return (
+        Invoice.objects.filter(firm=firm, account__name=DOCNUMBER_CLASH_ACCOUNT, state="issued")
+        .order_by("issue_date", "id")
+        .first()
+    )
 
 
 def _slug(name: str) -> str:
@@ -248,8 +267,8 @@ def _invoice(
         issue_date=issued_on,
         due_date=issued_on + datetime.timedelta(days=30),
         lines=_lines(index, services_, lines),
-        class_name="Tax" if index % 5 == 0 else "",
-        location_name="Downtown office" if index % 7 == 0 else "",
+        class_name=DEMO_CLASS_NAMES[0] if index % 5 == 0 else "",
+        location_name=DEMO_LOCATION_NAMES[0] if index % 7 == 0 else "",
         memo=memo,
         actor=actor,
     )
@@ -334,7 +353,7 @@ def _seed_account(
     pattern = index % 6
     if pattern == 0:  # paid in full
         pay(paid_on, first.total, [(first, first.total)])
-    elif pattern == 1:  # partly paid
+    elif pattern == 1:  # partly paid (for DOCNUMBER_CLASH_ACCOUNT: the payment that waits)
         part = money(first.total / 2)
         pay(paid_on, part, [(first, part)])
     elif pattern == 2:  # unpaid, and a draft being prepared

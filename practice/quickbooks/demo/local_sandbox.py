@@ -6,7 +6,8 @@ to the sandbox's control plane (`/_sandbox/...`, localhost only) over HTTP, and 
 1. registers this app's OAuth client (the development credentials of `oauth.environment()`)
    with redirect URI settings.QBO_REDIRECT_URI, as one would in Intuit's developer portal;
 2. creates the demo company "Demo Company (sandbox)" seeded "sample-us" unless it exists,
-   then lets `seed_demo_company(realm_id)` add the customers/vendors of the demo story.
+   then (also for an existing one) lets `seed_demo_company(realm_id)` add what the demo story
+   needs: customers/vendors, and the billing set-up and deliberate problems.
 
 Nothing here runs for Intuit's environments; the app itself never calls the control plane.
 """
@@ -79,7 +80,11 @@ def ensure_demo_company(base_url: str | None = None, *, name: str = DEMO_COMPANY
         realms: list[dict[str, Any]] = resp.json().get("realms", [])
         existing = next((r for r in realms if r.get("company_name") == name), None)
         if existing is not None:
-            return str(existing["realm_id"])
+            # The seed is idempotent: a company kept from an earlier `make demo` (the sandbox's
+            # snapshot) gets what a newer demo story adds, e.g. the billing problems of issue 10.
+            realm_id = str(existing["realm_id"])
+            seed_demo_company(realm_id)
+            return realm_id
         resp = http.post("/realms", json={"seed": DEMO_SEED, "name": name})
         resp.raise_for_status()
         realm_id = str(resp.json()["realm_id"])

@@ -1,0 +1,944 @@
+"""Billing backfill into one QBO realm: the engine against a python-quickbooks reference integration.
+
+    .venv/bin/python bench/billing_sync_bench.py [--scale 1.0] [--runs 1] [--database-url URL]
+        [--latency 0] [--budget-scale 0.25 --time-scale 0.5 | --no-budget]
+
+The reference integration needs `python-quickbooks` (requirements-bench.txt):
+    .venv/bin/pip install -r requirements-bench.txt
+
+What it does (docs/benchmarks.md "Billing backfill" has the figures and the caveats):
+
+1. Generates the standard workload of shared/design/benchmarks.md with a fixed seed, times
+   `--scale`: 2,000 accounts (the account bench's mix: half match QBO customers, vendor clashes,
+   near matches, inactive matches, new), 20 services, 10,000 issued invoices of 1-5 lines,
+   8,000 payments (paid in full, partial, paying two invoices, unapplied retainers). Refunds are
+   not part of issue 10's kinds and are left out.
+2. Starts `qbo-sandbox serve` in its own process (limits off for the comparison) and, for each
+   variant, a fresh realm holding the workload's existing customers and vendors:
+   - `engine`: a child process with a fresh database (SQLite file, or a new firm in
+     `--database-url`) holding the firm's accounts, services, invoices and payments, connected
+     and set up ("all accounts", create unmatched, no sync start date), runs
+     `practice.quickbooks.sync.tasks.run_now` until the engine has nothing more to do;
+   - `reference`: python-quickbooks the usual way, one request per record: Item by Name then
+     create, Customer by DisplayName then create, Invoice by DocNumber then create, Payment
+     create with lines linking the invoices it pays.
+3. Counters from the sandbox's control plane (requests, metered operations, batch calls,
+   429s), wall time, app CPU (`time.process_time()` of the process that runs the variant,
+   around the sync only); then the realm is read back through the control plane (not metered):
+   every invoice of an account that should sync is in QBO exactly once (by DocNumber), under
+   its account's customer, with the app's total and open balance; every payment exactly once
+   (by PaymentRefNum) with the app's amount.
+4. Optionally a budget run: the engine alone, the sandbox's real limits on, time compressed by
+   `--time-scale`, the client's pacing window compressed the same way; 429s and utilisation.
+
+Writes bench/results/billing-sync-<UTC timestamp>.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from account_sync_bench import (  # bench/ is not a package: reuse its helpers, don't copy them
+    DB,
+    MATCH,
+    MINOR,
+    NEW,
+    RESULTS,
+    ROOT,
+    SEED,
+    Sandbox,
+    Workload,
+    git_state,
+    make_workload,
+    normalize,
+    qbo_quote,
+)
+
+BILLING_SEED = SEED + 10
+STANDARD = {"accounts": 2000, "services": 20, "invoices": 10000, "payments": 8000}
+# Accounts whose customer the engine links or creates: their invoices and payments must reach QBO.
+SYNCING = (MATCH, NEW)
+CENT = Decimal("0.01")
+_SERVICE_NAMES = [
+    "Bookkeeping",
+    "Tax preparation",
+    "Payroll",
+    "Advisory",
+    "Audit support",
+    "Sales tax filing",
+    "Year-end close",
+    "Budgeting",
+    "Cash-flow forecast",
+    "Entity formation",
+    "Estate planning",
+    "Grant reporting",
+    "Inventory count",
+    "Nonprofit filing",
+    "Quarterly estimates",
+    "Software setup",
+    "Training session",
+    "1099 filing",
+    "Amended return",
+    "Notice response",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Workload
+
+
+@dataclass
+class Billing:
+    accounts: Workload
+    services: list[dict[str, Any]]  # {name, rate}
+    invoices: list[
+        dict[str, Any]
+    ]  # {number, account, issue_date, due_date, lines: [[svc, qty, rate, amount]]}
+    payments: list[dict[str, Any]]  # {ref, account, date, amount, allocations: [[invoice index, amount]]}
+
+    def invoice_total(self, inv: dict[str, Any]) -> Decimal:
+        return sum((Decimal(line[3]) for line in inv["lines"]), Decimal("0.00"))
+
+    def balances(self) -> list[Decimal]:
+        out = [self.invoice_total(inv) for inv in self.invoices]
+        for p in self.payments:
+            for index, amount in p["allocations"]:
+                out[index] -= Decimal(amount)
+        return out
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "accounts": len(self.accounts.accounts),
+            "account_mix": self.accounts.counts(),
+            "services": len(self.services),
+            "invoices": len(self.invoices),
+            "invoice_lines": sum(len(i["lines"]) for i in self.invoices),
+            "payments": len(self.payments),
+            "allocations": sum(len(p["allocations"]) for p in self.payments),
+        }
+
+
+def make_billing(scale: float, seed: int = BILLING_SEED, today: date | None = None) -> Billing:
+    """The standard workload × scale, deterministic for a seed (dates relative to `today`)."""
+    rng = random.Random(seed)
+    today = today or date.today()
+    n_accounts = max(10, round(STANDARD["accounts"] * scale))
+    n_invoices = max(20, round(STANDARD["invoices"] * scale))
+    n_payments = round(n_invoices * STANDARD["payments"] / STANDARD["invoices"])
+    wl = make_workload(n_accounts)
+    services = [
+        {"name": name, "rate": str(Decimal(rng.randrange(5000, 50000)) / 100)}
+        for name in _SERVICE_NAMES[: STANDARD["services"]]
+    ]
+    invoices: list[dict[str, Any]] = []
+    for i in range(n_invoices):
+        account = rng.randrange(n_accounts)
+        issued = today - timedelta(days=rng.randrange(1, 330))
+        lines = []
+        for _ in range(rng.randint(1, 5)):
+            svc = rng.randrange(len(services))
+            qty = Decimal(rng.randint(1, 8))
+            rate = Decimal(services[svc]["rate"])
+            lines.append([svc, str(qty), str(rate), str((qty * rate).quantize(CENT, ROUND_HALF_UP))])
+        invoices.append(
+            {
+                "number": f"B-{i + 1:06d}",
+                "account": account,
+                "issue_date": issued.isoformat(),
+                "due_date": (issued + timedelta(days=30)).isoformat(),
+                "lines": lines,
+            }
+        )
+    # Payments: 75 % pay one invoice in full, 12.5 % part of one, 6.25 % two invoices with an
+    # overpayment (credit), 6.25 % unapplied retainers. Each invoice is paid by at most one payment.
+    by_account: dict[int, list[int]] = {}
+    for index, inv in enumerate(invoices):
+        by_account.setdefault(inv["account"], []).append(index)
+    unpaid = list(range(n_invoices))
+    rng.shuffle(unpaid)
+    taken: set[int] = set()
+    payments: list[dict[str, Any]] = []
+    billing = Billing(wl, services, invoices, [])
+
+    def pay(account: int, on: str, amount: Decimal, allocations: list[list[Any]]) -> None:
+        payments.append(
+            {
+                "ref": f"P-{len(payments) + 1:06d}",
+                "account": account,
+                "date": on,
+                "amount": str(amount),
+                "allocations": allocations,
+            }
+        )
+
+    cursor = 0
+    for k in range(n_payments):
+        kind = k % 16
+        if kind == 15:  # unapplied retainer
+            account = rng.randrange(n_accounts)
+            pay(account, (today - timedelta(days=rng.randrange(1, 60))).isoformat(), Decimal("500.00"), [])
+            continue
+        while cursor < len(unpaid) and unpaid[cursor] in taken:
+            cursor += 1
+        if cursor >= len(unpaid):
+            break
+        first = unpaid[cursor]
+        taken.add(first)
+        inv = invoices[first]
+        total = billing.invoice_total(inv)
+        on = (date.fromisoformat(inv["issue_date"]) + timedelta(days=rng.randrange(0, 40))).isoformat()
+        on = min(on, today.isoformat())
+        if kind == 14:  # two invoices of the account, plus credit
+            other = next((j for j in by_account[inv["account"]] if j not in taken), None)
+            if other is not None:
+                taken.add(other)
+                second = billing.invoice_total(invoices[other])
+                on = max(on, invoices[other]["issue_date"])
+                allocations = [[first, str(total)], [other, str(second)]]
+                pay(inv["account"], on, total + second + Decimal("25.00"), allocations)
+                continue
+        if kind in (12, 13):  # partial
+            part = (total / 2).quantize(CENT, ROUND_HALF_UP)
+            pay(inv["account"], on, part, [[first, str(part)]])
+        else:
+            pay(inv["account"], on, total, [[first, str(total)]])
+    billing.payments = payments
+    return billing
+
+
+def expected_sets(b: Billing) -> tuple[set[int], set[int]]:
+    """Indexes of the invoices and payments that must reach QBO (their account syncs)."""
+    ok = {i for i, a in enumerate(b.accounts.accounts) if a.category in SYNCING}
+    return (
+        {i for i, inv in enumerate(b.invoices) if inv["account"] in ok},
+        {i for i, p in enumerate(b.payments) if p["account"] in ok},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Realm helpers (control plane: not metered, not counted)
+
+
+def peek_all(sb: Sandbox, realm: str, entity: str, where: str = "") -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    position = 1
+    while True:
+        q = f"select * from {entity}{where} orderby Id startposition {position} maxresults 1000"
+        page = sb.call("POST", f"/realms/{realm}/query", content=q).get("QueryResponse", {}).get(entity, [])
+        out.extend(page)
+        if len(page) < 1000:
+            return out
+        position += len(page)
+
+
+def fresh_realm(sb: Sandbox, b: Billing) -> str:
+    """A fresh sample-us realm with the workload's customers and vendors, numbering its sales
+    forms the firm's way (custom transaction numbers on, as a firm that pushes its own invoice
+    numbers has it; sample-us has it off). Counters reset afterwards."""
+    realm = sb.fresh_realm(b.accounts)
+    token = sb.token(realm)
+    prefs = sb.call("POST", f"/realms/{realm}/query", content="select * from Preferences")
+    current = prefs["QueryResponse"]["Preferences"][0]
+    body = {"SyncToken": current["SyncToken"], "sparse": True, "SalesFormsPrefs": {"CustomTxnNumbers": True}}
+    resp = httpx.post(
+        f"{sb.url}/v3/company/{realm}/preferences",
+        json=body,
+        params={"minorversion": MINOR},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    resp.raise_for_status()
+    sb.call("POST", f"/realms/{realm}/counters/reset")
+    return realm
+
+
+def pick_accounts(sb: Sandbox, realm: str) -> dict[str, str]:
+    """The income and deposit accounts the owner would pick (the setup form's defaults)."""
+    accounts = peek_all(sb, realm, "Account")
+    income = [a for a in accounts if a.get("AccountType") == "Income"]
+    chosen = next((a for a in income if a.get("Name") == "Services"), income[0] if income else None)
+    deposit = next((a for a in accounts if a.get("AccountSubType") == "UndepositedFunds"), None)
+    assert chosen and deposit, "sample-us has an income account and Undeposited Funds"
+    return {
+        "income_id": str(chosen["Id"]),
+        "income_name": str(chosen.get("Name", "")),
+        "deposit_id": str(deposit["Id"]),
+        "deposit_name": str(deposit.get("Name", "")),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The reference integration: python-quickbooks, the way most integrations are written
+
+
+def reference_sync(sb: Sandbox, realm: str, b: Billing, accts: dict[str, str]) -> dict[str, Any]:
+    from quickbooks import QuickBooks
+    from quickbooks.exceptions import QuickbooksException
+    from quickbooks.objects.base import LinkedTxn, Ref
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.item import Item
+    from quickbooks.objects.payment import Payment, PaymentLine
+    from requests_oauthlib import OAuth2Session
+
+    token = sb.call("POST", "/tokens", json={"realm_id": realm})
+    qb = QuickBooks(company_id=realm, minorversion=int(MINOR))
+    # What QuickBooks(auth_client=...) sets up, minus intuit-oauth's discovery-document fetch
+    # from Intuit (this machine is offline): a requests-oauthlib session with the access token.
+    qb.session = OAuth2Session("bench", token={"access_token": token["access_token"]})
+    qb.sandbox = True
+    os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"  # the local sandbox speaks plain HTTP on loopback
+    qb.sandbox_api_url_v3 = f"{sb.url}/v3"  # the local sandbox instead of Intuit's
+
+    def ref(value: str) -> Ref:
+        r = Ref()
+        r.value = value
+        return r
+
+    errors: dict[str, int] = {}
+
+    def failed(what: str, exc: Exception) -> None:
+        key = f"{what}: {getattr(exc, 'error_code', type(exc).__name__)}"
+        errors[key] = errors.get(key, 0) + 1
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    item_ids: dict[int, str] = {}
+    for index, svc in enumerate(b.services):
+        try:
+            found = Item.filter(Name=svc["name"], qb=qb)
+            if found:
+                item_ids[index] = str(found[0].Id)
+                continue
+            item = Item()
+            item.Name = svc["name"]
+            item.Type = "Service"
+            item.UnitPrice = float(svc["rate"])
+            item.IncomeAccountRef = ref(accts["income_id"])
+            item.save(qb=qb)
+            item_ids[index] = str(item.Id)
+        except QuickbooksException as exc:
+            failed("item", exc)
+    customer_ids: dict[int, str | None] = {}
+
+    def customer_id(index: int) -> str | None:
+        if index in customer_ids:  # stored locally after the first sync of the account
+            return customer_ids[index]
+        name = b.accounts.accounts[index].name.strip()
+        cid: str | None = None
+        try:
+            found = Customer.where(f"DisplayName = {qbo_quote(name)}", qb=qb)
+            if found:
+                cid = str(found[0].Id)
+            else:
+                c = Customer()
+                c.DisplayName = name
+                c.CompanyName = name
+                c.save(qb=qb)
+                cid = str(c.Id)
+        except QuickbooksException as exc:
+            failed("customer", exc)
+        customer_ids[index] = cid
+        return cid
+
+    for index in range(len(b.accounts.accounts)):
+        customer_id(index)
+    invoice_ids: dict[int, str] = {}
+    for index, inv in enumerate(b.invoices):
+        cid = customer_id(inv["account"])
+        if cid is None:
+            errors["invoice: customer missing"] = errors.get("invoice: customer missing", 0) + 1
+            continue
+        try:
+            found = Invoice.filter(DocNumber=inv["number"], qb=qb)
+            if found:
+                invoice_ids[index] = str(found[0].Id)
+                continue
+            obj = Invoice()
+            obj.DocNumber = inv["number"]
+            obj.TxnDate = inv["issue_date"]
+            obj.DueDate = inv["due_date"]
+            obj.CustomerRef = ref(cid)
+            for svc, qty, rate, amount in inv["lines"]:
+                line = SalesItemLine()
+                line.Amount = float(amount)
+                line.Description = b.services[svc]["name"]
+                line.SalesItemLineDetail = SalesItemLineDetail()
+                line.SalesItemLineDetail.ItemRef = ref(item_ids[svc])
+                line.SalesItemLineDetail.Qty = float(qty)
+                line.SalesItemLineDetail.UnitPrice = float(rate)
+                obj.Line.append(line)
+            obj.save(qb=qb)
+            invoice_ids[index] = str(obj.Id)
+        except QuickbooksException as exc:
+            failed("invoice", exc)
+    paid = 0
+    for p in b.payments:
+        cid = customer_id(p["account"])
+        if cid is None or any(i not in invoice_ids for i, _ in p["allocations"]):
+            errors["payment: customer or invoice missing"] = (
+                errors.get("payment: customer or invoice missing", 0) + 1
+            )
+            continue
+        try:
+            pay = Payment()
+            pay.CustomerRef = ref(cid)
+            pay.TotalAmt = float(p["amount"])
+            pay.TxnDate = p["date"]
+            pay.PaymentRefNum = p["ref"]
+            pay.DepositToAccountRef = ref(accts["deposit_id"])
+            for i, amount in p["allocations"]:
+                line = PaymentLine()
+                line.Amount = float(amount)
+                txn = LinkedTxn()
+                txn.TxnId = invoice_ids[i]
+                txn.TxnType = "Invoice"
+                line.LinkedTxn.append(txn)
+                pay.Line.append(line)
+            pay.save(qb=qb)
+            paid += 1
+        except QuickbooksException as exc:
+            failed("payment", exc)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    synced = len(item_ids) + sum(1 for c in customer_ids.values() if c) + len(invoice_ids) + paid
+    return {"wall_s": wall, "cpu_s": cpu, "errors": errors, "synced": synced}
+
+
+# --------------------------------------------------------------------------------------------
+# The engine, in a child process (fresh DB, clean CPU accounting)
+
+
+def engine_sync(
+    sb: Sandbox,
+    realm: str,
+    b: Billing,
+    accts: dict[str, str],
+    *,
+    db: DB,
+    paced: bool = False,
+    window_seconds: float = 60.0,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bill-bench-") as tmp:
+        spec = {
+            "sandbox_url": sb.url,
+            "realm": realm,
+            "token": sb.call("POST", "/tokens", json={"realm_id": realm}),
+            "accounts": [a.name for a in b.accounts.accounts],
+            "services": b.services,
+            "invoices": b.invoices,
+            "payments": b.payments,
+            "qbo_accounts": accts,
+            "paced": paced,
+            "window_seconds": window_seconds,
+            "out": f"{tmp}/out.json",
+        }
+        Path(f"{tmp}/spec.json").write_text(json.dumps(spec))
+        env = {**db.env(tmp), "LOG_LEVEL": "WARNING"}
+        with open(f"{tmp}/worker.log", "w") as log:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", f"{tmp}/spec.json"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=3600,
+            )
+        if proc.returncode != 0:
+            tail = Path(f"{tmp}/worker.log").read_text()[-3000:]
+            raise RuntimeError(f"engine worker failed ({proc.returncode}):\n{tail}")
+        result: dict[str, Any] = json.loads(Path(f"{tmp}/out.json").read_text())
+    return result
+
+
+def worker(spec_path: str) -> None:
+    """Child process: a firm with the workload's billing, connected and set up; run to the end."""
+    import uuid
+
+    import django
+
+    spec = json.loads(Path(spec_path).read_text())
+    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
+    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
+    django.setup()
+    from django.conf import settings
+    from django.db import connection as db_connection
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from practice.billing.models import (
+        Invoice,
+        InvoiceLine,
+        InvoiceState,
+        Payment,
+        PaymentAllocation,
+        PaymentMethod,
+        Service,
+    )
+    from practice.clients.models import ClientAccount
+    from practice.firms.services import firm_create
+    from practice.quickbooks.connection import client as qbo_client
+    from practice.quickbooks.connection import oauth, pacing
+    from practice.quickbooks.models import SyncLink
+    from practice.quickbooks.sync import tasks
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if spec["paced"]:
+        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
+    else:
+        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
+            setattr(settings, name, 1e9)
+        settings.QBO_PACING_BURST = 1e9
+    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+
+    # The firm's billing, bulk-inserted (the services' rules hold: issued invoices with numbers,
+    # line amounts = quantity × rate, allocations within invoice totals).
+    tag = uuid.uuid4().hex[:8]
+    firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
+    owner = firm.memberships.get(role="owner").user
+    now = timezone.now()
+    ClientAccount.objects.bulk_create(
+        [ClientAccount(firm=firm, name=n) for n in spec["accounts"]], batch_size=1000
+    )
+    account_ids = list(ClientAccount.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
+    Service.objects.bulk_create(
+        [Service(firm=firm, name=s["name"], rate=Decimal(s["rate"])) for s in spec["services"]]
+    )
+    service_ids = list(Service.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
+    Invoice.objects.bulk_create(
+        [
+            Invoice(
+                firm=firm,
+                account_id=account_ids[inv["account"]],
+                number=inv["number"],
+                issue_date=date.fromisoformat(inv["issue_date"]),
+                due_date=date.fromisoformat(inv["due_date"]),
+                state=InvoiceState.ISSUED,
+                issued_at=now,
+            )
+            for inv in spec["invoices"]
+        ],
+        batch_size=1000,
+    )
+    invoice_ids = list(Invoice.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                firm=firm,
+                invoice_id=invoice_ids[i],
+                position=pos,
+                service_id=service_ids[svc],
+                description=spec["services"][svc]["name"],
+                quantity=Decimal(qty),
+                rate=Decimal(rate),
+                amount=Decimal(amount),
+            )
+            for i, inv in enumerate(spec["invoices"])
+            for pos, (svc, qty, rate, amount) in enumerate(inv["lines"])
+        ],
+        batch_size=2000,
+    )
+    Payment.objects.bulk_create(
+        [
+            Payment(
+                firm=firm,
+                account_id=account_ids[p["account"]],
+                date=date.fromisoformat(p["date"]),
+                amount=Decimal(p["amount"]),
+                method=PaymentMethod.CHECK,
+                reference=p["ref"],
+                created_manually=True,
+            )
+            for p in spec["payments"]
+        ],
+        batch_size=1000,
+    )
+    payment_ids = list(Payment.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
+    PaymentAllocation.objects.bulk_create(
+        [
+            PaymentAllocation(
+                firm=firm, payment_id=payment_ids[k], invoice_id=invoice_ids[i], amount=Decimal(amount)
+            )
+            for k, p in enumerate(spec["payments"])
+            for i, amount in p["allocations"]
+        ],
+        batch_size=2000,
+    )
+
+    conn, _ = oauth.connection_connect(
+        firm=firm,
+        user=owner,
+        realm_id=spec["realm"],
+        company_name="Bench company",
+        token_set=oauth.TokenSet.from_response(spec["token"]),
+        env=oauth.environment(),
+    )
+    accts = spec["qbo_accounts"]
+    conn.account_scope = "all"
+    conn.unmatched_customer = "create"
+    conn.sync_start_date = None
+    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
+    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
+    conn.sync_manual_payments = True
+    conn.setup_completed_at = timezone.now()
+    conn.save()
+    pacing._registry.clear()
+
+    sends: list[tuple[float, str]] = []
+    original_send = qbo_client.QBOClient._send
+
+    def timed_send(self: Any, method: str, path: str, **kw: Any) -> Any:
+        sends.append((time.monotonic(), str(kw.get("op", path))))
+        return original_send(self, method, path, **kw)
+
+    qbo_client.QBOClient._send = timed_send  # type: ignore[method-assign]
+    sql = [0]
+
+    def count_sql(execute: Any, *args: Any) -> Any:
+        sql[0] += 1
+        return execute(*args)
+
+    runs: list[dict[str, Any]] = []
+    with db_connection.execute_wrapper(count_sql):
+        t0, c0 = time.perf_counter(), time.process_time()
+        # The worker would pick the "more work" follow-up runs from its queue; here they run back
+        # to back (a deferred run is retried after its wait, as the queue would).
+        for _ in range(200):
+            result = tasks.run_now(conn.pk)
+            runs.append(result)
+            if result["reason"] == "more work":
+                continue
+            pending = SyncLink.objects.filter(connection=conn, status="syncing").exists()
+            if not pending:
+                break
+            time.sleep(max(0.05, float(spec["window_seconds"]) / 60.0))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    statuses: dict[str, dict[str, int]] = {}
+    for row in (
+        SyncLink.objects.filter(connection=conn)
+        .values("kind", "status", "error_kind")
+        .annotate(n=Count("id"))
+        .order_by("kind")
+    ):
+        label = f"{row['status']}:{row['error_kind']}" if row["error_kind"] else row["status"]
+        statuses.setdefault(row["kind"], {})[label] = row["n"]
+    synced = SyncLink.objects.filter(connection=conn, status="synced").count()
+    out = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "sql_queries": sql[0],
+        "runs": len(runs),
+        "run_reasons": [r["reason"] for r in runs],
+        "summary": runs[-1]["summary"] if runs else {},
+        "statuses": statuses,
+        "synced_links": synced,
+        "sends": [(t - t0, op) for t, op in sends],
+    }
+    Path(spec["out"]).write_text(json.dumps(out))
+
+
+# --------------------------------------------------------------------------------------------
+# Checks (read through the control plane: not metered)
+
+
+def check(sb: Sandbox, realm: str, b: Billing) -> dict[str, Any]:
+    want_inv, want_pay = expected_sets(b)
+    customers = peek_all(sb, realm, "Customer", " where Active in (true, false)")
+    by_name: dict[str, list[str]] = {}
+    for c in customers:
+        by_name.setdefault(normalize(str(c.get("DisplayName", ""))), []).append(str(c["Id"]))
+    invoices = peek_all(sb, realm, "Invoice")
+    payments = peek_all(sb, realm, "Payment")
+    inv_by_doc: dict[str, list[dict[str, Any]]] = {}
+    for inv in invoices:
+        inv_by_doc.setdefault(str(inv.get("DocNumber", "")), []).append(inv)
+    pay_by_ref: dict[str, list[dict[str, Any]]] = {}
+    for p in payments:
+        pay_by_ref.setdefault(str(p.get("PaymentRefNum", "")), []).append(p)
+    balances = b.balances()
+    problems: dict[str, int] = {}
+    examples: list[str] = []
+
+    def problem(kind: str, text: str) -> None:
+        problems[kind] = problems.get(kind, 0) + 1
+        if len(examples) < 8:
+            examples.append(text)
+
+    correct_inv = 0
+    for i, inv in enumerate(b.invoices):
+        found = inv_by_doc.get(inv["number"], [])
+        if i not in want_inv:
+            if found:
+                problem("invoice of a non-syncing account in QBO", inv["number"])
+            continue
+        if len(found) != 1:
+            problem("invoice not exactly once", f"{inv['number']}: {len(found)}")
+            continue
+        q = found[0]
+        owner = by_name.get(normalize(b.accounts.accounts[inv["account"]].name), [])
+        ok = True
+        if owner != [str(q.get("CustomerRef", {}).get("value"))]:
+            problem("invoice under the wrong customer", inv["number"])
+            ok = False
+        if Decimal(str(q.get("TotalAmt"))).quantize(CENT) != b.invoice_total(inv):
+            problem(
+                "invoice total differs", f"{inv['number']}: {q.get('TotalAmt')} vs {b.invoice_total(inv)}"
+            )
+            ok = False
+        if Decimal(str(q.get("Balance"))).quantize(CENT) != balances[i]:
+            problem("invoice balance differs", f"{inv['number']}: {q.get('Balance')} vs {balances[i]}")
+            ok = False
+        correct_inv += ok
+    correct_pay = 0
+    for k, p in enumerate(b.payments):
+        found = pay_by_ref.get(p["ref"], [])
+        if k not in want_pay:
+            if found:
+                problem("payment of a non-syncing account in QBO", p["ref"])
+            continue
+        if len(found) != 1:
+            problem("payment not exactly once", f"{p['ref']}: {len(found)}")
+            continue
+        if Decimal(str(found[0].get("TotalAmt"))).quantize(CENT) != Decimal(p["amount"]):
+            problem("payment amount differs", p["ref"])
+            continue
+        correct_pay += 1
+    return {
+        "invoices_expected": len(want_inv),
+        "invoices_correct": correct_inv,
+        "payments_expected": len(want_pay),
+        "payments_correct": correct_pay,
+        "invoices_in_qbo": len(invoices),
+        "payments_in_qbo": len(payments),
+        "problems": problems,
+        "problem_examples": examples,
+        "ok": not problems,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def records_of(b: Billing) -> int:
+    return len(b.accounts.accounts) + len(b.services) + len(b.invoices) + len(b.payments)
+
+
+def measure(sb: Sandbox, b: Billing, variant: str, db: DB) -> dict[str, Any]:
+    realm = fresh_realm(sb, b)
+    accts = pick_accounts(sb, realm)
+    cpu_sb0 = sb.cpu_seconds()
+    if variant == "reference":
+        res = reference_sync(sb, realm, b, accts)
+    else:
+        res = engine_sync(sb, realm, b, accts, db=db)
+        res.pop("sends", None)
+    counters = sb.counters(realm)
+    cpu_sb = sb.cpu_seconds() - cpu_sb0
+    verdict = check(sb, realm, b)
+    sb.call("DELETE", f"/realms/{realm}")
+    n = records_of(b)
+    synced = int(res.get("synced_links", res.get("synced", 0)))
+    return {
+        "variant": variant,
+        "records": n,
+        "requests": counters["requests"],
+        "operations": counters["operations"],
+        "batch_calls": counters["batch_calls"],
+        "queries": counters["queries"],
+        "throttled": counters["throttled"],
+        "errors": counters["errors"],
+        "requests_per_record": counters["requests"] / n,
+        "operations_per_record": counters["operations"] / n,
+        "wall_s": res["wall_s"],
+        "app_cpu_s": res["cpu_s"],
+        "app_cpu_s_per_1000": res["cpu_s"] * 1000 / n,
+        "sandbox_cpu_s": cpu_sb,
+        "counters": counters,
+        "check": verdict,
+        "synced": synced,
+        "requests_per_synced": counters["requests"] / max(synced, 1),
+        "detail": {k: v for k, v in res.items() if k not in ("wall_s", "cpu_s")},
+    }
+
+
+def budget_run(sb: Sandbox, scale: float, time_scale: float, db: DB) -> dict[str, Any]:
+    """Real limits, compressed time: the engine's backfill must draw no 429."""
+    b = make_billing(scale, seed=BILLING_SEED + 1)
+    cfg = sb.config(throttling_enabled=True, time_scale=time_scale, latency_seconds=0.0)
+    minute = 60 * time_scale
+    realm = fresh_realm(sb, b)
+    accts = pick_accounts(sb, realm)
+    res = engine_sync(sb, realm, b, accts, db=db, paced=True, window_seconds=minute)
+    counters = sb.counters(realm)
+    verdict = check(sb, realm, b)
+    sb.call("DELETE", f"/realms/{realm}")
+    sb.config(throttling_enabled=False, time_scale=1.0)
+    sends = res.pop("sends")
+    batches = [t for t, op in sends if op.startswith("batch")]
+    span = (batches[-1] - batches[0]) if len(batches) > 1 else float("nan")
+    minutes = span / minute
+    calls = len(batches) - 1
+    in_span = sum(1 for t, _ in sends if batches and batches[0] <= t < batches[-1])
+    return {
+        "workload": b.counts(),
+        "records": records_of(b),
+        "time_scale": time_scale,
+        "minute_s": minute,
+        "limits": {k: cfg[k] for k in ("requests_per_minute", "batch_per_minute", "batch_max_items")},
+        "wall_s": res["wall_s"],
+        "scaled_minutes": res["wall_s"] / minute,
+        "requests": counters["requests"],
+        "operations": counters["operations"],
+        "batch_calls": len(batches),
+        "steady_batch_calls_per_min": calls / minutes if minutes == minutes and minutes else None,
+        "steady_requests_per_min": in_span / minutes if minutes == minutes and minutes else None,
+        "batch_utilisation": (calls / minutes / cfg["batch_per_minute"])
+        if minutes == minutes and minutes
+        else None,
+        "throttled_429": counters["throttled"],
+        "statuses": res["statuses"],
+        "runs": res["runs"],
+        "check_ok": verdict["ok"],
+        "check": verdict,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        worker(sys.argv[2])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the standard workload")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: temp SQLite)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the sandbox adds to every API call"
+    )
+    parser.add_argument("--variants", default="engine,reference")
+    parser.add_argument(
+        "--budget-scale", type=float, default=0.25, help="budget run: fraction of the workload"
+    )
+    parser.add_argument("--time-scale", type=float, default=0.5, help="budget run: a minute lasts 60×this s")
+    parser.add_argument("--no-budget", action="store_true")
+    args = parser.parse_args()
+    if "reference" in args.variants:
+        try:
+            import quickbooks  # noqa: F401
+        except ImportError:
+            sys.exit(
+                "the reference variant needs python-quickbooks: "
+                ".venv/bin/pip install -r requirements-bench.txt"
+            )
+
+    b = make_billing(args.scale)
+    variants = [v for v in args.variants.split(",") if v]
+    started = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    budget: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="bill-bench-db-") as workdir:
+        db = DB(args.database_url, workdir)
+        sb = Sandbox()
+        try:
+            sb.config(throttling_enabled=False, latency_seconds=args.latency)
+            for run in range(args.runs if variants else 0):
+                order = variants[run % len(variants) :] + variants[: run % len(variants)]
+                for variant in order:
+                    row = measure(sb, b, variant, db)
+                    row["run"] = run
+                    rows.append(row)
+                    c = row["check"]
+                    print(
+                        f"run {run} {variant:<9} wall {row['wall_s']:7.2f}s  req {row['requests']:6d}  "
+                        f"ops {row['operations']:6d}  cpu {row['app_cpu_s']:6.2f}s  "
+                        f"invoices {c['invoices_correct']}/{c['invoices_expected']}  "
+                        f"payments {c['payments_correct']}/{c['payments_expected']}  ok={c['ok']}",
+                        flush=True,
+                    )
+            if not args.no_budget:
+                budget = budget_run(sb, args.budget_scale, args.time_scale, db)
+        finally:
+            sb.close()
+
+    print()
+    print(f"Billing backfill, workload {b.counts()}, {args.runs} run(s)")
+    print(f"DB: {db.label}; sandbox: separate process, limits off, added latency {args.latency} s")
+    print(f"git: {git_state()}")
+    head = (
+        f"{'variant':<9} {'records':>7} {'requests':>8} {'req/rec':>8} {'ops':>6} {'ops/rec':>7} "
+        f"{'batches':>7} {'wall s':>7} {'CPU s/1k':>8} {'invoices ok':>12} {'payments ok':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        c = r["check"]
+        print(
+            f"{r['variant']:<9} {r['records']:7d} {r['requests']:8d} {r['requests_per_record']:8.4f} "
+            f"{r['operations']:6d} {r['operations_per_record']:7.4f} {r['batch_calls']:7d} "
+            f"{r['wall_s']:7.2f} "
+            f"{r['app_cpu_s_per_1000']:8.2f} {c['invoices_correct']:>5}/{c['invoices_expected']:<6} "
+            f"{c['payments_correct']:>5}/{c['payments_expected']:<6}"
+        )
+    for r in rows:
+        if r["check"]["problems"]:
+            print(f"{r['variant']}: {r['check']['problems']} e.g. {r['check']['problem_examples'][:3]}")
+        if r["variant"] == "engine":
+            print(f"engine link statuses: {r['detail'].get('statuses')}; runs {r['detail'].get('runs')}")
+        else:
+            print(f"reference errors: {r['detail'].get('errors')}")
+    if budget:
+        print()
+        print(
+            f"Budget run: {budget['records']} records, limits on, time_scale {budget['time_scale']} "
+            f"(a minute = {budget['minute_s']:.1f} s): {budget['requests']} requests, "
+            f"{budget['batch_calls']} batch calls, wall {budget['wall_s']:.1f} s = "
+            f"{budget['scaled_minutes']:.2f} min, 429s: {budget['throttled_429']}, "
+            f"correct: {budget['check_ok']}"
+        )
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"billing-sync-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "billing_sync",
+                "started": started.isoformat(),
+                "args": vars(args),
+                "machine": {
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "loadavg_at_end": os.getloadavg(),
+                },
+                "git": git_state(),
+                "database": db.label,
+                "sandbox": "qbo-sandbox serve, separate process, loopback",
+                "workload": b.counts(),
+                "workload_seed": BILLING_SEED,
+                "runs": rows,
+                "budget": budget,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
