@@ -157,10 +157,10 @@ def test_demo_screenshots(live_server, login, qbo_live, db):
     firm = demo_seed().firm
     realm = qbo_live.create_realm(seed="sample-us", name="Demo Company (sandbox)")
     seed_demo_company(realm, qbo_live.url)
-    conn = connect_firm(firm, realm, qbo_live, client_id=CLIENT_ID)
-    conn.setup_completed_at = timezone.now()
-    conn.save()
-    engine.run_realm(conn.pk)
+    from tests.quickbooks.test_billing_demo import _confirm_setup_defaults, _run_until_idle
+
+    conn = _confirm_setup_defaults(connect_firm(firm, realm, qbo_live, client_id=CLIENT_ID))
+    _run_until_idle(conn)
     page = login(DEMO_OWNER_EMAIL, password=DEMO_PASSWORD)
     Path(out).mkdir(parents=True, exist_ok=True)
     page.goto(f"{live_server.url}/clients/accounts/")
@@ -172,3 +172,21 @@ def test_demo_screenshots(live_server, login, qbo_live, db):
     page.goto(f"{live_server.url}/clients/accounts/{pyes.pk}/")
     expect()(page.locator(".qbo-error")).to_be_visible()
     page.screenshot(path=str(Path(out) / "account-info-error.png"), full_page=True)
+    # Billing: the invoices list with its QuickBooks column, a Synced invoice, and the demo's
+    # deliberate invoice-number clash with its fix (the renumber form).
+    from practice.billing.demo import docnumber_clash_invoice
+    from practice.billing.models import Invoice
+
+    page.goto(f"{live_server.url}/billing/invoices/")
+    page.screenshot(path=str(Path(out) / "invoices-list.png"), full_page=True)
+    synced_id = SyncLink.objects.filter(connection=conn, kind="invoice", status="synced").values_list(
+        "local_id", flat=True
+    )[0]
+    page.goto(f"{live_server.url}/billing/invoices/{Invoice.objects.get(pk=synced_id).pk}/")
+    expect()(page.locator(".badge", has_text="Synced").first).to_be_visible()
+    page.screenshot(path=str(Path(out) / "invoice-synced.png"), full_page=True)
+    clash = docnumber_clash_invoice(firm)
+    assert clash is not None
+    page.goto(f"{live_server.url}/billing/invoices/{clash.pk}/")
+    expect()(page.locator(".badge", has_text="Error").first).to_be_visible()
+    page.screenshot(path=str(Path(out) / "invoice-number-clash.png"), full_page=True)
