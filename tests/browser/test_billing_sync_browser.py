@@ -9,6 +9,7 @@ here and the links are made directly, as the kind would leave them.
 from __future__ import annotations
 
 import datetime
+import re
 from decimal import Decimal
 
 import pytest
@@ -241,3 +242,46 @@ def test_payment_and_service_pages_pass_axe(live_server, login, billing, firm):
     sandbox_page.goto(sandbox_page.url.split("/app/")[0] + f"/app/items?realmId={conn.realm_id}")
     expect()(sandbox_page.locator("main")).to_contain_text("Bookkeeping")
     assert axe_violations(sandbox_page) == []
+
+
+def test_an_invoice_issued_in_the_ui_reaches_quickbooks_and_opens_there(live_server, login, firm, qbo_live):
+    """End to end with the real kinds: a draft issued by pressing "Issue" is pushed by the run the
+    worker would execute, shows Synced, and its link opens that invoice in the sandbox."""
+    from practice.quickbooks.sync import engine
+    from tests.quickbooks.sync_support import set_up
+
+    realm = qbo_live.create_realm(seed="sample-us")
+    conn = set_up(connect_firm(firm, realm, qbo_live, client_id=CLIENT_ID))
+    accounts = list(QBOClient(conn).query_all("Account", "Name = 'Services'"))
+    conn.income_account_id, conn.income_account_name = str(accounts[0]["Id"]), "Services"
+    conn.save()
+    account = ClientAccount.objects.create(firm=firm, name="Amy's Bird Sanctuary")
+    service = services.service_create(firm=firm, name="Monthly books", rate=Decimal("120.00"))
+    draft = services.invoice_create(
+        firm=firm,
+        account=account,
+        issue_date=datetime.date(2026, 11, 2),
+        due_date=datetime.date(2026, 12, 2),
+        lines=[{"service": service, "quantity": "3", "rate": "120.00", "description": "Sep-Nov books"}],
+    )
+    engine.run_realm(conn.pk)  # the account links by name; the draft stays here
+    assert not SyncLink.objects.filter(kind="invoice", local_id=draft.pk, status=SyncStatus.SYNCED).exists()
+
+    page = login("owner@acme.test")
+    page.goto(f"{live_server.url}/billing/invoices/{draft.pk}/")
+    page.get_by_role("button", name="Issue", exact=True).click()
+    page.wait_for_url(f"**/billing/invoices/{draft.pk}/")
+    engine.run_realm(conn.pk)  # what the worker runs for the enqueued sync_realm task
+    page.reload()
+    panel = page.locator("#qbo-panel")
+    expect()(panel.locator(".badge")).to_have_text("Synced")
+    link = SyncLink.objects.get(connection=conn, kind="invoice", local_id=draft.pk)
+    qbo = QBOClient(conn).read("Invoice", link.qbo_id)
+    qbo = qbo.get("Invoice", qbo)
+    # sample-us numbers its own sales forms (CustomTxnNumbers off): ours is in the private note.
+    assert Decimal(str(qbo["TotalAmt"])) == Decimal("360.00") and draft.number in qbo["PrivateNote"]
+    page.get_by_role("link", name="Open in QuickBooks").click()
+    page.wait_for_url(re.compile(r".*/app/invoice\?txnId=" + link.qbo_id + ".*"))
+    expect()(page.locator("h1")).to_have_text(f"Invoice {qbo['DocNumber']}")
+    expect()(page.locator("main")).to_contain_text("Amy's Bird Sanctuary")
+    expect()(page.locator("main")).to_contain_text("$360.00")
