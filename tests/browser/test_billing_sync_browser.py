@@ -280,8 +280,12 @@ def test_an_invoice_issued_in_the_ui_reaches_quickbooks_and_opens_there(live_ser
     qbo = qbo.get("Invoice", qbo)
     # sample-us numbers its own sales forms (CustomTxnNumbers off): ours is in the private note.
     assert Decimal(str(qbo["TotalAmt"])) == Decimal("360.00") and draft.number in qbo["PrivateNote"]
-    page.get_by_role("link", name="Open in QuickBooks").click()
-    page.wait_for_url(re.compile(r".*/app/invoice\?txnId=" + link.qbo_id + ".*"))
+    open_link = page.get_by_role("link", name="Open in QuickBooks")
+    with page.context.expect_page() as opened:  # it opens in a new tab, like QBO's own links
+        open_link.click()
+    page = opened.value
+    page.wait_for_load_state()
+    assert re.search(r"/app/invoice\?txnId=" + link.qbo_id + r"\b", page.url)
     expect()(page.locator("h1")).to_have_text(f"Invoice {qbo['DocNumber']}")
     expect()(page.locator("main")).to_contain_text("Amy's Bird Sanctuary")
     expect()(page.locator("main")).to_contain_text("$360.00")
