@@ -36,6 +36,7 @@ from practice.clients import services as client_services
 from practice.clients.models import ClientAccount
 from practice.firms.models import Role
 from practice.quickbooks import actions as qbo_actions
+from practice.quickbooks import billing_status
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.selectors import KIND as CUSTOMER_KIND
 from practice.quickbooks.selectors import attempt_history, connection_for, status_view
@@ -268,6 +269,7 @@ class QuickBooksOut(Schema):
     qbo_url: str
     history_url: str
     candidates: list[CandidateOut] = Field(description="QBO records an Error could be linked to (by id).")
+    reason: str = Field("", description="Why the record has this status, in words (billing records).")
 
 
 class PageFilters(Schema):
@@ -646,8 +648,18 @@ class ServiceIn(StrictIn):
 
 
 def _billing_quickbooks(firm: Any, kind: str, obj: Any, ui_url: str) -> dict[str, Any]:
+    """The record's QuickBooks status in billing_status' words (waiting, not eligible, Error), with
+    its QBO Id, "Open in QuickBooks" link and the API's history of it (`ui_url` is unused: kept
+    for callers)."""
     connection, links = _links(firm, kind, [obj.pk])
-    return _quickbooks(links.get(obj.pk), connection, "", ui_url)
+    link = links.get(obj.pk)
+    acct = billing_status.account_status(connection, obj.account_id) if kind != "service" else None
+    view = billing_status.record_status_view(kind, obj, link, connection, account_status=acct)
+    out = _quickbooks(link, connection, "", reverse(f"api-v1:{kind}_history", args=[obj.pk]))
+    out["error"] = str(view.tooltip) if view.status == SyncStatus.ERROR else ""
+    out["qbo_url"] = view.qbo_url
+    out["reason"] = str(view.tooltip)
+    return out
 
 
 def _service_out(firm: Any, s: Service) -> dict[str, Any]:
@@ -1028,6 +1040,10 @@ def invoice_update(request: HttpRequest, payload: InvoiceIn, invoice_id: int = O
     )
     return _invoice_out(_firm(request), _invoice(request, invoice_id))
 
+
+# Payments, refunds and the billing records' QuickBooks actions (issue 14 items 2-3) join the
+# billing router (one router per path: ninja resolves a path to the first router that has it).
+from practice.api import billing_api  # noqa: E402, F401  (its routes use the helpers above)
 
 api.add_router("/accounts", accounts)
 api.add_router("", billing)
