@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Schema, Status
 from pydantic import Field
 
 from practice.api.api import (
@@ -28,6 +28,7 @@ from practice.api.api import (
     _require_connected,
     _require_manager,
     _status_filter,
+    accounts,
 )
 from practice.clients import selectors as client_selectors
 from practice.clients import services as client_services
@@ -38,8 +39,6 @@ from practice.quickbooks.selectors import KIND as CUSTOMER_KIND
 from practice.quickbooks.selectors import attempt_history
 
 # ---------------------------------------------------------------- accounts
-
-accounts: Router = Router(tags=["accounts"])
 
 
 class AccountOut(Schema):
