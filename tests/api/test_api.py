@@ -411,7 +411,7 @@ def test_unarchive_by_manager_only(data, api_as):
 def test_kind_values_match_the_model():
     from typing import get_args
 
-    from practice.api.api import KindLiteral
+    from practice.api.accounts_api import KindLiteral
     from practice.clients.models import AccountKind
 
     assert set(get_args(KindLiteral)) == set(AccountKind.values)
