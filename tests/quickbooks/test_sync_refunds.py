@@ -11,9 +11,11 @@ import datetime
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from practice.billing import services as billing
 from practice.clients.services import account_create
+from practice.quickbooks import actions
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from tests.quickbooks.sync_support import link_of, make_due, run, set_up
@@ -265,3 +267,72 @@ def test_an_unknown_outcome_leaves_exactly_one_refund_receipt(firm, conn, sandbo
         if (r.get("PrivateNote") or "").startswith(f"Practice refund #{back.pk}")
     ]
     assert [r["Id"] for r in ours] == [rlink.qbo_id]
+
+
+def test_unsync_payment_deletes_it_and_its_refunds_and_fee_and_sync_brings_them_back(
+    firm, conn, sandbox, realm_id, service, bank, expense
+):
+    conn.deposit_account_id = bank
+    conn.fees_enabled = True
+    conn.fee_account_id = expense
+    conn.save()
+    acct = account_create(firm=firm, name="Unsync Payment Co")
+    payment = pay(firm, acct, "70.00", processing_fee="2.00", reference="U-1")
+    back = refund(payment, "20.00")
+    run(conn)
+    rid, fid, pid = (
+        link(conn, "refund", back.pk).qbo_id,
+        link(conn, "fee", payment.pk).qbo_id,
+        plink(conn, payment).qbo_id,
+    )
+    assert rid and fid and pid
+
+    actions.record_unsync(firm=firm, kind="payment", local_id=payment.pk)
+    seen = len(sandbox.requests(realm_id))
+    run(conn)
+    assert sandbox.read(realm_id, "RefundReceipt", rid) is None
+    assert sandbox.read(realm_id, "Purchase", fid) is None
+    assert sandbox.read(realm_id, "Payment", pid) is None
+    assert len([r for r in sandbox.requests(realm_id)[seen:] if r["operation"] in ("batch", "delete")]) == 3
+    plk = plink(conn, payment)
+    assert plk.status == SyncStatus.SKIPPED and plk.qbo_id == ""
+    assert [op for op, _ in history(plk)] == ["create_payment", "unsync", "delete"]
+    assert [op for op, _ in history(link(conn, "refund", back.pk))] == ["create_refund", "delete"]
+    before = writes(sandbox, realm_id)
+    run(conn)
+    assert writes(sandbox, realm_id) == before
+
+    # "Sync" again: the payment, its refund and its fee are made again, once.
+    actions.record_sync(firm=firm, kind="payment", local_id=payment.pk)
+    run(conn)
+    plk = plink(conn, payment)
+    assert plk.status == SyncStatus.SYNCED and plk.qbo_id and plk.qbo_id != pid
+    for kind, local_id in (("refund", back.pk), ("fee", payment.pk)):
+        lk = link(conn, kind, local_id)
+        assert lk.status == SyncStatus.SYNCED and lk.qbo_id
+    assert len(purchases(sandbox, realm_id)) == 1
+    before = writes(sandbox, realm_id)
+    run(conn)
+    assert writes(sandbox, realm_id) == before
+
+
+def test_the_payment_page_shows_its_refunds_and_fee_in_quickbooks(
+    firm, conn, sandbox, realm_id, service, bank, expense, client_as
+):
+    conn.deposit_account_id = bank
+    conn.fees_enabled = True
+    conn.fee_account_id = expense
+    conn.save()
+    acct = account_create(firm=firm, name="Page Co")
+    payment = pay(firm, acct, "50.00", processing_fee="1.25")
+    back = refund(payment, "5.00")
+    waiting = refund(pay(firm, acct, "9.00", sync_to_quickbooks=False), "1.00")
+    run(conn)
+    html = client_as("owner").get(reverse("billing:payment_detail", args=[payment.pk])).content.decode()
+    rid = link(conn, "refund", back.pk).qbo_id
+    fid = link(conn, "fee", payment.pk).qbo_id
+    assert f"In QuickBooks as a refund receipt (QBO Id {rid})." in html
+    assert f"/app/refundreceipt?txnId={rid}&amp;realmId={realm_id}" in html
+    assert f"In QuickBooks as an expense for the processing fee (QBO Id {fid})." in html
+    assert f"/app/expense?txnId={fid}&amp;realmId={realm_id}" in html
+    assert waiting.pk != back.pk

@@ -6,8 +6,10 @@ Both hang off a payment and share one planner (`_plan_children`):
   waits (Not synced, with a message) until the payment is Synced;
 - a fee goes only while the connection's "record processing fees" is on (turning it off later
   leaves the expenses already in QuickBooks alone) and the payment has a fee > 0;
-- when the payment is deleted in the app its refunds and fee are deleted in QuickBooks; the
-  engine sends deletes in reverse dependency order, so they go before the payment's own delete;
+- when the payment is deleted in the app, or a person chose "Unsync" for it (its link is
+  Skipped: the payment kind deletes it in QBO), its refunds and fee are deleted in QuickBooks,
+  and made again when the payment is synced again; the engine sends deletes in reverse
+  dependency order, so they go before the payment's own delete;
 - Synced records are re-checked only when they changed since they were pushed.
 
 Money model (qbo-api.md §2.6, §2.8): a RefundReceipt is a sales form of its own. It does not
@@ -147,6 +149,9 @@ def _plan_children(
 
     for child in children:
         link = links.get(child.local_id)
+        payment_link = payment_links.get(child.payment.pk)
+        if payment_link is not None and payment_link.status == SyncStatus.SKIPPED:
+            child.wanted = False  # "Unsync payment": out of QBO with its payment
         if link is not None and (link.batch_request_id or link.status == SyncStatus.SKIPPED):
             continue
         if not child.wanted:
@@ -173,6 +178,11 @@ def _plan_children(
         if link is None:
             if is_eligible(connection, child.payment):
                 todo.append((child, None))
+            continue
+        if link.status == SyncStatus.SYNCED and not link.qbo_id and link.pushed_hash == DELETED:
+            # Deleted with its payment's Unsync; the payment is synced again: so is this.
+            if is_eligible(connection, child.payment):
+                todo.append((child, link))
             continue
         if link.status == SyncStatus.SYNCED:
             changed = link.synced_at is None or child.updated_at > link.synced_at
