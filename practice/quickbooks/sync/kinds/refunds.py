@@ -114,7 +114,11 @@ def _refunds_item_id(ctx: engine.RunContext) -> str:
                 "Description": "Money returned to clients (Practice refunds)",
             }
             rid = engine.request_id_for(str(ctx.connection.realm_id), "refund", 0, "item", 1)
-            found = str(ctx.client.create("Item", body, request_id=rid).get("Id", ""))
+            try:
+                found = str(ctx.client.create("Item", body, request_id=rid).get("Id", ""))
+            except RecordRejected:
+                found = ""  # e.g. an inactive item of that name: the refunds say what to do
+
         ctx.cache["refund.item"] = found
     return str(ctx.cache["refund.item"])
 
@@ -338,6 +342,12 @@ def _build_refund(
             "“Deposit payments to”, then Retry."
         )
     item_id = _refunds_item_id(ctx)
+    if not item_id and ctx.connection.income_account_id:
+        return (
+            "QuickBooks records a refund on an item, and the item “Refunds” could not be made in "
+            "QuickBooks (a product or service of that name may be inactive there). Make it active "
+            "in QuickBooks, then Retry."
+        )
     if not item_id:
         return (
             "QuickBooks records a refund on an item, and the item “Refunds” could not be made "
