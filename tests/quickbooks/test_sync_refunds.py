@@ -336,3 +336,25 @@ def test_the_payment_page_shows_its_refunds_and_fee_in_quickbooks(
     assert f"In QuickBooks as an expense for the processing fee (QBO Id {fid})." in html
     assert f"/app/expense?txnId={fid}&amp;realmId={realm_id}" in html
     assert waiting.pk != back.pk
+
+
+def test_turning_fees_off_keeps_expenses_but_unsync_or_delete_still_removes_them(
+    firm, conn, sandbox, realm_id, service, bank, expense
+):
+    conn.deposit_account_id = bank
+    conn.fees_enabled = True
+    conn.fee_account_id = expense
+    conn.save()
+    acct = account_create(firm=firm, name="Fees Off Co")
+    kept = pay(firm, acct, "30.00", processing_fee="1.00")
+    unsynced = pay(firm, acct, "40.00", processing_fee="1.10")
+    run(conn)
+    assert len(purchases(sandbox, realm_id)) == 2
+    conn.fees_enabled = False
+    conn.save()
+    run(conn)
+    assert len(purchases(sandbox, realm_id)) == 2  # the setting off does not delete what is there
+    actions.record_unsync(firm=firm, kind="payment", local_id=unsynced.pk)
+    run(conn)
+    assert [p["Id"] for p in purchases(sandbox, realm_id)] == [link(conn, "fee", kept.pk).qbo_id]
+    assert link(conn, "fee", unsynced.pk).qbo_id == ""

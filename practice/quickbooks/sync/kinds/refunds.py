@@ -478,7 +478,13 @@ def plan_fees(ctx: engine.RunContext) -> list[engine.Op]:
         if p.processing_fee > 0 or p.pk in pushed
     ]
     if not connection.fees_enabled:
-        children = [c for c in children if not c.wanted]
+        # Only removals: a deleted payment, a fee set to 0, or a payment a person unsynced.
+        skipped = set(
+            SyncLink.objects.filter(
+                connection=connection, kind="payment", status=SyncStatus.SKIPPED, local_id__in=sorted(pushed)
+            ).values_list("local_id", flat=True)
+        )
+        children = [c for c in children if not c.wanted or c.local_id in skipped]
     return _plan_children(ctx, "fee", "Purchase", children, _build_fee, OP_CREATE_FEE)
 
 
