@@ -486,8 +486,10 @@ def record_retry(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> Sy
 
 
 def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
-    """Turn sync off for the record (Skipped): never written, nothing in QBO is deleted, and a
-    write already sent keeps its identity so that its answer is still recorded."""
+    """Turn sync off for the record (Skipped): never written, nothing in QBO is deleted (except
+    for a payment: product.md §4 "Unsync payment" deletes it and its refunds and fee in QBO; the
+    payment kind plans that delete from the Skipped status), and a write already sent keeps its
+    identity so that its answer is still recorded."""
     with transaction.atomic():
         _connection, _record, link = _record_and_link(firm=firm, kind=kind, local_id=local_id)
         if link.status == SyncStatus.SKIPPED:

@@ -301,7 +301,9 @@ def panel_context(*, firm: Firm, kind: str, record: Any, connection: Connection 
         menu_action = "sync"
     else:
         menu_action = ""
+    extra = _payment_children(record, connection) if kind == "payment" else {}
     return {
+        **extra,
         "qbo": view,
         "qbo_menu_action": menu_action,
         "qbo_link": link,
@@ -311,6 +313,38 @@ def panel_context(*, firm: Firm, kind: str, record: Any, connection: Connection 
         "qbo_can_sync": eligibility.ok,
         "qbo_sync_blocked": eligibility.reason,
         "qbo_history": attempt_history(firm=firm, kind=kind, local_id=record.pk),
+    }
+
+
+def _child_view(kind: str, link: SyncLink | None, connection: Connection) -> selectors.StatusView:
+    view = selectors.status_view(link, connection, "")
+    view.qbo_url = selectors.qbo_url(connection, kind, link.qbo_id) if link else ""
+    if view.status == SyncStatus.SYNCED and link is not None and link.qbo_id:
+        view.tooltip = (
+            _("In QuickBooks as a refund receipt (QBO Id %(id)s).")
+            if kind == "refund"
+            else _("In QuickBooks as an expense for the processing fee (QBO Id %(id)s).")
+        ) % {"id": link.qbo_id}
+    elif view.status == SyncStatus.SYNCED:
+        view.tooltip = _("Deleted in QuickBooks with its payment.")
+    elif view.status in (SyncStatus.ERROR, SyncStatus.NOT_SYNCED) and link is not None and link.error_message:
+        view.tooltip = link.error_message
+    elif view.status == SyncStatus.NOT_SYNCED:
+        view.tooltip = _("Sent to QuickBooks with its payment.")
+    return view
+
+
+def _payment_children(payment: Any, connection: Connection) -> dict[str, Any]:
+    """The payment page's refunds (`qbo_refunds`: [(refund id, status)]) and processing fee
+    (`qbo_fee`: status, or None when there is no fee) in QuickBooks: two queries."""
+    refund_ids = list(payment.refunds.values_list("pk", flat=True))
+    links = links_for(connection, "refund", refund_ids)
+    fee = None
+    if payment.processing_fee > 0:
+        fee = _child_view("fee", links_for(connection, "fee", [payment.pk]).get(payment.pk), connection)
+    return {
+        "qbo_refunds": [(pk, _child_view("refund", links.get(pk), connection)) for pk in refund_ids],
+        "qbo_fee": fee,
     }
 
 

@@ -49,14 +49,16 @@ QBO_PAGES: dict[str, tuple[str, str]] = {
     "invoice": ("/app/invoice", "txnId"),
     "payment": ("/app/recvpayment", "txnId"),
     "item": ("/app/items", ""),
+    "refund": ("/app/refundreceipt", "txnId"),
+    "fee": ("/app/expense", "txnId"),
 }
 
 
 def qbo_url(connection: Connection | None, entity: str, qbo_id: str) -> str:
     """Where a person opens this QBO record (the local sandbox, Intuit's sandbox, or live).
 
-    `entity` is "customer", "invoice", "payment" or "item" (QBO has no page for one item:
-    items open on the Products and Services list)."""
+    `entity` is "customer", "invoice", "payment", "refund" (RefundReceipt), "fee" (Purchase) or
+    "item" (QBO has no page for one item: items open on the Products and Services list)."""
     if not qbo_id or entity not in QBO_PAGES:
         return ""
     path, id_param = QBO_PAGES[entity]

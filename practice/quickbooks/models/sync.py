@@ -36,6 +36,8 @@ OPERATION_LABELS = {
     "delete": _("Delete"),
     "retry": _("Retry requested"),
     "create_payment": _("Create payment"),
+    "create_refund": _("Create refund"),
+    "create_fee": _("Create processing fee expense"),
 }
 
 

@@ -1160,8 +1160,12 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
 
 
 def _still_wanted(op: Op, current: SyncLink | None) -> bool:
-    if current is None or current.batch_request_id or current.status == SyncStatus.SKIPPED:
+    if current is None or current.batch_request_id:
         return False
+    if current.status == SyncStatus.SKIPPED:
+        # Skipped records are never written, except a delete planned because of the Skip
+        # (an "Unsync payment" takes the payment out of QBO, product.md §4).
+        return op.operation == "delete"
     # Linked by hand meanwhile: a create would make a second customer.
     return not (op.operation == "create" and current.qbo_id and current.status == SyncStatus.SYNCED)
 

@@ -8,3 +8,4 @@ from practice.quickbooks.sync.kinds import customers  # noqa: F401, I001  (regis
 from practice.quickbooks.sync.kinds import services  # noqa: F401  (registers "service")
 from practice.quickbooks.sync.kinds import invoices  # noqa: F401  (registers "invoice")
 from practice.quickbooks.sync.kinds import payments  # noqa: F401  (registers "payment")
+from practice.quickbooks.sync.kinds import refunds  # noqa: F401  (registers "refund" and "fee")

@@ -308,6 +308,19 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
     decisions: list[engine.DecisionRecord] = []
     for payment in payments.iterator(chunk_size=2000):
         link = links.get(payment.pk)
+        if (
+            link is not None
+            and link.status == SyncStatus.SKIPPED
+            and link.qbo_id
+            and not link.batch_request_id
+        ):
+            # "Unsync payment" (product.md §4) does what deleting it does: the payment leaves
+            # QBO (its refunds and fee first: those kinds see the Skipped link). The Skipped
+            # status is the flag; the link stays Skipped. A refused delete (error_kind set,
+            # input_hash = the delete's) waits for a person instead of looping.
+            if not (link.error_kind and link.input_hash == _DELETE_INPUT):
+                deletes.append((payment, link))
+            continue
         if link is not None and (link.batch_request_id or link.status == SyncStatus.SKIPPED):
             continue  # in flight (the engine replays it), or a person turned it off
         if payment.state == PaymentState.DELETED:
