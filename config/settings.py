@@ -117,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "practice.common.context_processors.firm",
+                "practice.quickbooks.context_processors.attention",
             ],
         },
     }

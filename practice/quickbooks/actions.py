@@ -498,3 +498,100 @@ def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> S
             link, operation="unsync", outcome=Outcome.INFO, actor=actor, message=RECORD_UNSYNC_MESSAGE
         )
     return link
+
+
+# --------------------------------------------------------------------------------------------
+# Problems page (issue 11): retry every record of one kind that is in Error.
+
+
+def _records_retry_page(connection: Connection, *, firm: Firm, kind: str, ids: list[int], actor: str) -> int:
+    """One page of "Retry all" for services, invoices or payments in a constant number of
+    queries: the records with their accounts, the accounts' links, the locked links, one UPDATE
+    and one INSERT. Records that may not be sent now (see `_refuse_unless_eligible`) stay as
+    they are."""
+    from practice.quickbooks import billing_status
+
+    model = billing_status._model(kind)
+    qs = model.objects.filter(firm=firm, pk__in=ids)
+    if kind != "service":
+        qs = qs.select_related("account")
+    records = {r.pk: r for r in qs}
+    account_status: dict[int, str] = {}
+    if kind != "service":
+        account_ids = sorted({r.account_id for r in records.values()})
+        account_status = dict(
+            SyncLink.objects.filter(connection=connection, kind=KIND, local_id__in=account_ids).values_list(
+                "local_id", "status"
+            )
+        )
+    with transaction.atomic():
+        links = list(
+            SyncLink.objects.select_for_update()
+            .filter(connection=connection, kind=kind, local_id__in=list(records), status=SyncStatus.ERROR)
+            .order_by("pk")
+        )
+        changed: list[SyncLink] = []
+        for link in links:
+            record = records[link.local_id]
+            acct = account_status.get(record.account_id, SyncStatus.NOT_SYNCED) if kind != "service" else None
+            if not billing_status.sync_eligibility(
+                kind, record, connection, account_status=acct, linked=bool(link.qbo_id)
+            ).ok:
+                continue
+            link.attempts = 0
+            link.next_retry_at = None
+            engine.clear_error(link)
+            link.input_hash = ""
+            if link.batch_request_id:
+                link.status = SyncStatus.SYNCING
+            else:
+                engine.clear_pending(link)
+                link.status = SyncStatus.NOT_SYNCED
+            changed.append(link)
+        attempts = [
+            engine.attempt_row(
+                link, operation="retry", outcome=Outcome.INFO, actor=actor, message=RECORD_RETRY_MESSAGE
+            )
+            for link in changed
+        ]
+        engine.save_links_with_attempts(changed, attempts)
+    return len(changed)
+
+
+def retry_errors(*, firm: Firm, kind: str, actor: str = "") -> int:
+    """ "Retry all" of one category of the problems page: every record of `kind` in Error is
+    decided afresh on the next run (accounts as "Sync again", the others as "Retry"). Returns
+    how many were changed; a few statements per page of `BULK_PAGE_SIZE`, whatever the count."""
+    from practice.quickbooks import billing_status
+
+    if kind == KIND:
+        return accounts_sync_bulk(firm=firm, action="retry_errors", account_ids=[], actor=actor)
+    if kind not in billing_status.BILLING_KINDS:
+        raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
+    connection = _require_connection(firm)
+    ids = sorted(
+        SyncLink.objects.filter(connection=connection, kind=kind, status=SyncStatus.ERROR).values_list(
+            "local_id", flat=True
+        )
+    )
+    done = 0
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        page = ids[start : start + BULK_PAGE_SIZE]
+        done += _records_retry_page(connection, firm=firm, kind=kind, ids=page, actor=actor)
+    if done:
+        request_sync(connection)
+    return done
+
+
+def retry_one(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """ "Retry" on one row of the problems page (an account, a service, an invoice or a payment)."""
+    from practice.quickbooks import billing_status
+
+    if kind == KIND:
+        account = ClientAccount.objects.filter(firm=firm, pk=local_id).first()
+        if account is None:
+            raise PermissionDenied
+        return account_sync_retry(firm=firm, account=account, actor=actor)
+    if kind not in billing_status.BILLING_KINDS:
+        raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
+    return record_retry(firm=firm, kind=kind, local_id=local_id, actor=actor)
