@@ -274,12 +274,68 @@ def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> Sy
     return link
 
 
-def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
-    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume)."""
+def _linked_customer_state(firm: Firm, qbo_id: str, client: QBOClient | None) -> dict[str, Any] | None:
+    """The linked QBO customer read live, or None when QuickBooks no longer has it."""
+    try:
+        return customer_lookup(firm=firm, customer_id=qbo_id, client=client)
+    except RecordRejected:
+        return None
+    except ReauthRequired as e:
+        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
+    except QBOError as e:
+        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+
+
+def account_sync_retry(
+    *, firm: Firm, account: ClientAccount, actor: str = "", client: QBOClient | None = None
+) -> SyncLink:
+    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume).
+
+    A Skipped account that was linked resumes only if its QBO customer still exists and is
+    active (read live first): one deleted meanwhile is decided afresh (matched by name or
+    created), an inactive one becomes an Error offering "Reactivate and link"."""
     connection = _require_connection(firm)
     if account.archived:
         raise SyncActionError("Archived accounts are not synced. Restore the account first.")
+    existing = SyncLink.objects.filter(connection=connection, kind=KIND, local_id=account.pk).first()
+    customer: dict[str, Any] | None = {}
+    if existing is not None and existing.status == SyncStatus.SKIPPED and existing.qbo_id:
+        customer = _linked_customer_state(firm, existing.qbo_id, client)
     with transaction.atomic():
+        link = _locked_link(connection, account)
+        if link.status == SyncStatus.SKIPPED and link.qbo_id and not link.batch_request_id:
+            if customer is None:  # deleted in QuickBooks meanwhile: decide afresh
+                link.qbo_id = ""
+                link.qbo_sync_token = ""
+                link.qbo_name = ""
+                link.pushed_hash = ""
+                link.status = SyncStatus.NOT_SYNCED  # _sync_again below decides it afresh
+                engine.clear_error(link)
+                link.save()
+                engine.record_attempt(
+                    link,
+                    operation="check",
+                    outcome=Outcome.INFO,
+                    actor=actor,
+                    message="The linked QuickBooks customer no longer exists; deciding again.",
+                )
+            elif customer and not customer.get("Active", True):
+                name = str(customer.get("DisplayName") or link.qbo_name)
+                message = f"The QuickBooks customer “{name}” is inactive."
+                engine.mark_error(
+                    link,
+                    error_kind="inactive_match",
+                    message=message,
+                    candidates=[
+                        {"id": str(customer.get("Id")), "name": name, "active": False, "entity": "Customer"}
+                    ],
+                )
+                link.status = SyncStatus.ERROR  # mark_error keeps Skipped; the person asked to sync
+                link.save()
+                engine.record_attempt(
+                    link, operation="check", outcome=Outcome.ERROR, actor=actor, message=message
+                )
+                return link
         link = _locked_link(connection, account)
         if not _sync_again(link):
             return link
@@ -289,6 +345,45 @@ def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -
         )
     request_sync(connection)
     return link
+
+
+def accounts_replan_no_match(*, connection: Connection, actor: str = "") -> int:
+    """After "When no QuickBooks customer has the account's name" changes from "Ask me" to
+    "Create": the accounts in Error for that reason are decided again (created on the next run).
+    One UPDATE and one INSERT per page. Returns how many."""
+    ids = sorted(
+        SyncLink.objects.filter(
+            connection=connection, kind=KIND, status=SyncStatus.ERROR, error_kind="no_match"
+        ).values_list("pk", flat=True)
+    )
+    done = 0
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        with transaction.atomic():
+            links = list(
+                SyncLink.objects.select_for_update()
+                .filter(pk__in=ids[start : start + BULK_PAGE_SIZE], status=SyncStatus.ERROR)
+                .order_by("pk")
+            )
+            for link in links:
+                engine.clear_error(link)
+                link.status = SyncStatus.NOT_SYNCED
+                link.input_hash = ""
+                link.attempts = 0
+            rows = [
+                engine.attempt_row(
+                    link,
+                    operation="sync",
+                    outcome=Outcome.INFO,
+                    actor=actor,
+                    message="Unmatched accounts are now created in QuickBooks; deciding again.",
+                )
+                for link in links
+            ]
+            engine.save_links_with_attempts(links, rows)
+            done += len(links)
+    if done:
+        request_sync(connection)
+    return done
 
 
 # Accounts a bulk action changes in one transaction: a few statements each, whatever the count
