@@ -165,6 +165,21 @@ def record_url(kind: str, local_id: int) -> str:
         return ""
 
 
+def _message(link: SyncLink, name: str) -> str:
+    """The Error in the reader's language (accounts rebuild it from its kind; others translate
+    the stored sentence when it is a known one)."""
+    from practice.quickbooks.history_text import translate
+    from practice.quickbooks.sync.messages import error_text
+
+    if link.kind == "customer":
+        text = error_text(link.error_kind, name=name, candidates=list(link.candidates or []), stored="")
+        if text:
+            return text
+    return translate(link.error_message) or _(
+        "QuickBooks refused this record. Retry it, or open it to fix it."
+    )
+
+
 def failing_records(*, firm: Firm, connection: Connection | None, kind: str, page: int = 1) -> list[Problem]:
     """One page of a category's records in Error, most recent attempt first (two queries)."""
     if connection is None or kind not in KINDS:
@@ -186,8 +201,7 @@ def failing_records(*, firm: Firm, connection: Connection | None, kind: str, pag
             kind=kind,
             name=names.get(link.local_id) or _("Record %(id)s (deleted)") % {"id": link.local_id},
             url=record_url(kind, link.local_id) if link.local_id in names else "",
-            message=link.error_message
-            or _("QuickBooks refused this record. Retry it, or open it to fix it."),
+            message=_message(link, names.get(link.local_id, "")),
             code=link.error_code,
             detail=link.error_detail,
             last_attempt_at=link.last_attempt or link.last_attempt_at,  # type: ignore[attr-defined]

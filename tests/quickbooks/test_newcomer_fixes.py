@@ -5,6 +5,7 @@ again, and "Sync again" on a Skipped account checks the QuickBooks customer firs
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from django.urls import reverse
@@ -157,3 +158,52 @@ def test_sync_again_on_skipped_with_an_active_customer_resumes(skipped):
     owner.post(reverse("quickbooks:account_retry", args=[acct.pk]), **HX)
     link = link_of(conn, acct)
     assert (link.status, link.qbo_id) == (SyncStatus.SYNCED, qbo_id)
+
+
+def test_start_syncing_stays_disabled_until_the_preview_has_loaded(firm, connection, client_as):
+    from tests.quickbooks.test_sync_preview import poll_url, run_worker
+
+    connection.account_scope = "all"
+    connection.income_account_id = "1"
+    connection.save()
+    accounts(firm, "Preview Brand New")
+    owner = client_as("owner")
+    review = owner.get(reverse("quickbooks:setup_confirm")).content.decode()
+    assert re.search(r'<button[^>]*id="qbo-start-sync"[^>]*disabled', review)
+    assert "Available once the preview above has loaded." in review
+    first = owner.get(reverse("quickbooks:sync_preview"), **HX).content.decode()
+    assert "qbo-start-sync" not in first  # still reading: the button stays disabled
+    run_worker()
+    done = owner.get(poll_url(first), **HX).content.decode()
+    assert "1 customer will be created" in done
+    oob = re.search(r'<span id="qbo-start-sync-gate" hx-swap-oob="true">(.*?)</span>', done, re.S)
+    assert oob is not None and "disabled" not in oob.group(1) and "Start syncing" in oob.group(1)
+    # An admin sees the preview, never the owner's button.
+    admin_first = client_as("admin").get(reverse("quickbooks:sync_preview"), **HX).content.decode()
+    run_worker()
+    assert "qbo-start-sync" not in client_as("admin").get(poll_url(admin_first), **HX).content.decode()
+
+
+def test_history_lines_are_translated(firm, connection, client_as):
+    from django.utils import translation
+
+    from practice.quickbooks.history_text import translate
+
+    conn = set_up(connection)
+    (acct,) = accounts(firm, "Amy's Bird Sanctuary")  # in the sample company: linked by name
+    run(conn)
+    link = link_of(conn, acct)
+    (attempt,) = SyncAttempt.objects.filter(link=link, operation="match")
+    assert attempt.message == "Linked by name to “Amy's Bird Sanctuary”."  # stored in English
+    page = client_as("owner").get(
+        reverse("clients:account_detail", args=[acct.pk]), HTTP_ACCEPT_LANGUAGE="es"
+    ).content.decode()
+    assert "Vinculada por nombre a «Amy&#x27;s Bird Sanctuary»." in page
+    assert "Linked by name to" not in page
+    with translation.override("es"):
+        assert translate("Number changed from INV-1 to INV-9; sending it again.") == (
+            "Número cambiado de INV-1 a INV-9; se envía de nuevo."
+        )
+        assert translate("QuickBooks said something new.") == "QuickBooks said something new."
+    with translation.override("en"):
+        assert translate("Asked to retry.") == "Asked to retry."

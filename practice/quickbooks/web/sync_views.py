@@ -302,7 +302,14 @@ def sync_preview(request: HttpRequest) -> HttpResponse:
     until the result is there; no web request reads QBO here.
     """
     connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
-    ctx: dict[str, Any] = {"preview": None, "error": "", "task_id": "", "slow": False}
+    ctx: dict[str, Any] = {
+        "preview": None,
+        "error": "",
+        "task_id": "",
+        "slow": False,
+        # The owner's "Start syncing" is enabled once this answers (or is slow).
+        "can_confirm": request.membership.role == "owner",  # type: ignore[attr-defined]
+    }
     if connection is None or not connection.is_connected:
         ctx["error"] = _("QuickBooks is not connected.")
         return render(request, "quickbooks/partials/sync_preview.html", ctx)
