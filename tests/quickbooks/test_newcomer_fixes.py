@@ -195,9 +195,11 @@ def test_history_lines_are_translated(firm, connection, client_as):
     link = link_of(conn, acct)
     (attempt,) = SyncAttempt.objects.filter(link=link, operation="match")
     assert attempt.message == "Linked by name to “Amy's Bird Sanctuary”."  # stored in English
-    page = client_as("owner").get(
-        reverse("clients:account_detail", args=[acct.pk]), HTTP_ACCEPT_LANGUAGE="es"
-    ).content.decode()
+    page = (
+        client_as("owner")
+        .get(reverse("clients:account_detail", args=[acct.pk]), HTTP_ACCEPT_LANGUAGE="es")
+        .content.decode()
+    )
     assert "Vinculada por nombre a «Amy&#x27;s Bird Sanctuary»." in page
     assert "Linked by name to" not in page
     with translation.override("es"):
