@@ -294,8 +294,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_403": {"()": "practice.common.log_filters.OneLineForbidden"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # A 403 is logged as one line, without the PermissionDenied traceback (issue 11).
+        "django.request": {"filters": ["one_line_403"]},
         # httpx logs full URLs at INFO; keep it quiet so nothing sensitive leaks into logs.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
