@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "practice.billing",
     "practice.quickbooks",
     "practice.api",
+    "practice.notifications",
 ]
 
 MIDDLEWARE = [
@@ -118,6 +119,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "practice.common.context_processors.firm",
                 "practice.quickbooks.context_processors.attention",
+                "practice.notifications.context_processors.unread",
             ],
         },
     }
@@ -288,6 +290,10 @@ QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
 QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
 QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
+
+# E-mail (QuickBooks problem notifications): printed to the console unless configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "practice@localhost")
 
 LOGGING = {
     "version": 1,
