@@ -160,6 +160,8 @@ def test_sync_again_on_skipped_with_an_active_customer_resumes(skipped):
     assert (link.status, link.qbo_id) == (SyncStatus.SYNCED, qbo_id)
 
 
+# transaction=True: the worker closes the database connection between tasks.
+@pytest.mark.django_db(transaction=True)
 def test_start_syncing_stays_disabled_until_the_preview_has_loaded(firm, connection, client_as):
     from tests.quickbooks.test_sync_preview import poll_url, run_worker
 
