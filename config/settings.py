@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "practice.billing",
     "practice.quickbooks",
     "practice.api",
+    "practice.notifications",
 ]
 
 MIDDLEWARE = [
@@ -117,6 +118,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "practice.common.context_processors.firm",
+                "practice.quickbooks.context_processors.attention",
+                "practice.notifications.context_processors.unread",
             ],
         },
     }
@@ -288,13 +291,20 @@ QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
 QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
 
+# E-mail (QuickBooks problem notifications): printed to the console unless configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "practice@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line_403": {"()": "practice.common.log_filters.OneLineForbidden"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
+        # A 403 is logged as one line, without the PermissionDenied traceback (issue 11).
+        "django.request": {"filters": ["one_line_403"]},
         # httpx logs full URLs at INFO; keep it quiet so nothing sensitive leaks into logs.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

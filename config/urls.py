@@ -14,4 +14,5 @@ urlpatterns = [
     path("clients/", include("practice.clients.urls")),
     path("billing/", include("practice.billing.urls")),
     path("settings/integrations/quickbooks/", include("practice.quickbooks.urls")),
+    path("notifications/", include("practice.notifications.urls")),
 ]

@@ -396,7 +396,7 @@ class Api:
 
     async def drop_connection(self, send: Send, scope: Scope, receive: Receive) -> None:
         """Close the socket without a response: the write is committed but the client never hears back."""
-        cycle = getattr(send, "__self__", None)
+        cycle = getattr(scope.get(RAW_SEND), "__self__", None) or getattr(send, "__self__", None)
         transport = getattr(cycle, "transport", None)
         if transport is not None:
             cycle.keep_alive = False  # type: ignore[union-attr]
@@ -1299,9 +1299,21 @@ def create_app(
     routes += Control(sandbox, control_token).routes()
     routes += sandbox.oauth.routes(sandbox)
     routes += WebUI(sandbox).routes()
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _SandboxApp(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     return app
+
+
+RAW_SEND = "qbo_sandbox.raw_send"
+
+
+class _SandboxApp(Starlette):
+    """Keeps the server's own `send` in the scope: Starlette's middleware wraps the one endpoints
+    get, and the "drop" fault needs the connection behind it to cut it without a response."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 async def _autosave(sandbox: Sandbox) -> None:

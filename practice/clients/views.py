@@ -25,6 +25,7 @@ from practice.common import hooks
 from practice.common.permissions import manager_required, member_required
 
 PAGE_SIZE = 25
+PAGE_SIZES = (25, 50, 100)  # ?per_page= on the accounts list (anything else: PAGE_SIZE)
 
 
 @member_required
@@ -34,9 +35,13 @@ def account_list(request: HttpRequest) -> HttpResponse:
     show_archived = request.GET.get("archived") == "1"
     accounts = select_accounts(firm=request.firm, search=search, include_archived=show_archived)  # type: ignore[attr-defined]
     accounts = hooks.apply_queryset("clients.account_list", request, accounts)
-    page_obj = Paginator(accounts, PAGE_SIZE).get_page(request.GET.get("page"))
+    wanted = request.GET.get("per_page", "")
+    per_page = int(wanted) if wanted in {str(n) for n in PAGE_SIZES} else PAGE_SIZE
+    page_obj = Paginator(accounts, per_page).get_page(request.GET.get("page"))
     context: dict[str, Any] = {
         "page_obj": page_obj,
+        "per_page": per_page,
+        "page_sizes": PAGE_SIZES,
         "accounts": page_obj.object_list,
         "search": search,
         "show_archived": show_archived,

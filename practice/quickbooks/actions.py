@@ -274,12 +274,68 @@ def account_unsync(*, firm: Firm, account: ClientAccount, actor: str = "") -> Sy
     return link
 
 
-def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -> SyncLink:
-    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume)."""
+def _linked_customer_state(firm: Firm, qbo_id: str, client: QBOClient | None) -> dict[str, Any] | None:
+    """The linked QBO customer read live, or None when QuickBooks no longer has it."""
+    try:
+        return customer_lookup(firm=firm, customer_id=qbo_id, client=client)
+    except RecordRejected:
+        return None
+    except ReauthRequired as e:
+        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
+    except QBOError as e:
+        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+
+
+def account_sync_retry(
+    *, firm: Firm, account: ClientAccount, actor: str = "", client: QBOClient | None = None
+) -> SyncLink:
+    """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume).
+
+    A Skipped account that was linked resumes only if its QBO customer still exists and is
+    active (read live first): one deleted meanwhile is decided afresh (matched by name or
+    created), an inactive one becomes an Error offering "Reactivate and link"."""
     connection = _require_connection(firm)
     if account.archived:
         raise SyncActionError("Archived accounts are not synced. Restore the account first.")
+    existing = SyncLink.objects.filter(connection=connection, kind=KIND, local_id=account.pk).first()
+    customer: dict[str, Any] | None = {}
+    if existing is not None and existing.status == SyncStatus.SKIPPED and existing.qbo_id:
+        customer = _linked_customer_state(firm, existing.qbo_id, client)
     with transaction.atomic():
+        link = _locked_link(connection, account)
+        if link.status == SyncStatus.SKIPPED and link.qbo_id and not link.batch_request_id:
+            if customer is None:  # deleted in QuickBooks meanwhile: decide afresh
+                link.qbo_id = ""
+                link.qbo_sync_token = ""
+                link.qbo_name = ""
+                link.pushed_hash = ""
+                link.status = SyncStatus.NOT_SYNCED  # _sync_again below decides it afresh
+                engine.clear_error(link)
+                link.save()
+                engine.record_attempt(
+                    link,
+                    operation="check",
+                    outcome=Outcome.INFO,
+                    actor=actor,
+                    message="The linked QuickBooks customer no longer exists; deciding again.",
+                )
+            elif customer and not customer.get("Active", True):
+                name = str(customer.get("DisplayName") or link.qbo_name)
+                message = f"The QuickBooks customer “{name}” is inactive."
+                engine.mark_error(
+                    link,
+                    error_kind="inactive_match",
+                    message=message,
+                    candidates=[
+                        {"id": str(customer.get("Id")), "name": name, "active": False, "entity": "Customer"}
+                    ],
+                )
+                link.status = SyncStatus.ERROR  # mark_error keeps Skipped; the person asked to sync
+                link.save()
+                engine.record_attempt(
+                    link, operation="check", outcome=Outcome.ERROR, actor=actor, message=message
+                )
+                return link
         link = _locked_link(connection, account)
         if not _sync_again(link):
             return link
@@ -289,6 +345,45 @@ def account_sync_retry(*, firm: Firm, account: ClientAccount, actor: str = "") -
         )
     request_sync(connection)
     return link
+
+
+def accounts_replan_no_match(*, connection: Connection, actor: str = "") -> int:
+    """After "When no QuickBooks customer has the account's name" changes from "Ask me" to
+    "Create": the accounts in Error for that reason are decided again (created on the next run).
+    One UPDATE and one INSERT per page. Returns how many."""
+    ids = sorted(
+        SyncLink.objects.filter(
+            connection=connection, kind=KIND, status=SyncStatus.ERROR, error_kind="no_match"
+        ).values_list("pk", flat=True)
+    )
+    done = 0
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        with transaction.atomic():
+            links = list(
+                SyncLink.objects.select_for_update()
+                .filter(pk__in=ids[start : start + BULK_PAGE_SIZE], status=SyncStatus.ERROR)
+                .order_by("pk")
+            )
+            for link in links:
+                engine.clear_error(link)
+                link.status = SyncStatus.NOT_SYNCED
+                link.input_hash = ""
+                link.attempts = 0
+            rows = [
+                engine.attempt_row(
+                    link,
+                    operation="sync",
+                    outcome=Outcome.INFO,
+                    actor=actor,
+                    message="Unmatched accounts are now created in QuickBooks; deciding again.",
+                )
+                for link in links
+            ]
+            engine.save_links_with_attempts(links, rows)
+            done += len(links)
+    if done:
+        request_sync(connection)
+    return done
 
 
 # Accounts a bulk action changes in one transaction: a few statements each, whatever the count
@@ -500,3 +595,100 @@ def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> S
             link, operation="unsync", outcome=Outcome.INFO, actor=actor, message=RECORD_UNSYNC_MESSAGE
         )
     return link
+
+
+# --------------------------------------------------------------------------------------------
+# Problems page (issue 11): retry every record of one kind that is in Error.
+
+
+def _records_retry_page(connection: Connection, *, firm: Firm, kind: str, ids: list[int], actor: str) -> int:
+    """One page of "Retry all" for services, invoices or payments in a constant number of
+    queries: the records with their accounts, the accounts' links, the locked links, one UPDATE
+    and one INSERT. Records that may not be sent now (see `_refuse_unless_eligible`) stay as
+    they are."""
+    from practice.quickbooks import billing_status
+
+    model = billing_status._model(kind)
+    qs = model.objects.filter(firm=firm, pk__in=ids)
+    if kind != "service":
+        qs = qs.select_related("account")
+    records = {r.pk: r for r in qs}
+    account_status: dict[int, str] = {}
+    if kind != "service":
+        account_ids = sorted({r.account_id for r in records.values()})
+        account_status = dict(
+            SyncLink.objects.filter(connection=connection, kind=KIND, local_id__in=account_ids).values_list(
+                "local_id", "status"
+            )
+        )
+    with transaction.atomic():
+        links = list(
+            SyncLink.objects.select_for_update()
+            .filter(connection=connection, kind=kind, local_id__in=list(records), status=SyncStatus.ERROR)
+            .order_by("pk")
+        )
+        changed: list[SyncLink] = []
+        for link in links:
+            record = records[link.local_id]
+            acct = account_status.get(record.account_id, SyncStatus.NOT_SYNCED) if kind != "service" else None
+            if not billing_status.sync_eligibility(
+                kind, record, connection, account_status=acct, linked=bool(link.qbo_id)
+            ).ok:
+                continue
+            link.attempts = 0
+            link.next_retry_at = None
+            engine.clear_error(link)
+            link.input_hash = ""
+            if link.batch_request_id:
+                link.status = SyncStatus.SYNCING
+            else:
+                engine.clear_pending(link)
+                link.status = SyncStatus.NOT_SYNCED
+            changed.append(link)
+        attempts = [
+            engine.attempt_row(
+                link, operation="retry", outcome=Outcome.INFO, actor=actor, message=RECORD_RETRY_MESSAGE
+            )
+            for link in changed
+        ]
+        engine.save_links_with_attempts(changed, attempts)
+    return len(changed)
+
+
+def retry_errors(*, firm: Firm, kind: str, actor: str = "") -> int:
+    """ "Retry all" of one category of the problems page: every record of `kind` in Error is
+    decided afresh on the next run (accounts as "Sync again", the others as "Retry"). Returns
+    how many were changed; a few statements per page of `BULK_PAGE_SIZE`, whatever the count."""
+    from practice.quickbooks import billing_status
+
+    if kind == KIND:
+        return accounts_sync_bulk(firm=firm, action="retry_errors", account_ids=[], actor=actor)
+    if kind not in billing_status.BILLING_KINDS:
+        raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
+    connection = _require_connection(firm)
+    ids = sorted(
+        SyncLink.objects.filter(connection=connection, kind=kind, status=SyncStatus.ERROR).values_list(
+            "local_id", flat=True
+        )
+    )
+    done = 0
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        page = ids[start : start + BULK_PAGE_SIZE]
+        done += _records_retry_page(connection, firm=firm, kind=kind, ids=page, actor=actor)
+    if done:
+        request_sync(connection)
+    return done
+
+
+def retry_one(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """ "Retry" on one row of the problems page (an account, a service, an invoice or a payment)."""
+    from practice.quickbooks import billing_status
+
+    if kind == KIND:
+        account = ClientAccount.objects.filter(firm=firm, pk=local_id).first()
+        if account is None:
+            raise PermissionDenied
+        return account_sync_retry(firm=firm, account=account, actor=actor)
+    if kind not in billing_status.BILLING_KINDS:
+        raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
+    return record_retry(firm=firm, kind=kind, local_id=local_id, actor=actor)

@@ -112,7 +112,48 @@ class StatusView:
         return None
 
 
-def status_view(link: SyncLink | None, connection: Connection | None, account_name: str = "") -> StatusView:
+def idle_account_ids(connection: Connection | None, account_ids: list[int]) -> set[int]:
+    """Among `account_ids`, those the firm's rule leaves out: no invoice or payment while the
+    setup says "accounts with invoices or payments" (one query; none when every account syncs)."""
+    if connection is None or connection.account_scope == "all" or not account_ids:
+        return set()
+    from django.db.models import Exists
+
+    from practice.billing.models import Invoice, Payment
+    from practice.clients.models import ClientAccount
+
+    has_invoice = Invoice.objects.filter(account=OuterRef("pk"))
+    has_payment = Payment.objects.filter(account=OuterRef("pk"))
+    return set(
+        ClientAccount.objects.filter(pk__in=account_ids)
+        .exclude(Exists(has_invoice) | Exists(has_payment))
+        .values_list("pk", flat=True)
+    )
+
+
+def _not_synced_tooltip(link: SyncLink | None, idle: bool) -> str:
+    if idle:
+        return _(
+            "Not synced: this account has no invoices or payments yet, and QuickBooks is set to sync "
+            "only accounts with invoices or payments. Use “Sync now” on the Info tab to send it anyway."
+        )
+    if link is None or not link.qbo_id:
+        return _(
+            "Not linked to a QuickBooks customer yet; it is sent with the next sync, or use “Sync now” "
+            "on the Info tab."
+        )
+    return _("Not synced; you can sync it from the Info tab.")
+
+
+def status_view(
+    link: SyncLink | None,
+    connection: Connection | None,
+    account_name: str = "",
+    *,
+    idle: bool | None = None,
+) -> StatusView:
+    """`idle` (accounts only): whether the firm's rule leaves this account out (says why when
+    Not synced); None keeps the generic words."""
     status = link.status if link is not None else SyncStatus.NOT_SYNCED
     view = StatusView(status=status, label=status_label(status), colour=status_colour(status), tooltip="")
     if link is not None:
@@ -128,7 +169,10 @@ def status_view(link: SyncLink | None, connection: Connection | None, account_na
     if status == SyncStatus.SYNCED:
         view.tooltip = _("Linked to QuickBooks customer “%(name)s”.") % {"name": view.qbo_name}
     elif status == SyncStatus.NOT_SYNCED:
-        view.tooltip = _("Not synced; you can sync it from the Info tab.")
+        if idle is None or connection is None or not connection.is_set_up:
+            view.tooltip = _("Not synced; you can sync it from the Info tab.")
+        else:
+            view.tooltip = _not_synced_tooltip(link, idle)
     elif status == SyncStatus.SKIPPED:
         view.tooltip = _("Sync was turned off for this account; sync it again from the Info tab if needed.")
     elif status == SyncStatus.ERROR and link is not None:
@@ -163,7 +207,14 @@ def links_by_account(connection: Connection | None, account_ids: list[int]) -> d
 def account_status(*, firm: Firm, account: ClientAccount) -> StatusView:
     connection = connection_for(firm)
     link = links_by_account(connection, [account.pk]).get(account.pk)
-    return status_view(link, connection, account.name)
+    return status_view(link, connection, account.name, idle=_idle(connection, link, account.pk))
+
+
+def _idle(connection: Connection | None, link: SyncLink | None, account_id: int) -> bool:
+    """Whether one account is left out by the firm's rule (asked only when it is Not synced)."""
+    if link is not None and link.status != SyncStatus.NOT_SYNCED:
+        return False
+    return account_id in idle_account_ids(connection, [account_id])
 
 
 def annotate_status(qs: QuerySet[Any], connection: Connection | None) -> QuerySet[Any]:
@@ -212,9 +263,11 @@ def _list_context(request: HttpRequest, context: dict[str, Any]) -> dict[str, An
     connection = _request_connection(request)
     accounts = list(context.get("accounts") or [])
     links = links_by_account(connection, [a.pk for a in accounts])
+    not_synced = [a.pk for a in accounts if a.pk not in links or links[a.pk].status == SyncStatus.NOT_SYNCED]
+    idle = idle_account_ids(connection, not_synced)
     any_syncing = False
     for account in accounts:
-        account.qbo = status_view(links.get(account.pk), connection, account.name)
+        account.qbo = status_view(links.get(account.pk), connection, account.name, idle=account.pk in idle)
         any_syncing = any_syncing or account.qbo.is_syncing
     unfiltered = getattr(request, "_qbo_unfiltered", None)
     counts = status_counts(unfiltered) if unfiltered is not None else {}
@@ -240,7 +293,7 @@ def _detail_context(request: HttpRequest, context: dict[str, Any]) -> dict[str, 
     connection = _request_connection(request)
     link = links_by_account(connection, [account.pk]).get(account.pk)
     return {
-        "qbo": status_view(link, connection, account.name),
+        "qbo": status_view(link, connection, account.name, idle=_idle(connection, link, account.pk)),
         "qbo_connection": connection,
         "qbo_history": attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
     }

@@ -47,3 +47,12 @@ urlpatterns += [
     path("records/<str:kind>/<int:pk>/panel/", billing_views.record_sync_panel, name="record_sync_panel"),
     path("records/<str:kind>/<int:pk>/<str:action>/", billing_views.record_action, name="record_action"),
 ]
+
+# Problems page and its retries (practice/quickbooks/web/problems_views.py).
+from practice.quickbooks.web import problems_views  # noqa: E402
+
+urlpatterns += [
+    path("problems/", problems_views.problems_page, name="problems"),
+    path("problems/<str:kind>/<int:pk>/retry/", problems_views.problem_retry, name="problem_retry"),
+    path("problems/<str:kind>/retry-all/", problems_views.problems_retry_all, name="problems_retry_all"),
+]

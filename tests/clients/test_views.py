@@ -261,3 +261,25 @@ def test_long_names_of_individuals_and_short_company_names_need_no_confirmation(
     response = c.post(reverse("clients:account_create"), {"name": "x" * 100, "kind": "company"})
     assert response.status_code == 302
     assert 'name="accept_company_name_cut"' not in c.get(reverse("clients:account_create")).content.decode()
+
+
+def test_per_page_25_50_100(client_as, firm):
+    """The accounts list offers 25, 50 or 100 per page (issue 11); junk falls back to 25."""
+    ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=f"Client {i:03d}") for i in range(120)])
+    c = client_as("employee")
+    url = reverse("clients:account_list")
+    first = c.get(url, {"q": "client"})
+    html = first.content.decode()
+    assert len(first.context["accounts"]) == 25
+    assert 'aria-label="Accounts per page"' in html
+    assert "?q=client&amp;per_page=50" in html and "?q=client&amp;per_page=100" in html
+    for n in (50, 100):
+        response = c.get(url, {"q": "client", "per_page": n})
+        assert len(response.context["accounts"]) == n
+        assert response.context["page_obj"].paginator.num_pages == -(-120 // n)
+        assert f"per_page={n}&amp;page=2" in response.content.decode()  # paging keeps the size
+    for junk in ("7", "1000", "x", ""):
+        assert len(c.get(url, {"per_page": junk}).context["accounts"]) == 25
+    # Few accounts: no size choice to make.
+    ClientAccount.objects.filter(name__gte="Client 010").delete()
+    assert "Accounts per page" not in c.get(url).content.decode()

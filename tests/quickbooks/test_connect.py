@@ -515,11 +515,15 @@ def test_reconnect_banner(client_as, connection, who, shown):
     assert (b"qbo-reconnect-banner" in client_as(who).get(clients_page).content) is shown
 
 
-def test_banner_costs_at_most_one_query(firm, django_assert_num_queries):
+def test_banner_costs_at_most_one_query(firm, rf, django_assert_num_queries):
+    # The context processor asks once per request (connection state and any record in Error).
     template = "quickbooks/partials/banner.html"
+    request = rf.get("/")
+    request.firm = firm
+    request.membership = firm.memberships.get(role="owner")
     with django_assert_num_queries(1):
-        render_to_string(template, {"current_firm": firm, "is_owner": True})
-        render_to_string(template, {"current_firm": firm, "is_owner": True})
+        render_to_string(template, {"current_firm": firm, "is_owner": True}, request=request)
+        render_to_string(template, {"current_firm": firm, "is_owner": True}, request=request)
 
 
 # -- role matrix ---------------------------------------------------------------------------------

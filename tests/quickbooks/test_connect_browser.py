@@ -121,7 +121,15 @@ def test_owner_connects_in_the_browser_and_employee_gets_403(signed_in, live_ser
     # The sync side's preview partial arrives through htmx, read live from the company.
     page.locator("#qbo-preview").wait_for()
     assert not Connection.objects.get(firm=firm).is_set_up
-    page.get_by_role("button", name="Start syncing").click()
+    # "Start syncing" waits for the preview (issue 11): disabled until a worker has read it.
+    start = page.get_by_role("button", name="Start syncing")
+    assert start.is_disabled()
+    from tests.quickbooks.test_sync_preview import run_worker
+
+    run_worker()
+    page.locator(".qbo-preview-counts").wait_for()
+    assert start.is_enabled()
+    start.click()
     page.wait_for_url(re.compile(r".*/settings/integrations/quickbooks/$"))
     assert "QuickBooks syncing has started." in page.content()
     assert page.locator("[data-status=connected]").is_visible()

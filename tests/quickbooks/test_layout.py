@@ -25,6 +25,10 @@ LAYERS = {
     "actions": 3,
     "selectors": 3,
     "billing_status": 3,  # the selectors of services, invoices and payments
+    "history_text": 0,  # history sentences in the reader's language (models show them)
+    "problems": 3,  # the problems page's selectors and the banner's question
+    "notify": 3,  # notifications of new Errors, called after each run
+    "context_processors": 4,
     "web": 4,
 }
 LAYER_NAMES = {0: "models", 1: "connection", 2: "sync", 3: "actions", 4: "web"}

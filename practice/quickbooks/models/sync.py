@@ -134,6 +134,13 @@ class SyncAttempt(models.Model):
     def operation_label(self) -> str:
         return str(OPERATION_LABELS.get(self.operation, self.operation))
 
+    @property
+    def message_display(self) -> str:
+        """The message in the reader's language (practice/quickbooks/history_text.py)."""
+        from practice.quickbooks.history_text import translate
+
+        return translate(self.message)
+
 
 class RealmSyncState(models.Model):
     """Run bookkeeping per connection: de-duplicates queued runs and records the last run.

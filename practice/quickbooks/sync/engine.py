@@ -1277,7 +1277,29 @@ def is_connected(connection: Connection) -> bool:
     return str(getattr(connection, "status", "")) == "connected"
 
 
+# Called with (connection_id, result) after every run that ran (e.g. notifications of new
+# Errors, practice/quickbooks/notify.py). A failing callback is logged; the run stands.
+_AFTER_RUN: list[Callable[[int, RunResult], None]] = []
+
+
+def on_run_finished(callback: Callable[[int, RunResult], None]) -> None:
+    if callback not in _AFTER_RUN:
+        _AFTER_RUN.append(callback)
+
+
 def run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient | None = None) -> RunResult:
+    """One run for one connection (`_run_realm`), then the `on_run_finished` callbacks."""
+    result = _run_realm(connection_id, owner=owner, client=client)
+    if result.ran:
+        for callback in list(_AFTER_RUN):
+            try:
+                callback(connection_id, result)
+            except Exception:
+                logger.exception("qbo.run.after_run_failed connection=%s", connection_id)
+    return result
+
+
+def _run_realm(connection_id: int, *, owner: str | None = None, client: QBOClient | None = None) -> RunResult:
     """One run for one connection: claim, replay, plan + execute per kind, loop, release."""
     from practice.quickbooks.connection.client import QBOClient
     from practice.quickbooks.models import Connection

@@ -76,9 +76,15 @@ class SetupForm(forms.Form):
     )
 
     def __init__(
-        self, *args: Any, connection: Connection, accounts: list[dict[str, Any]], **kwargs: Any
+        self,
+        *args: Any,
+        connection: Connection,
+        accounts: list[dict[str, Any]],
+        actor: str = "",
+        **kwargs: Any,
     ) -> None:
         self.connection = connection
+        self.actor = actor
         self.accounts = {str(a.get("Id")): a for a in accounts if a.get("Id") is not None}
         income = _of_types(accounts, INCOME_TYPES)
         deposit = _of_types(accounts, DEPOSIT_TYPES)
@@ -123,6 +129,7 @@ class SetupForm(forms.Form):
     def save(self) -> Connection:
         data = self.cleaned_data
         c = self.connection
+        was_asking = c.unmatched_customer == "ask"
         c.account_scope = data["account_scope"]
         c.sync_start_date = data.get("sync_start_date")
         c.unmatched_customer = data["unmatched_customer"]
@@ -151,4 +158,9 @@ class SetupForm(forms.Form):
                 "updated_at",
             ]
         )
+        if was_asking and c.unmatched_customer != "ask" and c.is_set_up:
+            # Accounts in Error because no customer had their name are now created.
+            from practice.quickbooks.actions import accounts_replan_no_match
+
+            accounts_replan_no_match(connection=c, actor=self.actor)
         return c

@@ -28,6 +28,7 @@ from practice.clients.selectors import account_get
 from practice.common.permissions import manager_required, member_required
 from practice.quickbooks import actions, selectors
 from practice.quickbooks.connection.errors import QBOError, ReauthRequired
+from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync.preview import PREVIEW_NOT_CONNECTED, SyncPreview, preview_task
 
 PICKER_PAGE_SIZE = 20
@@ -42,7 +43,9 @@ def _panel_context(request: HttpRequest, account: ClientAccount) -> dict[str, An
     link = selectors.links_by_account(connection, [account.pk]).get(account.pk)
     return {
         "account": account,
-        "qbo": selectors.status_view(link, connection, account.name),
+        "qbo": selectors.status_view(
+            link, connection, account.name, idle=selectors._idle(connection, link, account.pk)
+        ),
         "qbo_connection": connection,
         "qbo_history": selectors.attempt_history(firm=request.firm, account=account),  # type: ignore[attr-defined]
     }
@@ -272,7 +275,12 @@ def account_status_poll(request: HttpRequest) -> HttpResponse:
     # Only this firm's accounts: foreign ids are silently dropped.
     own = dict(ClientAccount.objects.filter(firm=firm, pk__in=ids).values_list("pk", "name"))
     links = selectors.links_by_account(connection, list(own))
-    views = [(pk, selectors.status_view(links.get(pk), connection, name)) for pk, name in own.items()]
+    not_synced = [pk for pk in own if pk not in links or links[pk].status == SyncStatus.NOT_SYNCED]
+    idle = selectors.idle_account_ids(connection, not_synced)
+    views = [
+        (pk, selectors.status_view(links.get(pk), connection, name, idle=pk in idle))
+        for pk, name in own.items()
+    ]
     any_syncing = any(v.is_syncing for _pk, v in views)
     ctx = {"views": views, "any_syncing": any_syncing, "ids": ",".join(str(pk) for pk in own)}
     return render(request, "quickbooks/partials/account_status_poll.html", ctx)
@@ -294,7 +302,14 @@ def sync_preview(request: HttpRequest) -> HttpResponse:
     until the result is there; no web request reads QBO here.
     """
     connection = selectors.connection_for(request.firm)  # type: ignore[attr-defined]
-    ctx: dict[str, Any] = {"preview": None, "error": "", "task_id": "", "slow": False}
+    ctx: dict[str, Any] = {
+        "preview": None,
+        "error": "",
+        "task_id": "",
+        "slow": False,
+        # The owner's "Start syncing" is enabled once this answers (or is slow).
+        "can_confirm": request.membership.role == "owner",  # type: ignore[attr-defined]
+    }
     if connection is None or not connection.is_connected:
         ctx["error"] = _("QuickBooks is not connected.")
         return render(request, "quickbooks/partials/sync_preview.html", ctx)

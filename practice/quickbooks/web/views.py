@@ -263,7 +263,12 @@ def setup(request: HttpRequest) -> HttpResponse:
             request, _("We could not read the accounts from QuickBooks. Please try again in a minute.")
         )
         return _settings_redirect()
-    form = SetupForm(request.POST or None, connection=connection, accounts=accounts)
+    form = SetupForm(
+        request.POST or None,
+        connection=connection,
+        accounts=accounts,
+        actor=str(getattr(request.user, "email", "") or ""),
+    )
     if request.method == "POST" and form.is_valid():
         form.save()
         log.info("qbo.setup.saved connection=%s by=%s", connection.pk, request.user.pk)
