@@ -663,6 +663,8 @@ def retry_errors(*, firm: Firm, kind: str, actor: str = "") -> int:
 
     if kind == KIND:
         return accounts_sync_bulk(firm=firm, action="retry_errors", account_ids=[], actor=actor)
+    if kind in PAYMENT_PARTS:
+        return _payment_parts_retry(firm=firm, kind=kind, local_ids=None, actor=actor)
     if kind not in billing_status.BILLING_KINDS:
         raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
     connection = _require_connection(firm)
@@ -689,6 +691,56 @@ def retry_one(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncL
         if account is None:
             raise PermissionDenied
         return account_sync_retry(firm=firm, account=account, actor=actor)
+    if kind in PAYMENT_PARTS:
+        _payment_parts_retry(firm=firm, kind=kind, local_ids=[local_id], actor=actor)
+        link = SyncLink.objects.filter(firm=firm, kind=kind, local_id=local_id).first()
+        if link is None:
+            raise PermissionDenied
+        return link
     if kind not in billing_status.BILLING_KINDS:
         raise ValidationError({"kind": "Choose accounts, services, invoices or payments."})
     return record_retry(firm=firm, kind=kind, local_id=local_id, actor=actor)
+
+
+# A payment's refunds and its processing fee have no page or menu of their own (they show on the
+# payment's page); the problems page retries them here. They follow their payment, so a retry
+# only puts the link back to Not synced: the refund and fee kinds decide again on the next run
+# (and wait, with a message, while their payment is not in QuickBooks).
+PAYMENT_PARTS = ("refund", "fee")
+
+
+def _payment_parts_retry(*, firm: Firm, kind: str, local_ids: list[int] | None, actor: str) -> int:
+    connection = _require_connection(firm)
+    found = SyncLink.objects.filter(connection=connection, kind=kind, status=SyncStatus.ERROR)
+    if local_ids is not None:
+        found = found.filter(local_id__in=local_ids)
+    done = 0
+    ids = sorted(found.values_list("pk", flat=True))
+    for start in range(0, len(ids), BULK_PAGE_SIZE):
+        with transaction.atomic():
+            links = list(
+                SyncLink.objects.select_for_update()
+                .filter(pk__in=ids[start : start + BULK_PAGE_SIZE], status=SyncStatus.ERROR)
+                .order_by("pk")
+            )
+            for link in links:
+                link.attempts = 0
+                link.next_retry_at = None
+                engine.clear_error(link)
+                link.input_hash = ""
+                if link.batch_request_id:
+                    link.status = SyncStatus.SYNCING
+                else:
+                    engine.clear_pending(link)
+                    link.status = SyncStatus.NOT_SYNCED
+            attempts = [
+                engine.attempt_row(
+                    link, operation="retry", outcome=Outcome.INFO, actor=actor, message=RECORD_RETRY_MESSAGE
+                )
+                for link in links
+            ]
+            engine.save_links_with_attempts(links, attempts)
+            done += len(links)
+    if done:
+        request_sync(connection)
+    return done

@@ -42,6 +42,8 @@ DETAIL_URL = {
     "service": "billing:service_edit",
     "invoice": "billing:invoice_detail",
     "payment": "billing:payment_detail",
+    "refund": "billing:payment_detail",
+    "fee": "billing:payment_detail",
 }
 
 
@@ -152,10 +154,39 @@ def _names(firm: Firm, kind: str, ids: list[int]) -> dict[int, str]:
             % {"amount": amount, "date": d.isoformat(), "account": a}
             for pk, d, amount, a in payments
         }
+    if kind == "refund":
+        from practice.billing.models import Refund
+
+        refunds = Refund.objects.filter(firm=firm, pk__in=ids).values_list(
+            "pk", "date", "amount", "payment__account__name"
+        )
+        return {
+            pk: _("Refund of %(amount)s on %(date)s · %(account)s")
+            % {"amount": amount, "date": d.isoformat(), "account": a}
+            for pk, d, amount, a in refunds
+        }
+    if kind == "fee":
+        # A fee's local id is its payment's id (the "fee" kind is the payment's processing fee).
+        fees = Payment.objects.filter(firm=firm, pk__in=ids).values_list(
+            "pk", "date", "processing_fee", "account__name"
+        )
+        return {
+            pk: _("Processing fee of %(amount)s on %(date)s · %(account)s")
+            % {"amount": amount, "date": d.isoformat(), "account": a}
+            for pk, d, amount, a in fees
+        }
     return {}
 
 
+def _payment_ids_of_refunds(firm: Firm, ids: list[int]) -> dict[int, int]:
+    from practice.billing.models import Refund
+
+    return dict(Refund.objects.filter(firm=firm, pk__in=ids).values_list("pk", "payment_id"))
+
+
 def record_url(kind: str, local_id: int) -> str:
+    """Where the record opens in the app. Refunds and fees are shown on their payment's page, so
+    pass the payment's id for them."""
     name = DETAIL_URL.get(kind)
     if not name:
         return ""
@@ -195,12 +226,14 @@ def failing_records(*, firm: Firm, connection: Connection | None, kind: str, pag
         .order_by("-updated_at", "pk")[start : start + PAGE_SIZE]
     )
     names = _names(firm, kind, [link.local_id for link in links])
+    # Refunds open on their payment's page (one more query for that category only).
+    page_of = _payment_ids_of_refunds(firm, list(names)) if kind == "refund" else {}
     return [
         Problem(
             link=link,
             kind=kind,
             name=names.get(link.local_id) or _("Record %(id)s (deleted)") % {"id": link.local_id},
-            url=record_url(kind, link.local_id) if link.local_id in names else "",
+            url=record_url(kind, page_of.get(link.local_id, link.local_id)) if link.local_id in names else "",
             message=_message(link, names.get(link.local_id, "")),
             code=link.error_code,
             detail=link.error_detail,

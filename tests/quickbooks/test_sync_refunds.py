@@ -358,3 +358,38 @@ def test_turning_fees_off_keeps_expenses_but_unsync_or_delete_still_removes_them
     run(conn)
     assert [p["Id"] for p in purchases(sandbox, realm_id)] == [link(conn, "fee", kept.pk).qbo_id]
     assert link(conn, "fee", unsynced.pk).qbo_id == ""
+
+
+def test_a_failing_fee_is_on_the_problems_page_and_retry_decides_it_again(
+    firm, conn, sandbox, realm_id, service, expense, bank, client_as
+):
+    """Expenses (fees) and refunds are categories of the problems page: the row names the
+    payment, opens the payment's page (fees and refunds live there), and its Retry works."""
+    from practice.quickbooks import problems
+
+    conn.fees_enabled = True
+    conn.fee_account_id = expense
+    conn.save()
+    acct = account_create(firm=firm, name="Fee Problem Co")
+    payment = pay(firm, acct, "100.00", processing_fee="3.00")
+    run(conn)
+    assert link(conn, "fee", payment.pk).status == SyncStatus.ERROR
+    counts = {c.kind: c.count for c in problems.error_counts(conn)}
+    assert counts["fee"] == 1
+    (row,) = problems.failing_records(firm=firm, connection=conn, kind="fee")
+    assert row.name == f"Processing fee of 3.00 on {payment.date.isoformat()} · Fee Problem Co"
+    assert row.url == reverse("billing:payment_detail", kwargs={"pk": payment.pk})
+    page = client_as("owner").get(reverse("quickbooks:problems") + "?kind=fee")
+    assert page.status_code == 200 and "Processing fee of 3.00" in page.content.decode()
+
+    # The owner fixes the cause (a bank account to pay fees from) and presses Retry.
+    conn.deposit_account_id = bank
+    conn.save()
+    response = client_as("owner").post(reverse("quickbooks:problem_retry", args=["fee", payment.pk]))
+    assert response.status_code in (200, 302)
+    assert link(conn, "fee", payment.pk).status == SyncStatus.NOT_SYNCED
+    run(conn)
+    fixed = link(conn, "fee", payment.pk)
+    assert fixed.status == SyncStatus.SYNCED and fixed.qbo_id
+    assert len(purchases(sandbox, realm_id)) == 1
+    assert problems.failing_records(firm=firm, connection=conn, kind="fee") == []
