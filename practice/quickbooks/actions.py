@@ -601,6 +601,20 @@ def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> S
 # Problems page (issue 11): retry every record of one kind that is in Error.
 
 
+def _decide_again(link: SyncLink) -> None:
+    """A Retry from "Retry all" or the problems page: out of Error, attempts reset, decided afresh
+    on the next run (an unanswered write keeps its identity and is replayed as it was)."""
+    link.attempts = 0
+    link.next_retry_at = None
+    engine.clear_error(link)
+    link.input_hash = ""
+    if link.batch_request_id:
+        link.status = SyncStatus.SYNCING
+    else:
+        engine.clear_pending(link)
+        link.status = SyncStatus.NOT_SYNCED
+
+
 def _records_retry_page(connection: Connection, *, firm: Firm, kind: str, ids: list[int], actor: str) -> int:
     """One page of "Retry all" for services, invoices or payments in a constant number of
     queries: the records with their accounts, the accounts' links, the locked links, one UPDATE
@@ -635,15 +649,7 @@ def _records_retry_page(connection: Connection, *, firm: Firm, kind: str, ids: l
                 kind, record, connection, account_status=acct, linked=bool(link.qbo_id)
             ).ok:
                 continue
-            link.attempts = 0
-            link.next_retry_at = None
-            engine.clear_error(link)
-            link.input_hash = ""
-            if link.batch_request_id:
-                link.status = SyncStatus.SYNCING
-            else:
-                engine.clear_pending(link)
-                link.status = SyncStatus.NOT_SYNCED
+            _decide_again(link)
             changed.append(link)
         attempts = [
             engine.attempt_row(
@@ -724,15 +730,7 @@ def _payment_parts_retry(*, firm: Firm, kind: str, local_ids: list[int] | None, 
                 .order_by("pk")
             )
             for link in links:
-                link.attempts = 0
-                link.next_retry_at = None
-                engine.clear_error(link)
-                link.input_hash = ""
-                if link.batch_request_id:
-                    link.status = SyncStatus.SYNCING
-                else:
-                    engine.clear_pending(link)
-                    link.status = SyncStatus.NOT_SYNCED
+                _decide_again(link)
             attempts = [
                 engine.attempt_row(
                     link, operation="retry", outcome=Outcome.INFO, actor=actor, message=RECORD_RETRY_MESSAGE
