@@ -164,6 +164,10 @@ class Connection(TimeStampedModel):
     # subscription, 6190; the app refused, 3100/3200 inside an answer; the app's keys refused,
     # invalid_client). Records keep their state and in-flight writes their requestid; the engine
     # tries again at `pause_retry_at` and clears the pause when QuickBooks answers normally.
+    # Change data capture sweep (sync/drift.py): the `changedSince` of the next sweep (QBO's
+    # server time of the last response, minus an overlap) and when the last sweep ended.
+    cdc_cursor = models.DateTimeField(null=True, blank=True, editable=False)
+    cdc_swept_at = models.DateTimeField(null=True, blank=True, editable=False)
     paused_code = models.CharField(max_length=32, blank=True, editable=False)
     paused_message = models.TextField(blank=True, editable=False)
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)

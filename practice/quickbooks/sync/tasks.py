@@ -169,6 +169,18 @@ def sync_realm(connection_id: int) -> dict[str, Any]:
     return run_now(connection_id)
 
 
+@task()
+def apply_qbo_changes(connection_id: int) -> int:
+    """Look at the changes QBO told us about (webhook or CDC ChangeNotice rows) for one connection.
+
+    Enqueued by the webhook receiver after it stored the notices (it must answer Intuit within
+    3 s, so it never reads QBO itself) and by the CDC sweep. Returns how many notices it applied.
+    """
+    from practice.quickbooks.sync.drift import apply_change_notices
+
+    return apply_change_notices(connection_id)
+
+
 def sweep_now(*, all_realms: bool = False) -> int:
     """Enqueue runs for realms that need one. Returns how many were enqueued."""
     from practice.quickbooks.models import Connection, RealmSyncState, SyncLink
