@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from practice.quickbooks.history_text import translate
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 
@@ -62,23 +63,29 @@ def notify_new_errors(connection_id: int, result: Any = None) -> int:
         if changed:
             NoticeKey.objects.filter(firm=firm, subject__in=changed).delete()
         NoticeKey.objects.bulk_create([NoticeKey(firm=firm, subject=s, key=k) for s, _l, k in new])
-    labels = {kind: str(label) for kind, label in CATEGORIES}
     n = len(new)
-    title = ngettext(
-        "QuickBooks: %(n)d record could not be sent",
-        "QuickBooks: %(n)d records could not be sent",
-        n,
-    ) % {"n": n}
-    lines = [
-        f"• {labels.get(link.kind, link.kind)} #{link.local_id}: {link.error_message or link.error_kind}"
-        for _s, link, _k in new[:LISTED]
-    ]
-    if n > LISTED:
-        lines.append(_("…and %(n)d more.") % {"n": n - LISTED})
-    body = "\n".join(
-        [_("These records need your attention; the problems page says what to do about each:"), *lines]
-    )
-    notify_managers(firm=firm, title=title, body=body, url=reverse("quickbooks:problems"))
+
+    def compose() -> tuple[str, str]:
+        # Called with each recipient language active: labels and known sentences translate.
+        labels = {kind: str(label) for kind, label in CATEGORIES}
+        title = ngettext(
+            "QuickBooks: %(n)d record could not be sent",
+            "QuickBooks: %(n)d records could not be sent",
+            n,
+        ) % {"n": n}
+        lines = [
+            f"• {labels.get(link.kind, link.kind)} #{link.local_id}: "
+            f"{translate(link.error_message) or link.error_kind}"
+            for _s, link, _k in new[:LISTED]
+        ]
+        if n > LISTED:
+            lines.append(_("…and %(n)d more.") % {"n": n - LISTED})
+        body = "\n".join(
+            [_("These records need your attention; the problems page says what to do about each:"), *lines]
+        )
+        return title, body
+
+    notify_managers(firm=firm, compose=compose, url=reverse("quickbooks:problems"))
     return n
 
 

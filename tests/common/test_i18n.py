@@ -68,6 +68,23 @@ def test_placeholders_are_kept():
     assert problems == []
 
 
+# A sentence end followed at once by the next sentence's capital: two texts run together.
+RUN_TOGETHER = re.compile(r"[a-záéíóúñ)][.!?»][A-ZÁÉÍÓÚÑ¿¡]")
+
+
+def test_no_translation_has_another_text_glued_on():
+    """A bad merge of the .po once joined two msgstr blocks, so Spanish readers saw
+    "…o cree uno nuevo.Vincule «X» a un cliente…" (two messages in one)."""
+    problems = [
+        f"{describe(e)} -> {t!r}"
+        for e in entries()
+        if not RUN_TOGETHER.search(e.msgid)
+        for t in e.translations
+        if RUN_TOGETHER.search(t)
+    ]
+    assert problems == []
+
+
 def test_status_labels_are_exactly_the_product_words():
     by_id = {e.msgid: e.msgstr for e in entries() if e.msgctxt is None}
     for english, spanish in STATUS_LABELS.items():

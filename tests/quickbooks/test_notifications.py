@@ -91,3 +91,29 @@ def test_bell_list_and_mark_read(firm, asking, client_as):
     admin_item.refresh_from_db()
     assert admin_item.read_at is not None
     assert client_as("admin").get(reverse("notifications:list")).status_code == 200
+
+
+def test_each_person_is_told_in_their_own_language(firm, asking):
+    """An admin whose language is Spanish gets the bell and the e-mail in Spanish; the owner on
+    the site's default language gets English. Still one e-mail per language per run."""
+    from practice.firms.models import User
+
+    User.objects.filter(email="admin@acme.test").update(language="es")
+    accounts(firm, "Nobody Like This")
+    run(asking)
+    by_to = {tuple(m.to): m for m in mail.outbox}
+    assert sorted(by_to) == [("admin@acme.test",), ("owner@acme.test",)]
+    spanish, english = by_to[("admin@acme.test",)], by_to[("owner@acme.test",)]
+    assert english.subject == "QuickBooks: 1 record could not be sent"
+    assert "No QuickBooks customer named “Nobody Like This”" in english.body
+    assert spanish.subject == "QuickBooks: no se pudo enviar 1 registro"
+    assert "Estos registros necesitan su atención" in spanish.body
+    assert "Cuentas #" in spanish.body
+    assert "No hay ningún cliente de QuickBooks llamado «Nobody Like This»." in spanish.body
+    titles = dict(Notification.objects.values_list("user__email", "title"))
+    assert titles == {
+        "admin@acme.test": "QuickBooks: no se pudo enviar 1 registro",
+        "owner@acme.test": "QuickBooks: 1 record could not be sent",
+    }
+    run(asking)  # nothing new: nothing in either language
+    assert len(mail.outbox) == 2
