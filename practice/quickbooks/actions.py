@@ -286,57 +286,100 @@ def _linked_customer_state(firm: Firm, qbo_id: str, client: QBOClient | None) ->
         raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
 
 
+GONE_MESSAGE = "The linked QuickBooks customer no longer exists; deciding again."
+CHECK_IDS_PER_QUERY = 200  # Ids in one `Id IN (...)` query, as for invoice numbers
+
+
+def _check_skipped_customer(link: SyncLink, customer: dict[str, Any] | None) -> tuple[str, str] | None:
+    """A Skipped, linked account asked to sync again, against its QBO customer read live.
+
+    Gone (None): the link forgets it and the account is decided afresh (matched by name or
+    created). Inactive: Error offering "Reactivate and link" (the account stays out of QBO until
+    someone chooses). Active: nothing to say, it resumes. Returns (outcome, history message) for
+    the "check" line, or None when the customer is fine. The caller saves the link.
+    """
+    if customer is None:
+        link.qbo_id = ""
+        link.qbo_sync_token = ""
+        link.qbo_name = ""
+        link.pushed_hash = ""
+        link.status = SyncStatus.NOT_SYNCED  # _sync_again decides it afresh
+        engine.clear_error(link)
+        return Outcome.INFO, GONE_MESSAGE
+    if not customer.get("Active", True):
+        name = str(customer.get("DisplayName") or link.qbo_name)
+        message = f"The QuickBooks customer “{name}” is inactive."
+        engine.mark_error(
+            link,
+            error_kind="inactive_match",
+            message=message,
+            candidates=[{"id": str(customer.get("Id")), "name": name, "active": False, "entity": "Customer"}],
+        )
+        link.status = SyncStatus.ERROR  # mark_error keeps Skipped; the person asked to sync
+        return Outcome.ERROR, message
+    return None
+
+
+def _needs_customer_check(link: SyncLink | None) -> bool:
+    return (
+        link is not None and link.status == SyncStatus.SKIPPED and bool(link.qbo_id) and not link.batch_request_id
+    )
+
+
+def _skipped_customers(
+    connection: Connection, account_ids: list[int], client: QBOClient | None = None
+) -> dict[str, dict[str, Any] | None]:
+    """{QBO Id: customer or None when QBO no longer has it} for the Skipped, linked accounts among
+    `account_ids`, read live in a few queries (inactive ones included), before any lock is taken."""
+    from practice.quickbooks.connection.client import QBOClient, quote
+
+    qbo_ids = sorted(
+        {
+            link.qbo_id
+            for link in SyncLink.objects.filter(
+                connection=connection, kind=KIND, local_id__in=account_ids, status=SyncStatus.SKIPPED
+            ).exclude(qbo_id="")
+        }
+    )
+    if not qbo_ids:
+        return {}
+    client = client or QBOClient(connection)
+    found: dict[str, dict[str, Any] | None] = dict.fromkeys(qbo_ids)
+    try:
+        for start in range(0, len(qbo_ids), CHECK_IDS_PER_QUERY):
+            chunk = ", ".join(quote(i) for i in qbo_ids[start : start + CHECK_IDS_PER_QUERY])
+            for customer in client.query_all(ENTITY, f"Id IN ({chunk}) AND Active IN (true, false)"):
+                found[str(customer.get("Id"))] = customer
+    except ReauthRequired as e:
+        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
+    except QBOError as e:
+        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+    return found
+
+
 def account_sync_retry(
     *, firm: Firm, account: ClientAccount, actor: str = "", client: QBOClient | None = None
 ) -> SyncLink:
     """Sync again: a Skipped/Error/Not synced account is decided afresh (linked ones resume).
 
     A Skipped account that was linked resumes only if its QBO customer still exists and is
-    active (read live first): one deleted meanwhile is decided afresh (matched by name or
-    created), an inactive one becomes an Error offering "Reactivate and link"."""
+    active (read live first, `_check_skipped_customer`)."""
     connection = _require_connection(firm)
     if account.archived:
         raise SyncActionError("Archived accounts are not synced. Restore the account first.")
     existing = SyncLink.objects.filter(connection=connection, kind=KIND, local_id=account.pk).first()
     customer: dict[str, Any] | None = {}
-    if existing is not None and existing.status == SyncStatus.SKIPPED and existing.qbo_id:
+    if _needs_customer_check(existing):
+        assert existing is not None
         customer = _linked_customer_state(firm, existing.qbo_id, client)
     with transaction.atomic():
         link = _locked_link(connection, account)
-        if link.status == SyncStatus.SKIPPED and link.qbo_id and not link.batch_request_id:
-            if customer is None:  # deleted in QuickBooks meanwhile: decide afresh
-                link.qbo_id = ""
-                link.qbo_sync_token = ""
-                link.qbo_name = ""
-                link.pushed_hash = ""
-                link.status = SyncStatus.NOT_SYNCED  # _sync_again below decides it afresh
-                engine.clear_error(link)
-                link.save()
-                engine.record_attempt(
-                    link,
-                    operation="check",
-                    outcome=Outcome.INFO,
-                    actor=actor,
-                    message="The linked QuickBooks customer no longer exists; deciding again.",
-                )
-            elif customer and not customer.get("Active", True):
-                name = str(customer.get("DisplayName") or link.qbo_name)
-                message = f"The QuickBooks customer “{name}” is inactive."
-                engine.mark_error(
-                    link,
-                    error_kind="inactive_match",
-                    message=message,
-                    candidates=[
-                        {"id": str(customer.get("Id")), "name": name, "active": False, "entity": "Customer"}
-                    ],
-                )
-                link.status = SyncStatus.ERROR  # mark_error keeps Skipped; the person asked to sync
-                link.save()
-                engine.record_attempt(
-                    link, operation="check", outcome=Outcome.ERROR, actor=actor, message=message
-                )
+        if _needs_customer_check(link) and (checked := _check_skipped_customer(link, customer)):
+            outcome, message = checked
+            link.save()
+            engine.record_attempt(link, operation="check", outcome=outcome, actor=actor, message=message)
+            if link.status == SyncStatus.ERROR:
                 return link
-        link = _locked_link(connection, account)
         if not _sync_again(link):
             return link
         link.save()
@@ -392,7 +435,15 @@ BULK_PAGE_SIZE = 500
 BULK_ACTIONS = ("sync", "unsync", "retry_errors")
 
 
-def _bulk_page(connection: Connection, *, firm: Firm, action: str, account_ids: list[int], actor: str) -> int:
+def _bulk_page(
+    connection: Connection,
+    *,
+    firm: Firm,
+    action: str,
+    account_ids: list[int],
+    actor: str,
+    customers: dict[str, dict[str, Any] | None],
+) -> int:
     """One page of a bulk action in a constant number of queries: read the accounts, create the
     links they lack, lock the links, then one UPDATE and one INSERT of history rows."""
     accounts = ClientAccount.objects.filter(firm=firm, pk__in=account_ids)
@@ -416,17 +467,33 @@ def _bulk_page(connection: Connection, *, firm: Firm, action: str, account_ids: 
             .order_by("pk")  # one lock order for every runner: no deadlock between two bulk actions
         )
         changed: list[SyncLink] = []
+        attempts = []
+        operation, message = ("unsync", UNSYNC_MESSAGE) if action == "unsync" else ("sync", RETRY_MESSAGE)
         for link in links:
             if action == "unsync":
                 _turn_off(link)
-            elif not _sync_again(link):
-                continue
-            changed.append(link)
-        operation, message = ("unsync", UNSYNC_MESSAGE) if action == "unsync" else ("sync", RETRY_MESSAGE)
-        attempts = [
-            engine.attempt_row(link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message)
-            for link in changed
-        ]
+                changed.append(link)
+            else:
+                # A Skipped, linked account: the same live check as the single "Sync again".
+                checked = None
+                if _needs_customer_check(link) and link.qbo_id in customers:
+                    checked = _check_skipped_customer(link, customers[link.qbo_id])
+                if checked:
+                    changed.append(link)
+                    attempts.append(
+                        engine.attempt_row(
+                            link, operation="check", outcome=checked[0], actor=actor, message=checked[1]
+                        )
+                    )
+                    if link.status == SyncStatus.ERROR:
+                        continue
+                if not _sync_again(link):
+                    continue
+                if not checked:
+                    changed.append(link)
+            attempts.append(
+                engine.attempt_row(link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message)
+            )
         engine.save_links_with_attempts(changed, attempts)
     return len(changed)
 
@@ -449,7 +516,10 @@ def accounts_sync_bulk(*, firm: Firm, action: str, account_ids: Iterable[int], a
     done = 0
     for start in range(0, len(ids), BULK_PAGE_SIZE):
         page = ids[start : start + BULK_PAGE_SIZE]
-        done += _bulk_page(connection, firm=firm, action=action, account_ids=page, actor=actor)
+        customers = _skipped_customers(connection, page) if action != "unsync" else {}
+        done += _bulk_page(
+            connection, firm=firm, action=action, account_ids=page, actor=actor, customers=customers
+        )
     if done and action != "unsync":
         request_sync(connection)
     return done

@@ -211,3 +211,47 @@ def test_history_lines_are_translated(firm, connection, client_as):
         assert translate("QuickBooks said something new.") == "QuickBooks said something new."
     with translation.override("en"):
         assert translate("Asked to retry.") == "Asked to retry."
+
+
+def test_bulk_sync_again_checks_each_skipped_customer(firm, connection, client_as):
+    """"Sync selected" on Skipped accounts does the single action's live check, in one QBO query
+    for the page: the one whose customer was made inactive shows Error offering "Reactivate and
+    link", the one whose customer is gone is decided afresh, the active one resumes."""
+    from practice.quickbooks import actions
+
+    conn = set_up(connection)
+    inactive, gone, fine = accounts(firm, "Cool Cars", "Bulk Gone Client", "Brand New Bulk Client")
+    run(conn)
+    ids = [inactive.pk, gone.pk, fine.pk]
+    assert actions.accounts_sync_bulk(firm=firm, action="unsync", account_ids=ids, actor="x") == 3
+    client = QBOClient(conn)
+    qbo_id = link_of(conn, inactive).qbo_id
+    current = client.read("Customer", qbo_id)
+    client.update(
+        "Customer",
+        {"Id": qbo_id, "SyncToken": current["SyncToken"], "Active": False},
+        request_id="test-bulk-deactivate",
+    )
+    (was,) = qbo_customers(conn, "Bulk Gone Client")
+    SyncLink.objects.filter(kind="customer", local_id=gone.pk).update(qbo_id="999999", qbo_name="Gone")
+    fine_id = link_of(conn, fine).qbo_id
+
+    owner = client_as("owner")
+    response = owner.post(reverse("quickbooks:accounts_bulk"), {"action": "sync", "ids": ids})
+    assert response.status_code == 302
+
+    link = link_of(conn, inactive)
+    assert (link.status, link.error_kind, link.qbo_id) == (SyncStatus.ERROR, "inactive_match", qbo_id)
+    assert link.error_message == "The QuickBooks customer “Cool Cars” is inactive."
+    link = link_of(conn, gone)
+    assert (link.status, link.qbo_id) == (SyncStatus.SYNCING, "")
+    assert (link_of(conn, fine).status, link_of(conn, fine).qbo_id) == (SyncStatus.SYNCED, fine_id)
+    checks = SyncAttempt.objects.filter(operation="check").order_by("link__local_id")
+    assert [(a.link.local_id, a.outcome) for a in checks] == [(inactive.pk, "error"), (gone.pk, "info")]
+    assert SyncAttempt.objects.filter(operation="sync", actor="owner@acme.test").count() == 2  # not the inactive
+
+    run(conn)
+    assert link_of(conn, gone).status == SyncStatus.SYNCED
+    assert link_of(conn, gone).qbo_id == was["Id"]  # matched by name again, not duplicated
+    assert len(qbo_customers(conn, "Bulk Gone Client")) == 1
+    assert link_of(conn, inactive).status == SyncStatus.ERROR  # waits for a person's choice
