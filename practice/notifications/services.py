@@ -29,9 +29,7 @@ def managers(firm: Firm) -> list[User]:
     )
 
 
-def notify_managers(
-    *, firm: Firm, compose: Callable[[], tuple[str, str]], url: str = ""
-) -> int:
+def notify_managers(*, firm: Firm, compose: Callable[[], tuple[str, str]], url: str = "") -> int:
     """One notification per owner/admin and one e-mail per language to them. Returns how many people.
 
     `compose()` returns (title, body); it is called once per language in use among the

@@ -321,9 +321,9 @@ def _check_skipped_customer(link: SyncLink, customer: dict[str, Any] | None) -> 
 
 
 def _needs_customer_check(link: SyncLink | None) -> bool:
-    return (
-        link is not None and link.status == SyncStatus.SKIPPED and bool(link.qbo_id) and not link.batch_request_id
-    )
+    if link is None or link.status != SyncStatus.SKIPPED:
+        return False
+    return bool(link.qbo_id) and not link.batch_request_id
 
 
 def _skipped_customers(
@@ -491,9 +491,10 @@ def _bulk_page(
                     continue
                 if not checked:
                     changed.append(link)
-            attempts.append(
-                engine.attempt_row(link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message)
+            row = engine.attempt_row(
+                link, operation=operation, outcome=Outcome.INFO, actor=actor, message=message
             )
+            attempts.append(row)
         engine.save_links_with_attempts(changed, attempts)
     return len(changed)
 

@@ -214,7 +214,7 @@ def test_history_lines_are_translated(firm, connection, client_as):
 
 
 def test_bulk_sync_again_checks_each_skipped_customer(firm, connection, client_as):
-    """"Sync selected" on Skipped accounts does the single action's live check, in one QBO query
+    """ "Sync selected" on Skipped accounts does the single action's live check, in one QBO query
     for the page: the one whose customer was made inactive shows Error offering "Reactivate and
     link", the one whose customer is gone is decided afresh, the active one resumes."""
     from practice.quickbooks import actions
@@ -248,7 +248,8 @@ def test_bulk_sync_again_checks_each_skipped_customer(firm, connection, client_a
     assert (link_of(conn, fine).status, link_of(conn, fine).qbo_id) == (SyncStatus.SYNCED, fine_id)
     checks = SyncAttempt.objects.filter(operation="check").order_by("link__local_id")
     assert [(a.link.local_id, a.outcome) for a in checks] == [(inactive.pk, "error"), (gone.pk, "info")]
-    assert SyncAttempt.objects.filter(operation="sync", actor="owner@acme.test").count() == 2  # not the inactive
+    # Asked to sync: the gone and the active one, not the inactive one.
+    assert SyncAttempt.objects.filter(operation="sync", actor="owner@acme.test").count() == 2
 
     run(conn)
     assert link_of(conn, gone).status == SyncStatus.SYNCED
