@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -178,13 +179,18 @@ def test_cloudevents_delivery_is_signed_and_aggregated(sandbox, receiver_factory
     assert first["time"] == "2026-11-28T16:15:30.000Z"
     assert first["source"].startswith("intuit.")
     assert first["data"] == {}
+    # <uuid>-<Entity>-<entityId>, as in Intuit's newest examples (qbo-api.md §9.4).
+    assert [
+        re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-(\w+)-(\d+)", e["id"]).groups()[1:]
+        for e in events
+    ] == [("Customer", "58"), ("Invoice", "130"), ("Payment", "7")]
     assert len({e["id"] for e in events}) == 3
     (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"])
     assert delivery.events == 3
     assert [a.status_code for a in delivery.attempts] == [200]
 
 
-def test_legacy_format_groups_realms(sandbox, receiver_factory):
+def test_legacy_format_sends_one_realm_per_post(sandbox, receiver_factory):
     receiver = receiver_factory()
     app, realm_a = connected_app(sandbox, receiver, webhook_format="legacy")
     realm_b = str(next(_realm_ids))
@@ -196,21 +202,30 @@ def test_legacy_format_groups_realms(sandbox, receiver_factory):
         sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Create", STAMP)
         sandbox.webhooks.entity_changed(realm_b, "Invoice", "9", "Void", STAMP)
         sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Update", STAMP)
-        wait_for(lambda: receiver.requests)
+        wait_for(lambda: len(receiver.requests) == 2)
     finally:
         sandbox.config.webhook_delay_seconds = 0.2
     time.sleep(0.3)
-    assert len(receiver.requests) == 1
-    body = receiver.requests[0]["body"]
-    headers = {k.lower(): v for k, v in receiver.requests[0]["headers"].items()}
-    assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
-    payload = json.loads(body)
-    notes = {n["realmId"]: n["dataChangeEvent"]["entities"] for n in payload["eventNotifications"]}
+    # Both realms' changes fell in one window, yet each realm gets a POST of its own: Intuit
+    # "only uses one [realm] at this time" (qbo-api.md §9.4, correcting §9.1).
+    assert len(receiver.requests) == 2
+    notes = {}
+    for request in receiver.requests:
+        body = request["body"]
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
+        (note,) = json.loads(body)["eventNotifications"]
+        notes[note["realmId"]] = note["dataChangeEvent"]["entities"]
+    # lastUpdated in UTC with milliseconds and a Z, as Intuit's recent examples (§9.4).
     assert notes[realm_a] == [
-        {"name": "Customer", "id": "1", "operation": "Create", "lastUpdated": STAMP},
-        {"name": "Customer", "id": "1", "operation": "Update", "lastUpdated": STAMP},
+        {"name": "Customer", "id": "1", "operation": "Create", "lastUpdated": "2026-11-28T16:15:30.000Z"},
+        {"name": "Customer", "id": "1", "operation": "Update", "lastUpdated": "2026-11-28T16:15:30.000Z"},
     ]
-    assert notes[realm_b] == [{"name": "Invoice", "id": "9", "operation": "Void", "lastUpdated": STAMP}]
+    assert notes[realm_b] == [
+        {"name": "Invoice", "id": "9", "operation": "Void", "lastUpdated": "2026-11-28T16:15:30.000Z"}
+    ]
+    logged = sorted(d.realm_ids for d in deliveries_for(sandbox, app))
+    assert logged == sorted([[realm_a], [realm_b]])
 
 
 def test_changes_after_the_window_make_a_second_notification(sandbox, receiver_factory):
