@@ -49,7 +49,13 @@ def test_cdc_answers_each_entity_in_the_order_asked(api: Api) -> None:
     data = _cdc(api, "Invoice,customer,Payment,Customer", since).json()
     # Names are matched in any case and asked once; unchanged Invoice and Payment are {}.
     assert data["CDCResponse"] == [
-        {"QueryResponse": [{}, {"Customer": [cust], "startPosition": 1, "maxResults": 1, "totalCount": 1}, {}]}
+        {
+            "QueryResponse": [
+                {},
+                {"Customer": [cust], "startPosition": 1, "maxResults": 1, "totalCount": 1},
+                {},
+            ]
+        }
     ]
 
 
