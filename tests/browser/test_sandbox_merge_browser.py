@@ -77,3 +77,21 @@ def test_merge_customer_by_keyboard(browser_sandbox, sandbox_page) -> None:
         f"Not merged: Customer {other} is inactive; make it active before merging into it."
     )
     assert axe_violations(page) == []
+
+
+def test_make_inactive_by_keyboard(browser_sandbox, sandbox_page) -> None:
+    """The issue's demo: a customer made inactive in the sandbox's own pages."""
+    server = browser_sandbox
+    realm = server.create_realm(name="Inactive Browser Co")
+    (cust,) = server.bulk_insert(realm, "Customer", [{"DisplayName": "Dormant Dental"}])
+    page = sandbox_page
+    page.goto(f"{server.url}/app/customerdetail?nameId={cust}&realmId={realm}")
+    button = page.get_by_role("button", name="Make inactive")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect()(page.get_by_role("status")).to_have_text("This customer is now inactive.")
+    assert server.read(realm, "Customer", cust)["Active"] is False
+    assert axe_violations(page) == []
+    page.get_by_role("button", name="Make active").press("Enter")
+    expect()(page.get_by_role("status")).to_have_text("This customer is now active.")
+    assert server.read(realm, "Customer", cust)["Active"] is True

@@ -244,8 +244,9 @@ def test_items_page_and_missing_records(sandbox: SandboxServer, api: Api) -> Non
 
 
 def _form(page: str) -> dict[str, str]:
-    action = re.search(r'<form class="merge" method="post" action="([^"]+)">', page)
-    csrf = re.search(r'<input type="hidden" name="csrf" value="([0-9a-f]+)">', page)
+    action = re.search(r'<form class="act merge" method="post" action="([^"]+)">', page)
+    form = page.split('<form class="act merge"', 1)[1]
+    csrf = re.search(r'<input type="hidden" name="csrf" value="([0-9a-f]+)">', form)
     assert action and csrf, page
     return {"action": html.unescape(action.group(1)), "csrf": csrf.group(1)}
 
@@ -331,3 +332,71 @@ def test_merge_form_needs_the_control_token_when_one_is_set() -> None:
         ok = httpx.post(url, data={"csrf": form["csrf"], "into_id": b, "control_token": "tok-123"})
         assert ok.status_code == 303
         assert server.read(realm, "Customer", a) is None
+
+
+def _status_form(page: str) -> dict[str, str]:
+    form = page.split('<form class="act status"', 1)[1].split("</form>", 1)[0]
+    action = re.search(r'method="post" action="([^"]+)"', form)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    active = re.search(r'name="active" value="(true|false)"', form)
+    button = re.search(r"<button[^>]*>([^<]+)</button>", form)
+    assert action and csrf and active and button, form
+    return {
+        "action": html.unescape(action.group(1)),
+        "csrf": csrf.group(1),
+        "active": active.group(1),
+        "button": button.group(1),
+    }
+
+
+def test_make_inactive_and_active_again(sandbox: SandboxServer, api: Api) -> None:
+    """QBO's own "Make inactive" (what the issue's demo does in the sandbox's pages), through the
+    API's rules and notifying apps like an API write."""
+    cust = api.create("Customer", customer_body("Dormant Dental"))
+    api.create("Customer", customer_body("Busy Dental"))  # so the page has a merge form too
+    form = _status_form(_detail(sandbox, api.realm_id, cust["Id"]).text)
+    assert (form["button"], form["active"]) == ("Make inactive", "false")
+    url = f"{sandbox.url}{form['action']}"
+    # Forged or another form's token: refused, nothing changes.
+    merge_token = _form(_detail(sandbox, api.realm_id, cust["Id"]).text)["csrf"]
+    assert httpx.post(url, data={"csrf": merge_token, "active": "false"}).status_code == 403
+    assert httpx.post(url, data={"active": "false"}).status_code == 403
+    assert httpx.post(url, data={"csrf": form["csrf"], "active": "maybe"}).status_code == 400
+    assert api.read("Customer", cust["Id"])["Active"] is True
+
+    resp = httpx.post(url, data={"csrf": form["csrf"], "active": "false"})
+    assert resp.status_code == 303
+    assert resp.headers["location"] == (
+        f"/app/customerdetail?nameId={cust['Id']}&realmId={api.realm_id}&done=inactive"
+    )
+    page = httpx.get(f"{sandbox.url}{resp.headers['location']}").text
+    assert '<p class="notice" role="status">This customer is now inactive.</p>' in page
+    assert '<span class="badge inactive">Inactive</span>' in page
+    after = api.read("Customer", cust["Id"])
+    assert (after["Active"], after["SyncToken"]) == (False, "1")
+    # The same change an API client would make: CDC shows it.
+    since = cust["MetaData"]["LastUpdatedTime"]
+    cdc = api.get("/cdc", params={"entities": "Customer", "changedSince": since}).json()
+    assert after in cdc["CDCResponse"][0]["QueryResponse"][0]["Customer"]
+
+    again = _status_form(page)
+    assert (again["button"], again["active"]) == ("Make active", "true")
+    back = httpx.post(f"{sandbox.url}{again['action']}", data={"csrf": again["csrf"], "active": "true"})
+    assert back.status_code == 303 and back.headers["location"].endswith("&done=active")
+    assert api.read("Customer", cust["Id"])["Active"] is True
+    # A stale "done=inactive" link doesn't claim what is no longer true.
+    stale = _get(sandbox, "/app/customerdetail", nameId=cust["Id"], realmId=api.realm_id, done="inactive")
+    assert 'class="notice"' not in stale.text
+
+
+def test_make_inactive_refused_with_an_open_balance(sandbox: SandboxServer, api: Api) -> None:
+    cust = api.create("Customer", customer_body("Owes Money"))
+    api.create("Invoice", invoice_body(cust["Id"], 12.5))
+    form = _status_form(_detail(sandbox, api.realm_id, cust["Id"]).text)
+    resp = httpx.post(f"{sandbox.url}{form['action']}", data={"csrf": form["csrf"], "active": "false"})
+    assert resp.status_code == 400
+    assert (
+        '<p class="problem" role="alert">Not changed: Business Validation Error: Delete List Has Balance '
+        "Error: This customer cannot be deleted because it has a non-zero balance</p>"
+    ) in resp.text
+    assert api.read("Customer", cust["Id"])["Active"] is True
