@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from qbo_sandbox import batch_faults, clock, errors, money, more_entities, query, recurring
+from qbo_sandbox import batch_faults, clock, errors, merge, money, more_entities, query, recurring
 from qbo_sandbox.config import ConfigError, SandboxConfig
 from qbo_sandbox.entities import BY_PATH, SPECS, TRANSACTION
 from qbo_sandbox.jsoncheck import check_json_shape
@@ -757,7 +757,7 @@ class Api:
                 "changedSince",
             )
         cutoff = since.timestamp()
-        specs = []
+        specs: list[Any] = []
         for name in names:
             spec = next((s for s in SPECS.values() if s.name.lower() == name.lower()), None)
             if spec is None or name in CDC_UNSUPPORTED or not spec.cdc:
@@ -767,7 +767,8 @@ class Api:
                     f"QueryValidationError: CDC is not supported for entity {name}",
                     "entities",
                 )
-            specs.append(spec)
+            if spec not in specs:  # "Customer,customer" asks once
+                specs.append(spec)
         found: list[tuple[float, str, dict[str, Any]]] = []
         for spec in specs:
             for obj in realm.data.get(spec.name, {}).values():
@@ -778,14 +779,20 @@ class Api:
                 stamp = clock.parse_stamp(tomb["MetaData"]["LastUpdatedTime"])
                 if stamp is not None and stamp.timestamp() >= cutoff:
                     found.append((stamp.timestamp(), spec.name, tomb))
+        # At most cdc_max_results objects across all entities, the oldest kept (which ones QBO
+        # keeps is unknown, §9.4); a client that gets a full response splits its window.
         found.sort(key=lambda t: t[0])
         found = found[: cfg.cdc_max_results]
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[dict[str, Any]]] = {spec.name: [] for spec in specs}
         for _, name, obj in found:
-            groups.setdefault(name, []).append(obj)
+            groups[name].append(obj)
+        # One QueryResponse per requested entity, `{}` for one without changes, each non-empty one
+        # with totalCount, as a live sandbox answers (§9.4, reported); startPosition/maxResults as
+        # the SDKs' CDC samples show them (§9.3).
         responses: list[dict[str, Any]] = [
-            {name: objs, "startPosition": 1, "maxResults": len(objs)} for name, objs in groups.items()
-        ] or [{}]
+            {name: objs, "startPosition": 1, "maxResults": len(objs), "totalCount": len(objs)} if objs else {}
+            for name, objs in groups.items()
+        ]
         return {"CDCResponse": [{"QueryResponse": responses}], "time": clock.envelope_stamp()}
 
 
@@ -972,6 +979,7 @@ class Control:
             Route(f"{p}/realms/{{realm}}/counters/reset", self.reset_counters, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/bulk/{{entity}}", self.bulk, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/revoke", self.revoke, methods=["POST"]),
+            Route(f"{p}/realms/{{realm}}/merge", self.merge, methods=["POST"]),
             Route(f"{p}/realms/{{realm}}/query", self.peek_query, methods=["GET", "POST"]),
             Route(f"{p}/realms/{{realm}}/entities/{{entity}}/{{obj_id}}", self.peek_read, methods=["GET"]),
             Route(f"{p}/apps", self.create_app, methods=["POST"]),
@@ -1132,7 +1140,7 @@ class Control:
         if not webhooks:
             sb = self.sb
 
-            def quiet(*_: Any) -> None:
+            def quiet(*_: Any, **__: Any) -> None:
                 sb.dirty = True
 
             realm.on_change = quiet
@@ -1190,6 +1198,29 @@ class Control:
             tomb = realm.tombstones.get(spec.name, {}).get(request.path_params["obj_id"])
             return _json(tomb or {"error": "not found"}, 404)
         return _json({spec.name: obj})
+
+    async def merge(self, request: Request) -> Response:
+        """Merge two name-list records as QBO's own UI does (merge.py): `{"entity": "Customer",
+        "from_id": "27", "into_id": "123"}` -> the survivor, the merged-away Id and what moved."""
+        realm = self._realm(request)
+        if realm is None:
+            return self._missing()
+        data = await _body(request)
+        entity = _optional_str(data, "entity") or ""
+        ids = {}
+        for name in ("from_id", "into_id"):
+            value = data.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if value is not None and not isinstance(value, str):
+                raise _ControlError(400, f"{name} must be an Id (a string of digits)", name)
+            ids[name] = (value or "").strip()
+        try:
+            result = merge.merge(realm, entity, ids["from_id"], ids["into_id"])
+        except merge.MergeError as exc:
+            return _json({"error": str(exc), "field": exc.field}, 400)
+        self.sb.dirty = True
+        return _json(result)
 
     async def revoke(self, request: Request) -> Response:
         if not self._realm(request):
@@ -1298,7 +1329,7 @@ def create_app(
     routes: list[BaseRoute] = [Route("/v3/company/{realm}/{rest:path}", api, methods=["GET", "POST"])]
     routes += Control(sandbox, control_token).routes()
     routes += sandbox.oauth.routes(sandbox)
-    routes += WebUI(sandbox).routes()
+    routes += WebUI(sandbox, control_token).routes()
     app = _SandboxApp(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox
     return app

@@ -143,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("--detail", default=None, help="item_fault: the Fault's Detail text")
     fault.add_argument("--url", default=url_default)
 
+    merge = sub.add_parser(
+        "merge", help="merge two customers, vendors, employees, items, accounts or classes (QBO's UI)"
+    )
+    merge.add_argument("--realm", required=True)
+    merge.add_argument("--entity", default="Customer", help="default Customer")
+    merge.add_argument("--from", dest="from_id", required=True, help="Id of the record merged away")
+    merge.add_argument("--into", dest="into_id", required=True, help="Id of the record kept")
+    merge.add_argument("--url", default=url_default)
+
     counters = sub.add_parser("counters", help="a realm's request counters")
     counters.add_argument("--realm", required=True)
     counters.add_argument("--url", default=url_default)
@@ -220,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
                 {k: v for k, v in spec.items() if v is not None},
             )
         )
+    elif args.command == "merge":
+        body = {"entity": args.entity, "from_id": args.from_id, "into_id": args.into_id}
+        _print(_call(args.url, "POST", f"/_sandbox/realms/{args.realm}/merge", body))
     elif args.command == "counters":
         _print(_call(args.url, "GET", f"/_sandbox/realms/{args.realm}/counters"))
     elif args.command == "config":

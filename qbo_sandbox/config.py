@@ -30,6 +30,9 @@ _ZERO_ALLOWED = {
     "webhook_max_retries",
 }
 _OPTIONAL = {"public_base_url"}
+# Whole-number knobs where null has a meaning of its own (webhook_max_retries: null = no limit).
+_OPTIONAL_INT = {"webhook_max_retries"}
+_CHOICES = {"throttle_body": ("xml", "json"), "webhook_cloudevents_data": ("empty", "absent")}
 
 
 class ConfigError(ValueError):
@@ -43,9 +46,11 @@ class ConfigError(ValueError):
 def _checked(key: str, current: Any, value: Any) -> Any:
     """`value` converted to the type of the knob's current value, or ConfigError."""
     if value is None:
-        if key in _OPTIONAL:
+        if key in _OPTIONAL or key in _OPTIONAL_INT:
             return None
         raise ConfigError(key, f"{key} must not be null")
+    if current is None and key in _OPTIONAL_INT:
+        current = 0  # checked as the whole number it becomes
     if isinstance(current, bool):
         if isinstance(value, bool):
             return value
@@ -70,8 +75,8 @@ def _checked(key: str, current: Any, value: Any) -> Any:
         return number
     if not isinstance(value, str):
         raise ConfigError(key, f"{key} must be a string, not {value!r}")
-    if key == "throttle_body" and value not in ("xml", "json"):
-        raise ConfigError(key, f"throttle_body must be xml or json, not {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(key, f"{key} must be {' or '.join(_CHOICES[key])}, not {value!r}")
     return value
 
 
@@ -140,7 +145,13 @@ class SandboxConfig:
     auth_code_ttl: int = 300
     # Webhooks (owned by qbo_sandbox/webhooks.py).
     webhook_delay_seconds: float = 1.0
-    webhook_max_retries: int = 3
+    # Retries after a failed delivery. Intuit never gives up: 0 s, 10 s, 20 s, 30 s, 5 min, 20 min,
+    # 2 h, 4 h, 6 h, then every 6 h (qbo-api.md §9.4, WHMON), so null (the default) means no limit;
+    # a number stops after that many retries (the delivery is then "failed"), for tests.
+    webhook_max_retries: int | None = None
+    # CloudEvents `data` of events other than merges: "empty" sends {}, "absent" leaves the member
+    # out (both occur in Intuit's examples, §9.4); a merge always carries {"deletedid": ...}.
+    webhook_cloudevents_data: str = "empty"
     # Intuit wants the 200 within 3 s (BLOG-WHMON); a slower answer counts as a failed attempt.
     webhook_timeout_seconds: float = 3.0
     public_base_url: str | None = None

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from qbo_sandbox import clock, errors
 from qbo_sandbox import money as money_rules
@@ -32,7 +32,22 @@ from qbo_sandbox.entities import (
 )
 
 Obj = dict[str, Any]
-ChangeHook = Callable[[str, str, str, str, str], None]
+
+
+class ChangeHook(Protocol):
+    """Told of every change: realm, entity, Id, operation, when; a Merge also names the loser."""
+
+    def __call__(
+        self,
+        realm_id: str,
+        entity: str,
+        entity_id: str,
+        operation: str,
+        when: str,
+        *,
+        deleted_id: str | None = None,
+    ) -> None: ...
+
 
 USD = {"value": "USD", "name": "United States Dollar"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -92,6 +107,8 @@ class Realm:
         self.data: dict[str, dict[str, Obj]] = {name: {} for name in SPECS}
         self.sequences: dict[str, int] = {}
         self.tombstones: dict[str, dict[str, Obj]] = {}
+        # Records merged away (merge.py): entity -> {merged-away Id: survivor Id}.
+        self.merged: dict[str, dict[str, str]] = {}
         self.on_change: ChangeHook | None = None
         # (TxnType, TxnId) -> {payment id: amount applied}
         self.applied: dict[tuple[str, str], dict[str, float]] = {}
@@ -112,6 +129,7 @@ class Realm:
             "data": self.data,
             "sequences": self.sequences,
             "tombstones": self.tombstones,
+            "merged": self.merged,
         }
 
     @classmethod
@@ -122,6 +140,7 @@ class Realm:
             realm.data.setdefault(name, {}).update(table)
         realm.sequences = dict(d.get("sequences", {}))
         realm.tombstones = d.get("tombstones", {})
+        realm.merged = d.get("merged", {})
         realm.rebuild_indexes()
         return realm
 
@@ -235,9 +254,11 @@ class Realm:
         now = clock.now()
         return now, clock.meta_stamp(now)
 
-    def _emit(self, entity: str, obj_id: str, operation: str, when: str) -> None:
+    def _emit(
+        self, entity: str, obj_id: str, operation: str, when: str, *, deleted_id: str | None = None
+    ) -> None:
         if self.on_change is not None:
-            self.on_change(self.realm_id, entity, obj_id, operation, when)
+            self.on_change(self.realm_id, entity, obj_id, operation, when, deleted_id=deleted_id)
 
     def display_name(self, entity: str, obj: Obj) -> str | None:
         """The `name` QBO puts into a reference to `obj` (hierarchical lists use the full path)."""

@@ -192,6 +192,12 @@ class SandboxServer:
             body["rate"] = rate
         return dict(self._call("POST", f"/_sandbox/realms/{realm_id}/sales-tax", json=body))
 
+    def merge(self, realm_id: str, entity: str, from_id: str, into_id: str) -> dict[str, Any]:
+        """Merge `from_id` into `into_id` (Customer, Vendor, Employee, Item, Account, Class) as
+        QBO's own UI does; returns {"entity", "survivor", "deleted_id", "moved"}."""
+        body = {"entity": entity, "from_id": from_id, "into_id": into_id}
+        return dict(self._call("POST", f"/_sandbox/realms/{realm_id}/merge", json=body))
+
     def clear_faults(self, realm_id: str) -> None:
         self._call("DELETE", f"/_sandbox/realms/{realm_id}/faults")
 

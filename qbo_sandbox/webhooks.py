@@ -1,10 +1,12 @@
-"""Webhook notifications of the sandbox (qbo-api.md §9.1 legacy, §9.2 CloudEvents).
+"""Webhook notifications of the sandbox (qbo-api.md §9.1 legacy, §9.2 CloudEvents, §9.4 corrections).
 
 Every write calls ``entity_changed``; events are buffered per realm and, ``webhook_delay_seconds``
 after the first one of a batch, sent to each app connected to that realm that has a webhook URL,
-signed with the app's verifier token. Deliveries to one app go one at a time and in order, as
-Intuit holds back later events until the earlier one is acknowledged (BLOG-WHMON); a failed
-delivery is retried on Intuit's schedule compressed by ``config.time_scale``.
+signed with the app's verifier token. Each POST carries one realm (§9.4: Intuit sends "one realm
+ID at a time"). Deliveries to one app go one at a time and in order, as Intuit holds back later
+events until the earlier one is acknowledged (WHMON); a failed delivery is retried on Intuit's
+schedule (0 s, 10 s, 20 s, 30 s, 5 min, 20 min, 2 h, 4 h, 6 h, then every 6 h, without end unless
+``webhook_max_retries`` sets one), compressed by ``config.time_scale``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import httpx
 log = logging.getLogger("qbo_sandbox.webhooks")
 
 OPERATIONS = ("Create", "Update", "Delete", "Merge", "Void", "Emailed")
-# CloudEvents `type` verbs; only `created` is confirmed by Intuit's examples, the rest follow the
-# pattern (qbo-api.md §9.2, open question in §12).
+# CloudEvents `type` verbs: `created`, `updated` and `merged` are confirmed (qbo-api.md §9.4),
+# `deleted` appears only in Intuit's test script; `voided` and `emailed` follow the pattern (unknown).
 _CE_VERBS = {
     "Create": "created",
     "Update": "updated",
@@ -40,8 +42,8 @@ _CE_VERBS = {
     "Void": "voided",
     "Emailed": "emailed",
 }
-# Intuit's retry schedule after a failed delivery (BLOG-WHMON): 0 s, 10 s, 20 s, 30 s, 5 min,
-# 20 min, 2 h, 4 h, 6 h, then every 6 h. Scaled by config.time_scale.
+# Intuit's retry schedule after a failed delivery (WHMON, qbo-api.md §9.4): 0 s, 10 s, 20 s, 30 s,
+# 5 min, 20 min, 2 h, 4 h, 6 h, then every 6 h (the last entry repeats). Scaled by config.time_scale.
 INTUIT_RETRY_DELAYS = (0.0, 10.0, 20.0, 30.0, 300.0, 1200.0, 7200.0, 14400.0, 21600.0)
 CLOUDEVENTS_PER_DELIVERY = 100  # webinar Q&A: up to 100 events per delivery
 DELIVERY_LOG_SIZE = 1000
@@ -65,6 +67,8 @@ class ChangeEvent:
     entity_id: str
     operation: str
     last_updated: str
+    # Merge: the Id merged away into entity_id (legacy `deletedId`, CloudEvents `data.deletedid`).
+    deleted_id: str | None = None
 
 
 @dataclass
@@ -88,8 +92,10 @@ class Delivery:
     body: bytes
     signature: str
     created_at: float
-    status: str = "pending"  # pending, delivered, failed
+    status: str = "pending"  # pending (being sent or retried), delivered, failed (gave up)
     attempts: list[Attempt] = field(default_factory=list)
+    # When the next retry is due (epoch seconds), while one is waited for.
+    next_attempt_at: float | None = None
 
     def payload(self) -> Any:
         return json.loads(self.body)
@@ -107,6 +113,7 @@ class Delivery:
             "signature": self.signature,
             "body": self.body.decode("utf-8"),
             "attempts": [a.__dict__ for a in self.attempts],
+            "next_attempt_at": self.next_attempt_at,
         }
 
 
@@ -127,37 +134,57 @@ def _ce_time(stamp: str) -> str:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+def _legacy_entity(ev: ChangeEvent) -> dict[str, str]:
+    entity = {"name": ev.entity, "id": ev.entity_id}
+    if ev.deleted_id is not None:
+        entity["deletedId"] = ev.deleted_id  # `id` survives, `deletedId` was merged away (§9.4)
+    # Intuit's recent examples give lastUpdated in UTC with milliseconds and a Z (§9.4).
+    entity.update(operation=ev.operation, lastUpdated=_ce_time(ev.last_updated))
+    return entity
+
+
 def legacy_body(events: Sequence[ChangeEvent]) -> dict[str, Any]:
-    by_realm: dict[str, list[dict[str, str]]] = {}
-    for ev in events:
-        by_realm.setdefault(ev.realm_id, []).append(
-            {"name": ev.entity, "id": ev.entity_id, "operation": ev.operation, "lastUpdated": ev.last_updated}
-        )
+    """One realm's notification: the format allows several `eventNotifications`, Intuit sends one
+    realm per POST (qbo-api.md §9.4, correcting §9.1)."""
+    realms = {ev.realm_id for ev in events}
+    if len(realms) != 1:
+        raise ValueError(f"a legacy notification carries exactly one realm, not {sorted(realms)}")
     return {
         "eventNotifications": [
-            {"realmId": realm_id, "dataChangeEvent": {"entities": entities}}
-            for realm_id, entities in by_realm.items()
+            {
+                "realmId": events[0].realm_id,
+                "dataChangeEvent": {"entities": [_legacy_entity(ev) for ev in events]},
+            }
         ]
     }
 
 
-def cloudevents_body(events: Sequence[ChangeEvent], client_id: str) -> list[dict[str, Any]]:
+def cloudevents_body(
+    events: Sequence[ChangeEvent], client_id: str, data: str = "empty"
+) -> list[dict[str, Any]]:
+    """CloudEvents for one POST. `data` is "empty" ({}) or "absent" (no member) for events other
+    than merges, which carry {"deletedid": ...} (§9.4: data is never the entity itself)."""
     # Intuit's `source` is an opaque per-app string; derive a stable one from the client id.
     source = "intuit." + base64.b64encode(hashlib.sha256(client_id.encode()).digest()).decode()
-    return [
-        {
+    out = []
+    for ev in events:
+        event: dict[str, Any] = {
             "specversion": "1.0",
-            "id": str(uuid.uuid4()),
+            # The newest examples: <uuid>-<Entity>-<entityId> (§9.4).
+            "id": f"{uuid.uuid4()}-{ev.entity}-{ev.entity_id}",
             "source": source,
             "type": f"qbo.{ev.entity.lower()}.{_CE_VERBS.get(ev.operation, ev.operation.lower())}.v1",
             "datacontenttype": "application/json",
             "time": _ce_time(ev.last_updated),
             "intuitentityid": ev.entity_id,
             "intuitaccountid": ev.realm_id,
-            "data": {},
         }
-        for ev in events
-    ]
+        if ev.deleted_id is not None:
+            event["data"] = {"deletedid": ev.deleted_id}
+        elif data != "absent":
+            event["data"] = {}
+        out.append(event)
+    return out
 
 
 class WebhookDispatcher:
@@ -195,8 +222,10 @@ class WebhookDispatcher:
     def delay(self) -> float:
         return float(getattr(self.config, "webhook_delay_seconds", 1.0))
 
-    def max_retries(self) -> int:
-        return int(getattr(self.config, "webhook_max_retries", 3))
+    def max_retries(self) -> int | None:
+        """Retries after the first attempt; None (the default) retries until acknowledged, as Intuit."""
+        value = getattr(self.config, "webhook_max_retries", None)
+        return None if value is None else max(0, int(value))
 
     def retry_delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0-based)."""
@@ -219,7 +248,14 @@ class WebhookDispatcher:
     # -- producer side ---------------------------------------------------------------------------
 
     def entity_changed(
-        self, realm_id: str, entity: str, entity_id: str, operation: str, last_updated: Any
+        self,
+        realm_id: str,
+        entity: str,
+        entity_id: str,
+        operation: str,
+        last_updated: Any,
+        *,
+        deleted_id: str | None = None,
     ) -> None:
         """Record one change; never blocks and never raises for a sandbox write to fail on."""
         event = ChangeEvent(
@@ -228,6 +264,7 @@ class WebhookDispatcher:
             entity_id=str(entity_id),
             operation=str(operation),
             last_updated=_as_stamp(last_updated),
+            deleted_id=None if deleted_id is None else str(deleted_id),
         )
         with self._lock:
             self._pending.setdefault(event.realm_id, []).append(event)
@@ -309,9 +346,9 @@ class WebhookDispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _take_due(self) -> tuple[dict[str, list[ChangeEvent]], float | None]:
-        # Windows that open within a quarter of the delay of each other go out together: one
-        # legacy notification carries several realms (qbo-api.md §9.1), and a scheduler hiccup
-        # between two near-simultaneous writes must not split them.
+        # Windows that open within a quarter of the delay of each other are taken together, so a
+        # scheduler hiccup between two near-simultaneous writes does not split one realm's changes;
+        # each realm still gets POSTs of its own (_dispatch).
         horizon = time.monotonic() + self.delay() / 4
         with self._lock:
             due = [realm for realm, at in self._due.items() if at <= horizon]
@@ -322,30 +359,30 @@ class WebhookDispatcher:
         return batches, next_due
 
     def _dispatch(self, batches: dict[str, list[ChangeEvent]]) -> None:
-        # Group by app, so a legacy notification covers every realm that app hears about at once.
-        per_app: dict[str, tuple[Any, list[ChangeEvent]]] = {}
+        # One realm per POST in both formats: Intuit says so for legacy (§9.4, "sent one realm ID
+        # at a time"); whether a CloudEvents POST may mix realms is unknown, so it does not here.
         for realm_id, events in batches.items():
             for app in self.sandbox.oauth.apps_for_realm(realm_id):
                 if not app.webhook_url:
                     continue
                 wanted = getattr(app, "webhook_entities", None)
                 chosen = [ev for ev in events if wanted is None or ev.entity in wanted]
-                if chosen:
-                    per_app.setdefault(app.client_id, (app, []))[1].extend(chosen)
-        for app, events in per_app.values():
-            for delivery in self._build(app, events):
-                self.deliveries.append(delivery)
-                self._enqueue(delivery)
+                if not chosen:
+                    continue
+                for delivery in self._build(app, chosen):
+                    self.deliveries.append(delivery)
+                    self._enqueue(delivery)
 
     def _build(self, app: Any, events: list[ChangeEvent]) -> list[Delivery]:
         fmt = getattr(app, "webhook_format", "cloudevents")
         if fmt == "legacy":
             bodies: list[tuple[Any, list[ChangeEvent]]] = [(legacy_body(events), events)]
         else:
+            data = str(getattr(self.config, "webhook_cloudevents_data", "empty"))
             bodies = []
             for i in range(0, len(events), CLOUDEVENTS_PER_DELIVERY):
                 chunk = events[i : i + CLOUDEVENTS_PER_DELIVERY]
-                bodies.append((cloudevents_body(chunk, app.client_id), chunk))
+                bodies.append((cloudevents_body(chunk, app.client_id, data), chunk))
         out = []
         for payload, chunk in bodies:
             body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
@@ -387,10 +424,18 @@ class WebhookDispatcher:
     async def _deliver(self, delivery: Delivery) -> None:
         assert self._client is not None
         headers = {"Content-Type": "application/json", "intuit-signature": delivery.signature}
-        retries = max(0, self.max_retries())
-        for attempt_no in range(retries + 1):
+        attempt_no = 0
+        while True:
             if attempt_no:
-                await asyncio.sleep(self.retry_delay(attempt_no - 1))
+                # Read the knobs at each retry, so a test (or the control plane) can change them
+                # while a delivery keeps failing.
+                retries = self.max_retries()
+                if retries is not None and attempt_no > retries:
+                    break
+                wait = self.retry_delay(attempt_no - 1)
+                delivery.next_attempt_at = time.time() + wait
+                await asyncio.sleep(wait)
+                delivery.next_attempt_at = None
             started = time.monotonic()
             status: int | None = None
             error: str | None = None
@@ -414,4 +459,5 @@ class WebhookDispatcher:
                 attempt_no + 1,
                 status or error,
             )
+            attempt_no += 1
         delivery.status = "failed"

@@ -1,4 +1,4 @@
-"""A small read-only web UI in the shape of QuickBooks Online's, so "open in QuickBooks" links work
+"""A small web UI in the shape of QuickBooks Online's, so "open in QuickBooks" links work
 against the sandbox: ``/app/`` (companies), ``/app/customers?realmId=``,
 ``/app/customerdetail?nameId=&realmId=`` (the URL QBO itself uses for a customer),
 ``/app/invoice?txnId=&realmId=``, ``/app/recvpayment?txnId=&realmId=`` (an invoice, a payment
@@ -6,20 +6,28 @@ received) and ``/app/items?realmId=`` (Products and Services).
 
 No auth (a local sandbox), read straight from the realm's tables: not metered, not throttled, not
 counted and not logged. Every value from the books is escaped: names are whatever API clients sent.
+
+One write: the customer page's "Merge into…" form (``POST /app/customerdetail/merge``), because
+QBO merges only in its own UI (merge.py). It carries a per-process CSRF token, and when the sandbox
+has a control token (it listens beyond loopback) the form asks for that too, so the page is no way
+around the control plane's guard.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import secrets
 import uuid
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from qbo_sandbox import clock
+from qbo_sandbox import clock, errors, merge
 from qbo_sandbox.state import Sandbox
 from qbo_sandbox.store import Realm
 
@@ -27,7 +35,9 @@ Obj = dict[str, Any]
 
 _HEADERS = {
     "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'"
+    ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -58,6 +68,14 @@ a{color:#0b6bcb}
 .badge.inactive{color:#5a616d;border-color:#c8ccd3;background:#f1f2f4}
 .badge.overdue{color:#8a1c12;border-color:#f5c2bd;background:#fdecea}
 .empty{color:#5a616d;font-style:italic}
+.notice{border:1px solid #9fd394;background:#eef8ec;color:#1d4f12;padding:.5rem .75rem;border-radius:6px}
+.problem{border:1px solid #f5c2bd;background:#fdecea;color:#8a1c12;padding:.5rem .75rem;border-radius:6px}
+form.act{display:grid;gap:.5rem;max-width:32rem;margin-top:1rem}
+form.act label{font-weight:600}
+form.act select,form.act input{font:inherit;padding:.3rem}
+form.act button{font:inherit;justify-self:start;padding:.35rem 1rem;background:#1b6e12;color:#fff;
+border:0;border-radius:4px;cursor:pointer}
+form.act p{margin:0;color:#555d68}
 .rid{color:#5a616d;font-size:.85rem}
 footer{max-width:60rem;margin:0 auto 1.5rem;color:#5a616d;font-size:.8rem;text-align:center}
 """
@@ -86,7 +104,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f"<title>{e(title)} · QBO Sandbox</title><style>{_STYLE}</style></head>"
         '<body><header class="bar"><a href="/app/">QuickBooks Sandbox</a></header>'
         f"<main>{body}</main>"
-        "<footer>QBO Sandbox: a local, read-only stand-in for QuickBooks Online's web pages. "
+        "<footer>QBO Sandbox: a local stand-in for QuickBooks Online's web pages. "
         "No real Intuit account is involved.</footer></body></html>"
     )
     return HTMLResponse(text, status_code=status, headers={**_HEADERS, "intuit_tid": str(uuid.uuid4())})
@@ -182,14 +200,30 @@ def _voided(txn: Obj) -> bool:
     return _num(txn.get("TotalAmt")) == 0 and str(txn.get("PrivateNote") or "").startswith("Voided")
 
 
+def _label(customer: Obj) -> str:
+    return str(customer.get("FullyQualifiedName") or customer.get("DisplayName") or "")
+
+
 def _id_key(obj: Obj) -> tuple[int, str]:
     raw = str(obj.get("Id") or "")
     return (int(raw), raw) if raw.isdigit() else (0, raw)
 
 
+# The form body is a few short fields; anything larger is not our form.
+_FORM_LIMIT = 4096
+
+
 class WebUI:
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, control_token: str | None = None) -> None:
         self.sb = sandbox
+        self.control_token = control_token
+        # Signs the merge form's CSRF token; a restart makes open forms stale, which is fine.
+        self._secret = secrets.token_bytes(32)
+
+    def _csrf(self, realm: Realm, customer_id: str, action: str) -> str:
+        """The token of one form (action) on one customer's page: valid for nothing else."""
+        msg = f"{action}|{realm.realm_id}|{customer_id}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -197,6 +231,8 @@ class WebUI:
             Route("/app/", self.companies, methods=["GET"]),
             Route("/app/customers", self.customers, methods=["GET"]),
             Route("/app/customerdetail", self.customer_detail, methods=["GET"]),
+            Route("/app/customerdetail/merge", self.merge_customer, methods=["POST"]),
+            Route("/app/customerdetail/active", self.set_active, methods=["POST"]),
             Route("/app/invoice", self.invoice, methods=["GET"]),
             Route("/app/recvpayment", self.payment, methods=["GET"]),
             Route("/app/items", self.items, methods=["GET"]),
@@ -285,12 +321,53 @@ class WebUI:
         name_id = request.query_params.get("nameId", "")
         customer = realm.get("Customer", name_id) if name_id else None
         if customer is None:
-            return _not_found(
-                "Customer not found",
-                f"{_company_name(realm)} has no customer with id {name_id}."
-                if name_id
-                else "The link has no nameId.",
+            return self._customer_missing(realm, name_id)
+        notice = ""
+        merged_id = request.query_params.get("merged", "")
+        done = request.query_params.get("done", "")
+        if realm.merged.get("Customer", {}).get(merged_id) == name_id:
+            notice = (
+                f'<p class="notice" role="status">Customer {e(merged_id)} was merged into this '
+                "customer: its transactions are listed here and it has been deleted.</p>"
             )
+        elif done in ("inactive", "active") and _active(customer) == (done == "active"):
+            # Said only while it is true, so a stale or hand-made link can't claim it.
+            notice = f'<p class="notice" role="status">This customer is now {done}.</p>'
+        return self._customer_page(realm, customer, notice=notice)
+
+    def _customer_missing(self, realm: Realm, name_id: str) -> Response:
+        survivor_id = realm.merged.get("Customer", {}).get(name_id) if name_id else None
+        if survivor_id is not None:
+            # Follow the chain: the survivor may itself have been merged since.
+            seen = {name_id}
+            while survivor_id in realm.merged.get("Customer", {}) and survivor_id not in seen:
+                seen.add(survivor_id)
+                survivor_id = realm.merged["Customer"][survivor_id]
+            survivor = realm.get("Customer", survivor_id) or {}
+            label = e(survivor.get("DisplayName") or survivor_id)
+            link = f'<a href="{_detail_href(realm, survivor_id)}">{label}</a>'
+            body = (
+                f"{self._crumbs(realm, customers=True)}<h1>Customer merged</h1>"
+                f'<p class="sub">Customer {e(name_id)} was merged into {link} and no longer exists.</p>'
+            )
+            return _page("Customer merged", body, 404)
+        return _not_found(
+            "Customer not found",
+            f"{_company_name(realm)} has no customer with id {name_id}."
+            if name_id
+            else "The link has no nameId.",
+        )
+
+    def _customer_page(
+        self,
+        realm: Realm,
+        customer: Obj,
+        *,
+        notice: str = "",
+        error: str = "",
+        error_at: str = "merge",
+        status: int = 200,
+    ) -> Response:
         cur = _currency(customer)
         fields: list[tuple[str, str]] = [
             ("Display name", e(customer.get("DisplayName"))),
@@ -321,10 +398,169 @@ class WebUI:
             f"<h1>{e(customer.get('DisplayName'))}</h1>"
             f'<p class="sub">{e(_company_name(realm))} '
             f'<span class="rid">(realm {e(realm.realm_id)})</span></p>'
+            f"{notice}"
             f'<dl class="fields">{dl}</dl>'
+            f"{self._status_form(realm, customer, error if error_at == 'active' else '')}"
             f"{self._invoices(realm, customer)}{self._payments(realm, customer)}"
+            f"{self._merge_form(realm, customer, error if error_at == 'merge' else '')}"
         )
-        return _page(str(customer.get("DisplayName") or "Customer"), body)
+        return _page(str(customer.get("DisplayName") or "Customer"), body, status)
+
+    def _merge_form(self, realm: Realm, customer: Obj, error: str) -> str:
+        cid = str(customer.get("Id"))
+        name = e(customer.get("DisplayName"))
+        heading = "<h2>Merge into another customer</h2>"
+        problem = f'<p class="problem" role="alert">{e(error)}</p>' if error else ""
+        cur = _currency(customer)
+        # Only customers a merge could go to: active, same currency, not this one's sub-customers.
+        choices = sorted(
+            (
+                c
+                for c in realm.data.get("Customer", {}).values()
+                if str(c.get("Id")) != cid
+                and _active(c)
+                and _currency(c) == cur
+                and cid not in merge.ancestors(realm, "Customer", c)
+            ),
+            key=lambda c: (_label(c).lower(), _id_key(c)),
+        )
+        if not choices:
+            return f'{heading}{problem}<p class="empty">No other active customer to merge into.</p>'
+        options = "".join(f'<option value="{e(c.get("Id"))}">{e(_label(c))}</option>' for c in choices)
+        token_field = self._token_field("merge")
+        action = _href("/app/customerdetail/merge", nameId=cid, realmId=realm.realm_id)
+        return (
+            f"{heading}{problem}"
+            f'<form class="act merge" method="post" action="{action}">'
+            f'<input type="hidden" name="csrf" value="{e(self._csrf(realm, cid, "merge"))}">'
+            '<label for="merge-into">Merge into…</label>'
+            '<select id="merge-into" name="into_id" required aria-describedby="merge-help">'
+            f'<option value="">Choose the customer to keep</option>{options}</select>'
+            f'<p id="merge-help">As in QuickBooks: every transaction of {name} moves to the customer '
+            f"you choose, {name} is deleted and apps get a Merge notification. This can't be undone.</p>"
+            f"{token_field}"
+            '<button type="submit">Merge</button></form>'
+        )
+
+    def _token_field(self, action: str) -> str:
+        """The control token input, when the sandbox has one (it listens beyond loopback)."""
+        if not self.control_token:
+            return ""
+        return (
+            f'<label for="{action}-control-token">Control token</label>'
+            f'<input type="password" id="{action}-control-token" name="control_token" required '
+            f'autocomplete="off" aria-describedby="{action}-control-help">'
+            f'<p id="{action}-control-help">This sandbox listens beyond this computer, so changing '
+            "a company here needs its control token (the one the control plane asks for).</p>"
+        )
+
+    def _status_form(self, realm: Realm, customer: Obj, error: str) -> str:
+        """QBO's "Make inactive" / "Make active" (its "delete" of a customer is Active=false)."""
+        cid = str(customer.get("Id"))
+        active = _active(customer)
+        label = "Make inactive" if active else "Make active"
+        help_text = (
+            "As in QuickBooks: an inactive customer leaves the lists and can't be used on new "
+            "transactions; apps get a notification (Delete, as the sandbox sends for deactivations)."
+            if active
+            else "Makes the customer usable again; apps get an Update notification."
+        )
+        problem = f'<p class="problem" role="alert">{e(error)}</p>' if error else ""
+        action = _href("/app/customerdetail/active", nameId=cid, realmId=realm.realm_id)
+        return (
+            f"{problem}"
+            f'<form class="act status" method="post" action="{action}" aria-label="{label}">'
+            f'<input type="hidden" name="csrf" value="{e(self._csrf(realm, cid, "active"))}">'
+            f'<input type="hidden" name="active" value="{"false" if active else "true"}">'
+            f'<p id="active-help">{help_text}</p>'
+            f"{self._token_field('active')}"
+            f'<button type="submit" aria-describedby="active-help">{label}</button></form>'
+        )
+
+    async def _posted(
+        self, request: Request, action: str
+    ) -> tuple[Realm | None, Obj | None, dict[str, str], Response | None]:
+        """The realm, customer and form fields of a POST from one of the customer page's forms, or
+        the answer that refuses it (unknown customer, body too large, bad CSRF or control token)."""
+        realm, missing = self._realm(request)
+        if realm is None:
+            return None, None, {}, missing
+        name_id = request.query_params.get("nameId", "")
+        customer = realm.get("Customer", name_id) if name_id else None
+        if customer is None:
+            return realm, None, {}, self._customer_missing(realm, name_id)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > _FORM_LIMIT:
+                refusal = self._customer_page(
+                    realm, customer, error="The form was too large.", error_at=action, status=413
+                )
+                return realm, customer, {}, refusal
+        fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        error = ""
+        if not hmac.compare_digest(fields.get("csrf", ""), self._csrf(realm, name_id, action)):
+            error = "The form has expired. Reload the page and try again."
+        elif self.control_token is not None and not hmac.compare_digest(
+            fields.get("control_token", "").encode(), self.control_token.encode()
+        ):
+            error = "The control token is missing or wrong."
+        if error:
+            return (
+                realm,
+                customer,
+                fields,
+                self._customer_page(realm, customer, error=error, error_at=action, status=403),
+            )
+        return realm, customer, fields, None
+
+    async def set_active(self, request: Request) -> Response:
+        realm, customer, fields, refusal = await self._posted(request, "active")
+        if refusal is not None:
+            return refusal
+        assert realm is not None and customer is not None
+        wanted = fields.get("active", "")
+        if wanted not in ("true", "false"):
+            return self._customer_page(
+                realm,
+                customer,
+                error="Say whether to make it active or inactive.",
+                error_at="active",
+                status=400,
+            )
+        body = {"Id": customer["Id"], "SyncToken": customer.get("SyncToken", "0"), "sparse": True}
+        body["Active"] = wanted == "true"
+        try:
+            # The API's own rules (a customer with an open balance can't be made inactive: 6000).
+            realm.update("Customer", body)
+        except errors.QBOError as exc:
+            return self._customer_page(
+                realm, customer, error=f"Not changed: {exc.detail}", error_at="active", status=400
+            )
+        self.sb.dirty = True
+        done = "active" if wanted == "true" else "inactive"
+        query = urlencode({"nameId": customer["Id"], "realmId": realm.realm_id, "done": done})
+        return RedirectResponse(f"/app/customerdetail?{query}", status_code=303, headers=_HEADERS)
+
+    async def merge_customer(self, request: Request) -> Response:
+        realm, customer, fields, refusal = await self._posted(request, "merge")
+        if refusal is not None:
+            return refusal
+        assert realm is not None and customer is not None
+        name_id = str(customer["Id"])
+        into_id = fields.get("into_id", "").strip()
+        if not into_id:
+            return self._customer_page(
+                realm, customer, error="Choose the customer to merge into.", status=400
+            )
+        try:
+            merge.merge(realm, "Customer", name_id, into_id)
+        except merge.MergeError as exc:
+            return self._customer_page(realm, customer, error=f"Not merged: {exc}.", status=400)
+        self.sb.dirty = True
+        # Post/redirect/get: a reload of the survivor's page must not post again.
+        query = urlencode({"nameId": into_id, "realmId": realm.realm_id, "merged": name_id})
+        return RedirectResponse(f"/app/customerdetail?{query}", status_code=303, headers=_HEADERS)
 
     def _txn(
         self, request: Request, entity: str, title: str

@@ -22,18 +22,41 @@ def test_cdc_returns_changes_and_tombstones(api: Api) -> None:
     resp = _cdc(api, "Customer,Invoice,Payment", since)
     assert resp.status_code == 200
     data = resp.json()
-    assert "time" in data
-    groups = {
-        next(k for k in g if k not in ("startPosition", "maxResults")): g
-        for g in data["CDCResponse"][0]["QueryResponse"]
-    }
-    assert set(groups) == {"Customer", "Invoice"}
-    assert [c["Id"] for c in groups["Customer"]["Customer"]] == [cust["Id"]]
-    invoices = {i["Id"]: i for i in groups["Invoice"]["Invoice"]}
+    assert set(data) == {"CDCResponse", "time"}
+    assert clock.parse_stamp(data["time"]) is not None
+    (block,) = data["CDCResponse"]
+    # One QueryResponse per requested entity; Payment had no changes: {} (qbo-api.md §9.4).
+    customers, invoices_group, payments = block["QueryResponse"]
+    assert payments == {}
+    assert [c["Id"] for c in customers["Customer"]] == [cust["Id"]]
+    assert (customers["totalCount"], customers["startPosition"], customers["maxResults"]) == (1, 1, 1)
+    invoices = {i["Id"]: i for i in invoices_group["Invoice"]}
     assert invoices[keep["Id"]]["TotalAmt"] == 100.0  # full payload, not a delta
     tomb = invoices[gone["Id"]]
-    assert tomb["status"] == "Deleted" and set(tomb) == {"Id", "status", "domain", "MetaData"}
-    assert groups["Invoice"]["maxResults"] == 2
+    assert tomb == {
+        "Id": gone["Id"],
+        "status": "Deleted",
+        "domain": "QBO",
+        "MetaData": {"LastUpdatedTime": tomb["MetaData"]["LastUpdatedTime"]},
+    }
+    assert clock.parse_stamp(tomb["MetaData"]["LastUpdatedTime"]) >= clock.parse_stamp(since)
+    assert (invoices_group["totalCount"], invoices_group["maxResults"]) == (2, 2)
+
+
+def test_cdc_answers_each_entity_in_the_order_asked(api: Api) -> None:
+    since = clock.meta_stamp(clock.now() - timedelta(seconds=2))
+    cust = api.create("Customer", customer_body("Ordered"))
+    data = _cdc(api, "Invoice,customer,Payment,Customer", since).json()
+    # Names are matched in any case and asked once; unchanged Invoice and Payment are {}.
+    assert data["CDCResponse"] == [
+        {
+            "QueryResponse": [
+                {},
+                {"Customer": [cust], "startPosition": 1, "maxResults": 1, "totalCount": 1},
+                {},
+            ]
+        }
+    ]
 
 
 def test_cdc_includes_deactivated_names(api: Api) -> None:
@@ -47,6 +70,7 @@ def test_cdc_includes_deactivated_names(api: Api) -> None:
 def test_cdc_empty_shape(api: Api) -> None:
     since = clock.meta_stamp(clock.now() + timedelta(minutes=1))
     assert _cdc(api, "Customer", since).json()["CDCResponse"] == [{"QueryResponse": [{}]}]
+    assert _cdc(api, "Customer,Invoice", since).json()["CDCResponse"] == [{"QueryResponse": [{}, {}]}]
 
 
 def test_cdc_window_and_parameters(api: Api) -> None:
@@ -66,7 +90,8 @@ def test_cdc_caps_at_1000_objects(api: Api, limits) -> None:
     since = clock.meta_stamp(clock.now() - timedelta(seconds=2))
     api.server.bulk_insert(api.realm_id, "Customer", [{"DisplayName": f"N{i}"} for i in range(15)])
     groups = _cdc(api, "Customer", since).json()["CDCResponse"][0]["QueryResponse"]
-    assert groups[0]["maxResults"] == 10
+    assert groups[0]["maxResults"] == 10 and groups[0]["totalCount"] == 10
+    assert [c["DisplayName"] for c in groups[0]["Customer"]] == [f"N{i}" for i in range(10)]
 
 
 # ---------------------------------------------------------------- sample company

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -178,13 +179,18 @@ def test_cloudevents_delivery_is_signed_and_aggregated(sandbox, receiver_factory
     assert first["time"] == "2026-11-28T16:15:30.000Z"
     assert first["source"].startswith("intuit.")
     assert first["data"] == {}
+    # <uuid>-<Entity>-<entityId>, as in Intuit's newest examples (qbo-api.md §9.4).
+    assert [
+        re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}-(\w+)-(\d+)", e["id"]).groups()[1:]
+        for e in events
+    ] == [("Customer", "58"), ("Invoice", "130"), ("Payment", "7")]
     assert len({e["id"] for e in events}) == 3
     (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"])
     assert delivery.events == 3
     assert [a.status_code for a in delivery.attempts] == [200]
 
 
-def test_legacy_format_groups_realms(sandbox, receiver_factory):
+def test_legacy_format_sends_one_realm_per_post(sandbox, receiver_factory):
     receiver = receiver_factory()
     app, realm_a = connected_app(sandbox, receiver, webhook_format="legacy")
     realm_b = str(next(_realm_ids))
@@ -196,21 +202,30 @@ def test_legacy_format_groups_realms(sandbox, receiver_factory):
         sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Create", STAMP)
         sandbox.webhooks.entity_changed(realm_b, "Invoice", "9", "Void", STAMP)
         sandbox.webhooks.entity_changed(realm_a, "Customer", "1", "Update", STAMP)
-        wait_for(lambda: receiver.requests)
+        wait_for(lambda: len(receiver.requests) == 2)
     finally:
         sandbox.config.webhook_delay_seconds = 0.2
     time.sleep(0.3)
-    assert len(receiver.requests) == 1
-    body = receiver.requests[0]["body"]
-    headers = {k.lower(): v for k, v in receiver.requests[0]["headers"].items()}
-    assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
-    payload = json.loads(body)
-    notes = {n["realmId"]: n["dataChangeEvent"]["entities"] for n in payload["eventNotifications"]}
+    # Both realms' changes fell in one window, yet each realm gets a POST of its own: Intuit
+    # "only uses one [realm] at this time" (qbo-api.md §9.4, correcting §9.1).
+    assert len(receiver.requests) == 2
+    notes = {}
+    for request in receiver.requests:
+        body = request["body"]
+        headers = {k.lower(): v for k, v in request["headers"].items()}
+        assert headers["intuit-signature"] == expected_signature(body, app.verifier_token)
+        (note,) = json.loads(body)["eventNotifications"]
+        notes[note["realmId"]] = note["dataChangeEvent"]["entities"]
+    # lastUpdated in UTC with milliseconds and a Z, as Intuit's recent examples (§9.4).
     assert notes[realm_a] == [
-        {"name": "Customer", "id": "1", "operation": "Create", "lastUpdated": STAMP},
-        {"name": "Customer", "id": "1", "operation": "Update", "lastUpdated": STAMP},
+        {"name": "Customer", "id": "1", "operation": "Create", "lastUpdated": "2026-11-28T16:15:30.000Z"},
+        {"name": "Customer", "id": "1", "operation": "Update", "lastUpdated": "2026-11-28T16:15:30.000Z"},
     ]
-    assert notes[realm_b] == [{"name": "Invoice", "id": "9", "operation": "Void", "lastUpdated": STAMP}]
+    assert notes[realm_b] == [
+        {"name": "Invoice", "id": "9", "operation": "Void", "lastUpdated": "2026-11-28T16:15:30.000Z"}
+    ]
+    logged = sorted(d.realm_ids for d in deliveries_for(sandbox, app))
+    assert logged == sorted([[realm_a], [realm_b]])
 
 
 def test_changes_after_the_window_make_a_second_notification(sandbox, receiver_factory):
@@ -494,3 +509,138 @@ def test_cli_app_create_passes_webhook_settings(server, receiver_factory, capsys
     with pytest.raises(SystemExit) as bad_entity:
         cli.main(["app", "create", "--webhook-entities", "customer", "--url", server.url])
     assert "webhook_entities" in str(bad_entity.value) and "400" in str(bad_entity.value)
+
+
+# -- issue 16: merges, Intuit's whole retry schedule, CloudEvents data ---------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["cloudevents", "legacy"])
+def test_merge_notifies_survivor_with_the_deleted_id(server, receiver_factory, fmt):
+    """A merge made on the control plane reaches the app as Intuit sends it (qbo-api.md §9.4)."""
+    receiver = receiver_factory()
+    _client_id, realm, tokens = _connect_through_control_plane(server, receiver, webhook_format=fmt)
+    with server.api(realm, tokens["access_token"]) as api:
+        loser = api.post("/customer", json={"DisplayName": f"Merged away {fmt}"}).json()["Customer"]
+        keep = api.post("/customer", json={"DisplayName": f"Kept {fmt}"}).json()["Customer"]
+        line = {
+            "Amount": 10,
+            "DetailType": "SalesItemLineDetail",
+            "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+        }
+        invoice = api.post("/invoice", json={"CustomerRef": {"value": loser["Id"]}, "Line": [line]}).json()[
+            "Invoice"
+        ]
+    assert server.flush_webhooks(wait=5)["idle"] is True
+    before = len(receiver.requests)
+    result = server.merge(realm, "Customer", loser["Id"], keep["Id"])
+    assert server.flush_webhooks(wait=5)["idle"] is True
+    (request,) = receiver.requests[before:]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert verify(request["body"], headers["intuit-signature"], "control-verifier")
+    stamp = result["survivor"]["MetaData"]["LastUpdatedTime"]
+    payload = json.loads(request["body"])
+    if fmt == "legacy":
+        (note,) = payload["eventNotifications"]
+        assert note["realmId"] == realm
+        merged, moved = note["dataChangeEvent"]["entities"]
+        assert merged == {
+            "name": "Customer",
+            "id": keep["Id"],
+            "deletedId": loser["Id"],
+            "operation": "Merge",
+            "lastUpdated": _utc_ms(stamp),
+        }
+        assert list(merged) == ["name", "id", "deletedId", "operation", "lastUpdated"]
+        assert (moved["name"], moved["id"], moved["operation"]) == ("Invoice", invoice["Id"], "Update")
+        assert "deletedId" not in moved
+    else:
+        merged, moved = payload
+        assert merged["type"] == "qbo.customer.merged.v1"
+        assert (merged["intuitentityid"], merged["intuitaccountid"]) == (keep["Id"], realm)
+        assert merged["data"] == {"deletedid": loser["Id"]}
+        assert merged["id"].endswith(f"-Customer-{keep['Id']}")
+        assert merged["time"] == _utc_ms(stamp)
+        assert (moved["type"], moved["intuitentityid"], moved["data"]) == (
+            "qbo.invoice.updated.v1",
+            invoice["Id"],
+            {},
+        )
+
+
+def _utc_ms(stamp: str) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_cloudevents_data_can_be_absent(server, sandbox, receiver_factory):
+    receiver = receiver_factory()
+    app, realm = connected_app(sandbox, receiver)
+    server.set_config(webhook_cloudevents_data="absent")
+    try:
+        sandbox.webhooks.entity_changed(realm, "Customer", "8", "Update", STAMP)
+        sandbox.webhooks.entity_changed(realm, "Customer", "8", "Merge", STAMP, deleted_id="9")
+        (delivery,) = wait_for(lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"])
+    finally:
+        server.set_config(webhook_cloudevents_data="empty")
+    updated, merged = json.loads(receiver.requests[0]["body"])
+    # Intuit's examples have `data` absent next to datacontenttype; a merge still names the loser.
+    assert "data" not in updated and updated["datacontenttype"] == "application/json"
+    assert merged["data"] == {"deletedid": "9"}
+    assert delivery.events == 2
+
+
+def test_config_webhook_knobs(server):
+    assert SandboxConfig().webhook_max_retries is None  # Intuit's default: no limit
+    assert server.set_config(webhook_max_retries=None)["webhook_max_retries"] is None
+    assert server.set_config(webhook_max_retries=2)["webhook_max_retries"] == 2
+    for key, value in (
+        ("webhook_max_retries", "often"),
+        ("webhook_max_retries", -1),
+        ("webhook_cloudevents_data", "null"),
+    ):
+        resp = server.client.post("/_sandbox/config", json={key: value})
+        assert resp.status_code == 400 and resp.json()["field"] == key, resp.text
+    assert server.set_config(webhook_max_retries=3)["webhook_max_retries"] == 3
+
+
+def test_retries_go_on_past_three_on_intuits_schedule(server, sandbox, receiver_factory):
+    """Intuit keeps retrying (0 s, 10 s, 20 s, 30 s, 5 min, 20 min, 2 h, 4 h, 6 h, then every 6 h);
+    at time_scale 1e-4 the eight failures below take about 2.3 s."""
+    receiver = receiver_factory(*([500] * 8), 200)
+    server.set_config(webhook_max_retries=None, time_scale=0.0001)
+    try:
+        app, realm = connected_app(sandbox, receiver)
+        sandbox.webhooks.entity_changed(realm, "Invoice", "5", "Create", STAMP)
+        # While waiting for the ninth attempt (1.44 s here, 4 h at Intuit's pace) the log says when.
+        waiting = wait_for(
+            lambda: [
+                d
+                for d in server.webhook_deliveries(client_id=app.client_id)
+                if len(d["attempts"]) == 8 and d["next_attempt_at"]
+            ]
+        )
+        assert waiting[0]["status"] == "pending"
+        assert waiting[0]["next_attempt_at"] > time.time()
+        (delivery,) = wait_for(
+            lambda: [d for d in deliveries_for(sandbox, app) if d.status == "delivered"], timeout=10
+        )
+    finally:
+        server.set_config(webhook_max_retries=3, time_scale=0.01)
+    assert [a.status_code for a in delivery.attempts] == [500] * 8 + [200]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(delivery.attempts)]
+    # Each wait is at least the scheduled one (minus the previous attempt's own duration).
+    for gap, want, attempt in zip(
+        gaps, [0, 10, 20, 30, 300, 1200, 7200, 14400], delivery.attempts[1:], strict=True
+    ):
+        assert gap >= want * 0.0001 - 0.01, (gap, want, attempt)
+    assert gaps[-1] >= 1.4
+    assert delivery.next_attempt_at is None
+
+
+def test_retry_schedule_repeats_six_hours_forever():
+    cfg = SandboxConfig()
+    hooks = WebhookDispatcher(SimpleNamespace(config=cfg))
+    assert hooks.max_retries() is None
+    assert [hooks.retry_delay(i) for i in range(9)] == [0, 10, 20, 30, 300, 1200, 7200, 14400, 21600]
+    assert {hooks.retry_delay(i) for i in range(9, 200)} == {21600}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
+from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.testing import SandboxServer
 
 from .conftest import Api, customer_body, invoice_body
@@ -236,3 +238,165 @@ def test_items_page_and_missing_records(sandbox: SandboxServer, api: Api) -> Non
     assert _get(sandbox, "/app/invoice", txnId="999", realmId=api.realm_id).status_code == 404
     assert _get(sandbox, "/app/recvpayment", realmId=api.realm_id).status_code == 404
     assert _get(sandbox, "/app/items").status_code == 404
+
+
+# -- the customer page's "Merge into…" form (issue 16 item 4) ------------------------------------------
+
+
+def _form(page: str) -> dict[str, str]:
+    action = re.search(r'<form class="act merge" method="post" action="([^"]+)">', page)
+    form = page.split('<form class="act merge"', 1)[1]
+    csrf = re.search(r'<input type="hidden" name="csrf" value="([0-9a-f]+)">', form)
+    assert action and csrf, page
+    return {"action": html.unescape(action.group(1)), "csrf": csrf.group(1)}
+
+
+def _options(page: str) -> list[tuple[str, str]]:
+    select = page.split('<select id="merge-into"', 1)[1].split("</select>", 1)[0]
+    return re.findall(r'<option value="(\d+)">([^<]*)</option>', select)
+
+
+def test_merge_form_moves_the_customer_and_redirects(sandbox: SandboxServer, api: Api) -> None:
+    loser = api.create("Customer", customer_body("Pyes Cakes"))
+    keep = api.create("Customer", customer_body("Pye's Cakes"))
+    gone = api.create("Customer", customer_body("Closed shop"))
+    api.create("Customer", {"Id": gone["Id"], "SyncToken": "0", "sparse": True, "Active": False})
+    job = api.create("Customer", customer_body("Cake job", ParentRef={"value": loser["Id"]}))
+    inv = api.create("Invoice", invoice_body(loser["Id"], 75.0))
+    page = _detail(sandbox, api.realm_id, loser["Id"]).text
+    # Active customers other than this one and its own jobs; labelled controls.
+    assert _options(page) == [(keep["Id"], "Pye&#x27;s Cakes")]
+    assert '<label for="merge-into">Merge into…</label>' in page
+    assert "Control token" not in page  # loopback sandbox without a control token
+    form = _form(page)
+    assert form["action"] == f"/app/customerdetail/merge?nameId={loser['Id']}&realmId={api.realm_id}"
+
+    resp = httpx.post(f"{sandbox.url}{form['action']}", data={"csrf": form["csrf"], "into_id": keep["Id"]})
+    assert resp.status_code == 303
+    assert resp.headers["location"] == (
+        f"/app/customerdetail?nameId={keep['Id']}&realmId={api.realm_id}&merged={loser['Id']}"
+    )
+    survivor_page = httpx.get(f"{sandbox.url}{resp.headers['location']}").text
+    assert (
+        f'<p class="notice" role="status">Customer {loser["Id"]} was merged into this customer'
+        in survivor_page
+    )
+    assert "$75.00" in survivor_page  # the loser's open invoice is listed on the survivor
+    assert api.read("Invoice", inv["Id"])["CustomerRef"]["value"] == keep["Id"]
+    assert api.read("Customer", job["Id"])["FullyQualifiedName"] == "Pye's Cakes:Cake job"
+    # The loser's own page (an app's "Open in QuickBooks" link) says where it went.
+    old = _detail(sandbox, api.realm_id, loser["Id"])
+    assert old.status_code == 404
+    assert "was merged into" in old.text and f"nameId={keep['Id']}" in old.text
+    # A forged `merged=` on another page says nothing.
+    other = _get(sandbox, "/app/customerdetail", nameId=job["Id"], realmId=api.realm_id, merged=loser["Id"])
+    assert 'class="notice"' not in other.text
+
+
+def test_merge_form_refuses_without_its_token_or_a_choice(sandbox: SandboxServer, api: Api) -> None:
+    loser = api.create("Customer", customer_body("Forged A"))
+    keep = api.create("Customer", customer_body("Forged B"))
+    form = _form(_detail(sandbox, api.realm_id, loser["Id"]).text)
+    url = f"{sandbox.url}{form['action']}"
+    before = json.dumps(sandbox.sandbox.realms[api.realm_id].data, sort_keys=True)
+    # Another site's form post (no token, or one from another customer's page) changes nothing.
+    forged = httpx.post(url, data={"into_id": keep["Id"]})
+    assert forged.status_code == 403 and "The form has expired" in forged.text
+    other_token = _form(_detail(sandbox, api.realm_id, keep["Id"]).text)["csrf"]
+    assert httpx.post(url, data={"csrf": other_token, "into_id": keep["Id"]}).status_code == 403
+    empty = httpx.post(url, data={"csrf": form["csrf"], "into_id": ""})
+    assert empty.status_code == 400 and "Choose the customer to merge into." in empty.text
+    itself = httpx.post(url, data={"csrf": form["csrf"], "into_id": loser["Id"]})
+    assert itself.status_code == 400
+    assert (
+        '<p class="problem" role="alert">Not merged: a customer can&#x27;t be merged into itself.</p>'
+        in itself.text
+    )
+    huge = httpx.post(url, data={"csrf": form["csrf"], "into_id": keep["Id"], "pad": "x" * 5000})
+    assert huge.status_code == 413
+    assert json.dumps(sandbox.sandbox.realms[api.realm_id].data, sort_keys=True) == before
+    assert "form-action 'self'" in forged.headers["content-security-policy"]
+
+
+def test_merge_form_needs_the_control_token_when_one_is_set() -> None:
+    with SandboxServer(SandboxConfig(throttling_enabled=False), control_token="tok-123") as server:
+        realm = server.create_realm()
+        a, b = server.bulk_insert(realm, "Customer", [{"DisplayName": "Tok A"}, {"DisplayName": "Tok B"}])
+        page = httpx.get(f"{server.url}/app/customerdetail", params={"nameId": a, "realmId": realm}).text
+        assert '<label for="merge-control-token">Control token</label>' in page
+        form = _form(page)
+        url = f"{server.url}{form['action']}"
+        wrong = httpx.post(url, data={"csrf": form["csrf"], "into_id": b, "control_token": "guess"})
+        assert wrong.status_code == 403 and "The control token is missing or wrong." in wrong.text
+        assert server.read(realm, "Customer", a) is not None
+        ok = httpx.post(url, data={"csrf": form["csrf"], "into_id": b, "control_token": "tok-123"})
+        assert ok.status_code == 303
+        assert server.read(realm, "Customer", a) is None
+
+
+def _status_form(page: str) -> dict[str, str]:
+    form = page.split('<form class="act status"', 1)[1].split("</form>", 1)[0]
+    action = re.search(r'method="post" action="([^"]+)"', form)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    active = re.search(r'name="active" value="(true|false)"', form)
+    button = re.search(r"<button[^>]*>([^<]+)</button>", form)
+    assert action and csrf and active and button, form
+    return {
+        "action": html.unescape(action.group(1)),
+        "csrf": csrf.group(1),
+        "active": active.group(1),
+        "button": button.group(1),
+    }
+
+
+def test_make_inactive_and_active_again(sandbox: SandboxServer, api: Api) -> None:
+    """QBO's own "Make inactive" (what the issue's demo does in the sandbox's pages), through the
+    API's rules and notifying apps like an API write."""
+    cust = api.create("Customer", customer_body("Dormant Dental"))
+    api.create("Customer", customer_body("Busy Dental"))  # so the page has a merge form too
+    form = _status_form(_detail(sandbox, api.realm_id, cust["Id"]).text)
+    assert (form["button"], form["active"]) == ("Make inactive", "false")
+    url = f"{sandbox.url}{form['action']}"
+    # Forged or another form's token: refused, nothing changes.
+    merge_token = _form(_detail(sandbox, api.realm_id, cust["Id"]).text)["csrf"]
+    assert httpx.post(url, data={"csrf": merge_token, "active": "false"}).status_code == 403
+    assert httpx.post(url, data={"active": "false"}).status_code == 403
+    assert httpx.post(url, data={"csrf": form["csrf"], "active": "maybe"}).status_code == 400
+    assert api.read("Customer", cust["Id"])["Active"] is True
+
+    resp = httpx.post(url, data={"csrf": form["csrf"], "active": "false"})
+    assert resp.status_code == 303
+    assert resp.headers["location"] == (
+        f"/app/customerdetail?nameId={cust['Id']}&realmId={api.realm_id}&done=inactive"
+    )
+    page = httpx.get(f"{sandbox.url}{resp.headers['location']}").text
+    assert '<p class="notice" role="status">This customer is now inactive.</p>' in page
+    assert '<span class="badge inactive">Inactive</span>' in page
+    after = api.read("Customer", cust["Id"])
+    assert (after["Active"], after["SyncToken"]) == (False, "1")
+    # The same change an API client would make: CDC shows it.
+    since = cust["MetaData"]["LastUpdatedTime"]
+    cdc = api.get("/cdc", params={"entities": "Customer", "changedSince": since}).json()
+    assert after in cdc["CDCResponse"][0]["QueryResponse"][0]["Customer"]
+
+    again = _status_form(page)
+    assert (again["button"], again["active"]) == ("Make active", "true")
+    back = httpx.post(f"{sandbox.url}{again['action']}", data={"csrf": again["csrf"], "active": "true"})
+    assert back.status_code == 303 and back.headers["location"].endswith("&done=active")
+    assert api.read("Customer", cust["Id"])["Active"] is True
+    # A stale "done=inactive" link doesn't claim what is no longer true.
+    stale = _get(sandbox, "/app/customerdetail", nameId=cust["Id"], realmId=api.realm_id, done="inactive")
+    assert 'class="notice"' not in stale.text
+
+
+def test_make_inactive_refused_with_an_open_balance(sandbox: SandboxServer, api: Api) -> None:
+    cust = api.create("Customer", customer_body("Owes Money"))
+    api.create("Invoice", invoice_body(cust["Id"], 12.5))
+    form = _status_form(_detail(sandbox, api.realm_id, cust["Id"]).text)
+    resp = httpx.post(f"{sandbox.url}{form['action']}", data={"csrf": form["csrf"], "active": "false"})
+    assert resp.status_code == 400
+    assert (
+        '<p class="problem" role="alert">Not changed: Business Validation Error: Delete List Has Balance '
+        "Error: This customer cannot be deleted because it has a non-zero balance</p>"
+    ) in resp.text
+    assert api.read("Customer", cust["Id"])["Active"] is True
