@@ -345,6 +345,36 @@ def test_an_oversized_body_is_refused_unread(conn, settings, delivered, caplog):
     assert delivered(body).status_code == 200
 
 
+@pytest.mark.parametrize("size", [100, 5000])
+def test_a_chunked_body_is_read_up_to_the_limit(conn, settings, size, django_capture_on_commit_callbacks):
+    """No Content-Length (Transfer-Encoding: chunked; the server has joined the chunks)."""
+    import io
+
+    from django.test import RequestFactory
+
+    from practice.quickbooks.web.webhook_views import quickbooks_webhook
+
+    settings.QBO_WEBHOOK_MAX_BODY_BYTES = 2048
+    body = legacy(REALM, {**CUSTOMER_UPDATE, "padding": "x" * size})
+    request = RequestFactory().generic(
+        "POST", URL, b"", content_type="application/json", HTTP_INTUIT_SIGNATURE=sign(body)
+    )
+    request.META.pop("CONTENT_LENGTH", None)
+    request.META["HTTP_TRANSFER_ENCODING"] = "chunked"
+    request.META["wsgi.input"] = stream = io.BytesIO(body)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = quickbooks_webhook(request)
+
+    if size < 2048:
+        assert response.status_code == 200
+        assert notices(conn) == [("Customer", "58", "Update", "", "webhook")]
+    else:
+        assert response.status_code == 413
+        assert stream.tell() == 2049  # one byte past the limit, not the whole body
+        assert notices(conn) == []
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -7,7 +7,8 @@ proves a delivery came from Intuit. Checks run cheapest first and before anythin
 - 503 when no verifier token is configured: the app cannot tell Intuit from anyone else, which
   is the server's state, not the sender's fault; Intuit keeps retrying (every 6 h, it never gives
   up), so what it sent arrives once the token is set;
-- 413 when the body is over QBO_WEBHOOK_MAX_BODY_BYTES (by Content-Length, before reading it);
+- 413 when the body is over QBO_WEBHOOK_MAX_BODY_BYTES (by Content-Length before reading it; a
+  chunked body is read up to one byte past the limit, never further);
 - 403 for a missing or wrong signature: 401 would promise an HTTP authentication scheme to retry
   with (RFC 9110 asks for a WWW-Authenticate challenge), and Intuit's own sample receiver answers 403;
 - 400 for a signed body that is not JSON or neither of Intuit's two formats;
@@ -72,8 +73,13 @@ def quickbooks_webhook(request: HttpRequest) -> HttpResponse:
         return _refuse(request, 413, "too_large", f"The body is over {limit} bytes.")
     try:
         # Bounded read: never more than one byte past the limit, whatever the client sends.
-        body = request.read(limit + 1)
-    except OSError:
+        if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # No Content-Length: Django would read nothing, and a real delivery would fail its
+            # signature. gunicorn hands the de-chunked body to the app as wsgi.input.
+            body = request.META["wsgi.input"].read(limit + 1)
+        else:
+            body = request.read(limit + 1)
+    except (OSError, KeyError):
         return _refuse(request, 400, "unreadable_body", "The body could not be read.")
     if len(body) > limit:
         return _refuse(request, 413, "too_large", f"The body is over {limit} bytes.")
