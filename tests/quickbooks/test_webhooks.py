@@ -588,7 +588,11 @@ def test_a_customer_updated_in_the_sandbox_arrives_as_a_notice(live_server, sand
             assert resp.status_code == 200, resp.text
             updated = resp.json()["Customer"]
 
+        api_calls = len(sandbox.requests(realm_id))
+        assert api_calls >= 2  # the log does record API calls (the read and the update above)
         assert sandbox.flush_webhooks(wait=15)["idle"] is True
+        # The receiver answered without reading anything from QuickBooks (the check does later).
+        assert len(sandbox.requests(realm_id)) == api_calls
         sent = sandbox.webhook_deliveries(realm_id=realm_id, client_id=E2E_CLIENT_ID)
         assert [d["status"] for d in sent] == ["delivered"]
         assert [a["status_code"] for a in sent[0]["attempts"]] == [200]
