@@ -307,8 +307,9 @@ def store(events: list[Event]) -> tuple[int, tuple[int, ...]]:
 
     Returns (notices stored, connections that got new notices). A realm no connection has is
     ignored (the delivery is still acknowledged, or Intuit would resend it forever). Connected
-    connections get one `apply_qbo_changes` each, after commit; a connection waiting for a
-    reconnect keeps its notices until its next apply (it cannot read QBO before that).
+    connections get one `apply_qbo_changes` each, after commit, unless one is already queued; a
+    connection waiting for a reconnect keeps its notices until its next apply (it cannot read QBO
+    before that).
     """
     if not events:
         return 0, ()
@@ -361,9 +362,27 @@ def store(events: list[Event]) -> tuple[int, tuple[int, ...]]:
 
 def _enqueue_apply(connection_id: int) -> Any:
     def enqueue() -> None:
-        apply_qbo_changes.enqueue(connection_id)
+        if not _apply_waiting(connection_id):
+            apply_qbo_changes.enqueue(connection_id)
 
     return enqueue
+
+
+def _apply_waiting(connection_id: int) -> bool:
+    """True when an apply of this connection is queued and not started yet.
+
+    That one will read these notices too (they are committed before this runs), so a burst of
+    deliveries queues one check, not one per delivery. An apply already running may have read
+    the pending notices before these arrived: only READY counts, so they get their own apply.
+    """
+    try:
+        from django_tasks_db.models import DBTaskResult
+    except ImportError:  # another task backend: one apply per delivery, as before
+        return False
+    queued = DBTaskResult.objects.filter(task_path=apply_qbo_changes.module_path, status="READY")
+    return any(
+        (args or {}).get("args") == [connection_id] for args in queued.values_list("args_kwargs", flat=True)
+    )
 
 
 def receive(body: bytes) -> Received:
