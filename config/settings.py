@@ -290,6 +290,13 @@ QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
 QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
 QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
+# Webhooks (POST /webhooks/quickbooks/, practice/quickbooks/sync/webhooks.py): the verifier token
+# of the Intuit app (developer portal, Webhooks). Unset: under sandbox-local the bundled sandbox's
+# development token, otherwise every delivery is refused (503) until it is set.
+QBO_WEBHOOK_VERIFIER_TOKEN = os.environ.get("QBO_WEBHOOK_VERIFIER_TOKEN", "")
+# Intuit sends at most 100 events, about 1 MB, per delivery (qbo-api.md §9.4); twice that, so a
+# real delivery is never refused (Intuit would resend it forever), and bigger bodies are not read.
+QBO_WEBHOOK_MAX_BODY_BYTES = env_int("QBO_WEBHOOK_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 
 # E-mail (QuickBooks problem notifications): printed to the console unless configured.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -4,7 +4,11 @@
 to the sandbox's control plane (`/_sandbox/...`, localhost only) over HTTP, and is idempotent:
 
 1. registers this app's OAuth client (the development credentials of `oauth.environment()`)
-   with redirect URI settings.QBO_REDIRECT_URI, as one would in Intuit's developer portal;
+   with redirect URI settings.QBO_REDIRECT_URI, as one would in Intuit's developer portal, and
+   its webhook: the app's `/webhooks/quickbooks/` (same origin as the redirect URI, which
+   `run_stack` points at the port it serves), the verifier token the receiver checks
+   (`sync.webhooks.verifier_token()`), CloudEvents format (Intuit's only format after May 2026);
+   a registration kept in the sandbox's snapshot is updated in place;
 2. creates the demo company "Demo Company (sandbox)" seeded "sample-us" unless it exists,
    then (also for an existing one) lets `seed_demo_company(realm_id)` add what the demo story
    needs: customers/vendors, and the billing set-up and deliberate problems.
@@ -18,11 +22,14 @@ import importlib
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
+from django.urls import reverse
 
 from practice.quickbooks.connection import oauth
+from practice.quickbooks.sync import webhooks
 
 log = logging.getLogger("practice.quickbooks.local_sandbox")
 
@@ -51,11 +58,18 @@ def wait_until_up(base_url: str | None = None, *, timeout: float = 30.0) -> None
             time.sleep(0.2)
 
 
+def webhook_url() -> str:
+    """Where the sandbox sends notifications: the webhook receiver on the app's own origin."""
+    parts = urlsplit(str(settings.QBO_REDIRECT_URI))
+    return urlunsplit((parts.scheme or "http", parts.netloc, reverse("quickbooks_webhook"), "", ""))
+
+
 def register_app(base_url: str | None = None) -> str:
-    """Register (or update) this app's OAuth client with the sandbox; returns the client id."""
+    """Register (or update) this app's OAuth client and webhook with the sandbox; returns the client id."""
     base_url = base_url or settings.QBO_SANDBOX_URL
     env = oauth.environment("sandbox-local")
     redirect_uris = [env.redirect_uri]
+    hook = webhook_url()
     with _control(base_url) as http:
         resp = http.post(
             "/apps",
@@ -64,10 +78,18 @@ def register_app(base_url: str | None = None) -> str:
                 "client_secret": env.client_secret,
                 "redirect_uris": redirect_uris,
                 "name": APP_NAME,
+                "webhook_url": hook,
+                "verifier_token": webhooks.verifier_token(),
+                "webhook_format": "cloudevents",
             },
         )
         resp.raise_for_status()
-    log.info("qbo.sandbox.app_registered client_id=%s redirect_uri=%s", env.client_id, env.redirect_uri)
+    log.info(
+        "qbo.sandbox.app_registered client_id=%s redirect_uri=%s webhook_url=%s",
+        env.client_id,
+        env.redirect_uri,
+        hook,
+    )
     return env.client_id
 
 
