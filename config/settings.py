@@ -290,6 +290,9 @@ QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
 QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
 QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
+# How often each connection's changes inside QuickBooks are read by CDC (sync/cdc.py; 0: off).
+# Checked by the sweep above, so it cannot be shorter than QBO_SWEEP_INTERVAL_SECONDS.
+QBO_CDC_INTERVAL_SECONDS = env_number("QBO_CDC_INTERVAL_SECONDS", 300.0, minimum=0)
 
 # E-mail (QuickBooks problem notifications): printed to the console unless configured.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
