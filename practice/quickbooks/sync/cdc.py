@@ -164,9 +164,11 @@ def _split(
     """A full answer for [since, until]: ask again from the middle (split again while full) and
     keep the full answer's objects older than the middle. Complete only when the full answer
     reached past the middle (then nothing older was cut)."""
-    if until - since < MIN_WINDOW * 2:
-        return full, False
-    middle = since + (until - since) / 2
+    # changedSince goes out in whole seconds, like QBO's stamps: the middle is one too, so the
+    # two halves meet exactly (nothing read twice, nothing between them).
+    middle = (since + (until - since) / 2).replace(microsecond=0)
+    if middle <= since or until - middle < MIN_WINDOW:
+        return full, False  # a single second holds 1,000 changes: no split can help
     page = client.cdc(CDC_ENTITIES, middle)
     result.requests += 1
     if len(page.objects) >= MAX_OBJECTS:

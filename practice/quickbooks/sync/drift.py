@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -153,9 +153,9 @@ def apply_change_notices(connection_id: int, *, client: QBOClient | None = None)
     """Apply the connection's unapplied notices (any source). Returns how many were applied.
 
     Nothing happens for a connection that is not connected, not set up or paused (the notices
-    wait), nor while another runner holds the realm: the check is enqueued again for when its
-    lease runs out. A QBO failure (429, 5xx, reconnect needed) stops the check; the notices not
-    applied yet wait for the next one (the CDC sweep or the next webhook).
+    wait), nor while another runner holds the realm (`held_until` says when to look again). A
+    QBO failure (429, 5xx, reconnect needed) stops the check; the notices not applied yet wait
+    for the next one (the CDC sweep or the next webhook).
     """
     from practice.quickbooks.connection.client import QBOClient
 
@@ -166,8 +166,7 @@ def apply_change_notices(connection_id: int, *, client: QBOClient | None = None)
         return 0
     owner = f"drift-{uuid.uuid4().hex[:16]}"
     if not engine.claim_lease(connection_id, owner):
-        _again_later(connection_id)
-        return 0
+        return 0  # a run holds the realm; tasks asks again at its lease's expiry (`held_until`)
     applied = 0
     held: set[int] = set()
     try:
@@ -202,15 +201,19 @@ def _may_read(connection: Connection) -> bool:
     return connection.is_connected and connection.is_set_up and not connection.is_paused
 
 
-def _again_later(connection_id: int) -> None:
-    """Another runner holds the realm: look again once its lease has run out."""
-    from practice.quickbooks.sync.tasks import apply_qbo_changes
-
+def held_until(connection_id: int) -> datetime | None:
+    """When notices wait because another runner holds the realm: a moment after its lease runs
+    out (when to look again); else None."""
+    if not ChangeNotice.objects.filter(connection_id=connection_id, applied_at__isnull=True).exists():
+        return None
+    now = timezone.now()
     expires = (
-        Connection.objects.filter(pk=connection_id).values_list("lease_expires_at", flat=True).first()
-    ) or timezone.now()
-    when = max(expires, timezone.now()) + timedelta(seconds=1)
-    transaction.on_commit(lambda: apply_qbo_changes.using(run_after=when).enqueue(connection_id), robust=True)
+        Connection.objects.filter(pk=connection_id, lease_expires_at__gte=now)
+        .exclude(lease_owner="")
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    return expires + timedelta(seconds=1) if expires is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,4 +626,4 @@ def is_drift(link: SyncLink) -> bool:
     return link.status == SyncStatus.ERROR and link.error_kind in DRIFT_ERRORS
 
 
-__all__ = ["apply_change_notices", "is_drift", "mark_balances_stale"]
+__all__ = ["apply_change_notices", "held_until", "is_drift", "mark_balances_stale"]

@@ -180,7 +180,22 @@ def apply_qbo_changes(connection_id: int) -> int:
     """
     from practice.quickbooks.sync.drift import apply_change_notices
 
-    return apply_change_notices(connection_id)
+    applied = apply_change_notices(connection_id)
+    apply_later_if_held(connection_id)
+    return applied
+
+
+def apply_later_if_held(connection_id: int) -> bool:
+    """Notices that waited because a run held the realm: apply them once its lease runs out."""
+    from practice.quickbooks.sync.drift import held_until
+
+    when = held_until(connection_id)
+    if when is None:
+        return False
+    transaction.on_commit(
+        partial(apply_qbo_changes.using(run_after=when).enqueue, connection_id), robust=True
+    )
+    return True
 
 
 @task()
@@ -190,6 +205,7 @@ def cdc_sweep(connection_id: int) -> dict[str, Any]:
     from practice.quickbooks.sync.cdc import sweep_connection
 
     result = sweep_connection(connection_id)
+    apply_later_if_held(connection_id)
     return {"reason": result.reason, "requests": result.requests, "notices": result.notices}
 
 

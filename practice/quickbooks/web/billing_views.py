@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.text import capfirst
@@ -114,6 +115,8 @@ def drift_action(request: HttpRequest, kind: str, pk: int, action: str) -> HttpR
         actions.DRIFT_ACTIONS[action](firm=firm, kind=kind, local_id=pk, actor=actor)
     except actions.SyncActionError as e:
         error = str(e)
+    except PermissionDenied as e:
+        raise Http404 from e  # another firm's refund or fee: as unknown as a missing one
     done = capfirst(str(DRIFT_DONE[action]) % {"what": what})
     if record is not None and request.htmx:  # type: ignore[attr-defined]
         ctx = _context(request, kind, record)
