@@ -718,3 +718,20 @@ def test_account_panel_offers_link_to_the_survivor_and_reactivate(firm, conn, cl
     page = client_as("owner").get(reverse("clients:account_detail", args=[account.pk])).content.decode()
     assert reverse("quickbooks:account_reactivate", args=[account.pk]) in page
     assert "was made inactive in QuickBooks. Reactivate and link it" in page
+
+
+def test_drift_words_in_spanish():
+    from django.utils import translation
+
+    from practice.quickbooks import actions
+    from practice.quickbooks.history_text import translate
+    from practice.quickbooks.sync.messages import error_text
+
+    with translation.override("es"):
+        assert error_text("customer_inactive", name="A", candidates=[{"name": "Harbor"}], stored="") == (
+            "El cliente de QuickBooks «Harbor» se desactivó en QuickBooks. Reactívelo y vincúlelo, "
+            "vincule la cuenta a otro cliente o cree uno nuevo."
+        )
+        assert translate(drift.VOIDED_MESSAGE).startswith("Anulado en QuickBooks.")
+        assert translate(actions.ACCEPT_MESSAGE) == "Se conservó la versión de QuickBooks; no se envió nada."
+        assert str(SyncAttempt(operation="push_ours").operation_label) == "Enviar la nuestra de nuevo"

@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from practice.common.permissions import manager_required, member_required
@@ -95,9 +96,11 @@ def record_action(request: HttpRequest, kind: str, pk: int, action: str) -> Http
 # (actions.DRIFT_FIXES). Refunds and fees have no page of their own: the problems page offers
 # their fixes and gets them back.
 DRIFT_DONE = {
-    "push_ours": _("The app's version of %(what)s will be sent to QuickBooks again with the next sync."),
-    "accept_qbo": _("QuickBooks' version of %(what)s is kept; nothing was sent."),
-    "push_again": _("%(what)s will be created in QuickBooks again with the next sync."),
+    "push_ours": gettext_lazy(
+        "The app's version of %(what)s will be sent to QuickBooks again with the next sync."
+    ),
+    "accept_qbo": gettext_lazy("QuickBooks' version of %(what)s is kept; nothing was sent."),
+    "push_again": gettext_lazy("%(what)s will be created in QuickBooks again with the next sync."),
 }
 
 
