@@ -735,3 +735,36 @@ def test_drift_words_in_spanish():
         assert translate(drift.VOIDED_MESSAGE).startswith("Anulado en QuickBooks.")
         assert translate(actions.ACCEPT_MESSAGE) == "Se conservó la versión de QuickBooks; no se envió nada."
         assert str(SyncAttempt(operation="push_ours").operation_label) == "Enviar la nuestra de nuevo"
+
+
+def test_cdc_alone_follows_a_merge_through_the_moved_invoices(firm, conn, billed):
+    """Without a Merge notice (CDC shows the record merged away only as deleted), the survivor is
+    the customer QBO moved the account's invoices to; the moved invoice itself is not drift."""
+    account, invoice = billed
+    inv = link(conn, "invoice", invoice)
+    customer = link(conn, "customer", account)
+    survivor = someone(conn).create("Customer", {"DisplayName": "Harbor Bakery Group"}, request_id=rid())[
+        "Id"
+    ]
+    moved = edit(conn, "Invoice", inv.qbo_id, CustomerRef={"value": survivor})
+    # The account's customer is the one merged away: QBO no longer has it.
+    SyncLink.objects.filter(pk=customer.pk).update(qbo_id="999999")
+    ChangeNotice.objects.create(
+        connection=conn,
+        entity="Customer",
+        entity_id="999999",
+        operation="Delete",
+        source="cdc",
+        dedupe_key="Customer|999999|Deleted",
+    )
+
+    sweep(conn)
+
+    customer.refresh_from_db()
+    inv.refresh_from_db()
+    assert (customer.status, customer.error_kind) == (SyncStatus.ERROR, "customer_merged")
+    assert customer.candidates == [
+        {"id": survivor, "name": "Harbor Bakery Group", "active": True, "entity": "Customer"}
+    ]
+    assert (inv.status, inv.qbo_sync_token) == (SyncStatus.SYNCED, moved["SyncToken"])
+    assert drift_rows(inv) == []

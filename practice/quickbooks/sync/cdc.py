@@ -10,10 +10,11 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
 3. `GET /cdc?entities=Customer,Invoice,Payment,RefundReceipt,Purchase,Item&changedSince=<cursor>`
    through the client (its pacer, its token refresh). QBO answers at most 1,000 objects with no
    paging: a full answer is split in halves of time (`_split`), the newer half asked again
-   (itself split while full). The older half is taken from the full answer, which covers it
-   only when it reached past the middle (QBO answers the oldest changes first, as the sandbox
-   does; what QBO keeps past 1,000 is unverified, §9.4). Otherwise, and when the cursor is
-   older than 29 days (QBO keeps 30), every linked record is re-read instead (`_full_read`).
+   (itself split while full). The older half is taken from the full answer, which covers
+   everything before the newest stamp it holds (QBO answers the oldest changes first, as the
+   sandbox does; what QBO keeps past 1,000 is unverified, §9.4), the rest of it asked from that
+   stamp (`_older`). When a single second holds 1,000 changes, and when the cursor is older
+   than 29 days (QBO keeps 30), every linked record is re-read instead (`_full_read`).
 4. A notice is stored for each changed object the app has linked (`dedupe_key`
    entity|Id|SyncToken, or |Deleted), the reconciliation cache is marked stale for the
    customers the payload touched, the cursor moves to QBO's `time` minus a 5-minute overlap
@@ -161,29 +162,45 @@ def _fetch(client: QBOClient, since: datetime, result: SweepResult) -> tuple[Obj
 def _split(
     client: QBOClient, since: datetime, until: datetime, full: Objects, result: SweepResult
 ) -> tuple[Objects, bool]:
-    """A full answer for [since, until]: ask again from the middle (split again while full) and
-    keep the full answer's objects older than the middle. Complete only when the full answer
-    reached past the middle (then nothing older was cut)."""
+    """A full answer for [since, until]: ask again from the middle (split again while full) for
+    the newer half, and take the older half from the full answer (`_older`)."""
     # changedSince goes out in whole seconds, like QBO's stamps: the middle is one too, so the
     # two halves meet exactly (nothing read twice, nothing between them).
     middle = (since + (until - since) / 2).replace(microsecond=0)
     if middle <= since or until - middle < MIN_WINDOW:
-        return full, False  # a single second holds 1,000 changes: no split can help
+        # Too short to halve (stamps have whole seconds): page forward from the newest stamp
+        # instead, up to anything QBO may add while we read.
+        return _older(client, since, until + timedelta(days=1), full, result)
     page = client.cdc(CDC_ENTITIES, middle)
     result.requests += 1
     if len(page.objects) >= MAX_OBJECTS:
         newer, newer_complete = _split(client, middle, until, page.objects, result)
     else:
         newer, newer_complete = page.objects, True
-    older: Objects = []
-    reached = False
-    for entity, body in full:
-        stamp = _stamp(body)
-        if stamp is not None and stamp < middle:
-            older.append((entity, body))
-        else:
-            reached = True
-    return older + newer, newer_complete and reached
+    older, older_complete = _older(client, since, middle, full, result)
+    return older + newer, newer_complete and older_complete
+
+
+def _older(
+    client: QBOClient, since: datetime, middle: datetime, full: Objects, result: SweepResult
+) -> tuple[Objects, bool]:
+    """The changes in [since, middle) from `full`, QBO's full answer from `since`. A full answer
+    holds the oldest changes, so it covers everything before the newest stamp in it; when that
+    stamp is still before the middle, the rest is asked from there (and so on)."""
+    stamps = [_stamp(body) or middle for _entity, body in full]
+    newest = max(stamps)
+    if newest >= middle:
+        return [o for o, at in zip(full, stamps, strict=True) if at < middle], True
+    if newest <= since:
+        return full, False  # a single second holds 1,000 changes
+    kept = [o for o, at in zip(full, stamps, strict=True) if at < newest]
+    page = client.cdc(CDC_ENTITIES, newest)
+    result.requests += 1
+    if len(page.objects) < MAX_OBJECTS:
+        rest = [(e, b) for e, b in page.objects if (_stamp(b) or middle) < middle]
+        return kept + rest, True
+    more, complete = _older(client, newest, middle, page.objects, result)
+    return kept + more, complete
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ re-reads those entities from QBO in pages (`Id IN (...)`, at most READ_PAGE ids 
 compares what it finds with the link:
 
 - customer inactive, deleted (QBO's "delete" of a name is Active=false and a " (deleted)" name),
-  gone, or merged into another (a Merge notice: `deleted_id` is ours, `entity_id` survives) ->
+  gone, or merged into another (a Merge notice: `deleted_id` is ours, `entity_id` survives; with
+  CDC alone, a customer gone whose transactions now all name one other customer) ->
   Error with the survivor or the inactive customer as candidate, so the account's Info tab offers
   Link / Reactivate and link / Create, as for a matching error;
 - invoice, payment, refund, fee or item whose SyncToken moved past the one our own last write
@@ -133,6 +134,8 @@ class Check:
     owner: str
     renewed: float = field(default_factory=time.monotonic)
     found: int = 0
+    # QBO ids of linked customers judged merged away, gone or inactive in this check.
+    moved: set[str] = field(default_factory=set)
 
     def keep_lease(self, *, force: bool = False) -> None:
         """Renew the realm's lease every sixth of its length (the client calls this before every
@@ -247,6 +250,10 @@ def _apply_page(check: Check, notices: list[ChangeNotice]) -> tuple[int, set[int
         if survivor:
             to_read[entity].add(survivor)
     bodies = {entity: _read(check, entity, ids) for entity, ids in to_read.items()}
+    _infer_merges(check, settled, bodies, merged_into)
+    # Customers judged first: a transaction of a customer merged away or gone names another
+    # customer now, which that customer's Error explains (not a change of the transaction).
+    settled.sort(key=lambda link: link.kind != "customer")
     verdicts = [v for v in (_judge(check, link, bodies, merged_into) for link in settled) if v is not None]
     customers = _customers_touched(notices, bodies)
     with transaction.atomic():
@@ -256,6 +263,50 @@ def _apply_page(check: Check, notices: list[ChangeNotice]) -> tuple[int, set[int
         ChangeNotice.objects.filter(pk__in=done, applied_at__isnull=True).update(applied_at=timezone.now())
         _mark_stale(connection, customers)
     return len(done), held
+
+
+def _infer_merges(
+    check: Check,
+    links: list[SyncLink],
+    bodies: dict[str, dict[str, dict[str, Any]]],
+    merged_into: dict[tuple[str, str], str],
+) -> None:
+    """A linked customer gone from QBO without a Merge notice (CDC reports the record merged away
+    only as deleted, §9.4): when the account's transactions read in this page now all name one
+    other customer, QBO moved them there in a merge, so that customer is offered as the survivor."""
+    gone = {
+        link.local_id: link.qbo_id
+        for link in links
+        if link.kind == "customer"
+        and link.qbo_id not in bodies.get("Customer", {})
+        and ("Customer", link.qbo_id) not in merged_into
+    }
+    if not gone:
+        return
+    from practice.billing.models import Invoice, Payment
+
+    accounts: dict[tuple[str, int], int] = {}
+    for kind, model in (("invoice", Invoice), ("payment", Payment)):
+        ids = [link.local_id for link in links if link.kind == kind]
+        if ids:
+            for pk, account_id in model.objects.filter(pk__in=ids).values_list("pk", "account_id"):
+                accounts[(kind, pk)] = account_id
+    named: dict[int, set[str]] = {}
+    for link in links:
+        owner = accounts.get((link.kind, link.local_id))
+        body = bodies.get(KIND_ENTITY[link.kind], {}).get(link.qbo_id)
+        if owner is not None and owner in gone and body is not None:
+            named.setdefault(owner, set()).add(_ref(body, "CustomerRef"))
+    survivors: dict[str, str] = {}
+    for account_id, refs in named.items():
+        refs.discard(gone[account_id])
+        if len(refs) == 1 and "" not in refs:
+            survivors[gone[account_id]] = refs.pop()
+    if survivors:
+        found = _read(check, "Customer", set(survivors.values()))
+        bodies.setdefault("Customer", {}).update(found)
+        for loser, survivor in survivors.items():
+            merged_into[("Customer", loser)] = survivor
 
 
 def _linked(connection: Connection, wanted: dict[str, set[str]]) -> list[SyncLink]:
@@ -315,8 +366,12 @@ def _judge(
     if link.kind == "customer":
         survivor_id = merged_into.get((entity, link.qbo_id))
         if survivor_id and survivor_id != link.qbo_id:
-            return _merged(link, body, found.get(survivor_id), survivor_id)
-        return _customer(link, body)
+            verdict: Verdict | None = _merged(link, body, found.get(survivor_id), survivor_id)
+        else:
+            verdict = _customer(link, body)
+        if verdict is not None and verdict.error_kind:
+            check.moved.add(link.qbo_id)
+        return verdict
     if body is None:
         return Verdict(
             link,
@@ -413,12 +468,20 @@ def _show(value: Decimal) -> str:
 
 
 def _customer_id(check: Check, account_id: int) -> str:
-    return (
+    """The QBO customer the account is linked to, or "" when that says nothing now: the account
+    is not linked, or its customer was merged away, deleted or made inactive in QBO (its own
+    Error explains why the transaction names another customer there)."""
+    row = (
         SyncLink.objects.filter(connection=check.connection, kind="customer", local_id=account_id)
-        .values_list("qbo_id", flat=True)
+        .values_list("qbo_id", "status", "error_kind")
         .first()
-        or ""
     )
+    if row is None:
+        return ""
+    qbo_id, status, error_kind = row
+    if qbo_id in check.moved or (status == SyncStatus.ERROR and error_kind in DRIFT_ERRORS):
+        return ""
+    return str(qbo_id)
 
 
 def _ref(body: dict[str, Any], key: str) -> str:
