@@ -297,6 +297,9 @@ QBO_WEBHOOK_VERIFIER_TOKEN = os.environ.get("QBO_WEBHOOK_VERIFIER_TOKEN", "")
 # Intuit sends at most 100 events, about 1 MB, per delivery (qbo-api.md §9.4); twice that, so a
 # real delivery is never refused (Intuit would resend it forever), and bigger bodies are not read.
 QBO_WEBHOOK_MAX_BODY_BYTES = env_int("QBO_WEBHOOK_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
+# How often each connection's changes inside QuickBooks are read by CDC (sync/cdc.py; 0: off).
+# Checked by the sweep above, so it cannot be shorter than QBO_SWEEP_INTERVAL_SECONDS.
+QBO_CDC_INTERVAL_SECONDS = env_number("QBO_CDC_INTERVAL_SECONDS", 300.0, minimum=0)
 
 # E-mail (QuickBooks problem notifications): printed to the console unless configured.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

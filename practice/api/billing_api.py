@@ -9,6 +9,7 @@ refund and delete; other firms' ids are 404.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -304,10 +305,14 @@ def payment_history(request: HttpRequest, payment_id: int = ObjectId) -> Any:
     return _history(request, "payment", _payment(request, payment_id).pk)
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[..., Any]] = {
     "sync": qbo_actions.record_sync,
     "unsync": qbo_actions.record_unsync,
     "retry": qbo_actions.record_retry,
+    # A record changed, voided or deleted in QuickBooks (issue 16; 409 when it is not).
+    "push_ours": qbo_actions.record_push_ours,
+    "accept_quickbooks": qbo_actions.record_accept_qbo,
+    "push_again": qbo_actions.record_push_again,
 }
 
 
@@ -352,18 +357,19 @@ def _payment_action(action: str) -> Any:
 
 
 for _action in ACTIONS:
+    _path = _action.replace("_", "-")  # /invoices/{id}/push-ours
     router.post(
-        f"/services/{{service_id}}/{_action}",
+        f"/services/{{service_id}}/{_path}",
         response={202: ServiceOut, **ACTION_ERRORS},
         url_name=f"service_{_action}",
     )(_service_action(_action))
     router.post(
-        f"/invoices/{{invoice_id}}/{_action}",
+        f"/invoices/{{invoice_id}}/{_path}",
         response={202: InvoiceOut, **ACTION_ERRORS},
         url_name=f"invoice_{_action}",
     )(_invoice_action(_action))
     router.post(
-        f"/payments/{{payment_id}}/{_action}",
+        f"/payments/{{payment_id}}/{_path}",
         response={202: _PaymentOut, **ACTION_ERRORS},
         url_name=f"payment_{_action}",
     )(_payment_action(_action))

@@ -7,7 +7,7 @@ for a run, and the engine does the writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,7 @@ from django.utils import timezone
 from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.errors import QBOError, ReauthRequired, RecordRejected
 from practice.quickbooks.models import Connection, SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import CUSTOMER_DRIFT, RECORD_DRIFT, Outcome, SyncStatus
 from practice.quickbooks.sync import engine
 from practice.quickbooks.sync.kinds.customers import ENTITY, KIND, _get_or_make_link
 from practice.quickbooks.sync.kinds.matching import clean_display_name, name_problem
@@ -357,6 +357,18 @@ def _skipped_customers(
     return found
 
 
+def _forget_drifted_customer(link: SyncLink) -> None:
+    """An account whose QBO customer was deleted, made inactive or merged away (drift.py) is
+    decided afresh by name when asked to sync again (an inactive match offers "Reactivate and
+    link" again); the caller saves the link."""
+    drifted = link.status == SyncStatus.ERROR and link.error_kind in CUSTOMER_DRIFT
+    if drifted and not link.batch_request_id:
+        link.qbo_id = ""
+        link.qbo_sync_token = ""
+        link.qbo_name = ""
+        link.pushed_hash = ""
+
+
 def account_sync_retry(
     *, firm: Firm, account: ClientAccount, actor: str = "", client: QBOClient | None = None
 ) -> SyncLink:
@@ -380,6 +392,7 @@ def account_sync_retry(
             engine.record_attempt(link, operation="check", outcome=outcome, actor=actor, message=message)
             if link.status == SyncStatus.ERROR:
                 return link
+        _forget_drifted_customer(link)
         if not _sync_again(link):
             return link
         link.save()
@@ -487,6 +500,7 @@ def _bulk_page(
                     )
                     if link.status == SyncStatus.ERROR:
                         continue
+                _forget_drifted_customer(link)
                 if not _sync_again(link):
                     continue
                 if not checked:
@@ -578,6 +592,10 @@ def invoice_renumber(*, firm: Firm, invoice: Any, number: str, actor: Any = None
 # Services, invoices and payments (issue 10): Sync to QuickBooks, Unsync, Retry on one record.
 
 RECORD_UNSYNC_MESSAGE = "Sync turned off for this record."
+DRIFT_REFUSAL = (
+    "This record was changed, voided or deleted in QuickBooks. Choose what to do with its own "
+    "actions (Push ours again, Accept QuickBooks' version, Push again, or Unsync)."
+)
 RECORD_SYNC_MESSAGE = "Asked to sync to QuickBooks."
 RECORD_RETRY_MESSAGE = "Asked to retry."
 
@@ -616,6 +634,10 @@ def _record_sync_again(*, firm: Firm, kind: str, local_id: int, actor: str, oper
     with transaction.atomic():
         connection, record, link = _record_and_link(firm=firm, kind=kind, local_id=local_id)
         _refuse_unless_eligible(connection, kind, record, link)
+        if link.status == SyncStatus.ERROR and link.error_kind in RECORD_DRIFT:
+            # A blind retry would push over (or past) what was done in QuickBooks: a person
+            # chooses with the record's own actions (DRIFT_FIXES).
+            raise SyncActionError(DRIFT_REFUSAL)
         if link.status == SyncStatus.SYNCED and not link.batch_request_id:
             return link  # already in QuickBooks and up to date: nothing to ask for
         was_skipped = link.status == SyncStatus.SKIPPED
@@ -660,6 +682,13 @@ def record_unsync(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> S
         _connection, _record, link = _record_and_link(firm=firm, kind=kind, local_id=local_id)
         if link.status == SyncStatus.SKIPPED:
             return link
+        if link.status == SyncStatus.ERROR and link.error_kind in ("voided_in_qbo", "deleted_in_qbo"):
+            # Voided or deleted in QuickBooks, and left so: the link forgets that QBO record, so
+            # an unsynced payment does not try to delete it there (product.md §4) and a later
+            # Sync creates the record anew.
+            link.qbo_id = ""
+            link.qbo_sync_token = ""
+            link.pushed_hash = ""
         _turn_off(link)
         link.save()
         engine.record_attempt(
@@ -710,6 +739,7 @@ def _records_retry_page(connection: Connection, *, firm: Firm, kind: str, ids: l
         links = list(
             SyncLink.objects.select_for_update()
             .filter(connection=connection, kind=kind, local_id__in=list(records), status=SyncStatus.ERROR)
+            .exclude(error_kind__in=RECORD_DRIFT)  # changed in QuickBooks: a person chooses
             .order_by("pk")
         )
         changed: list[SyncLink] = []
@@ -788,7 +818,9 @@ PAYMENT_PARTS = ("refund", "fee")
 
 def _payment_parts_retry(*, firm: Firm, kind: str, local_ids: list[int] | None, actor: str) -> int:
     connection = _require_connection(firm)
-    found = SyncLink.objects.filter(connection=connection, kind=kind, status=SyncStatus.ERROR)
+    found = SyncLink.objects.filter(connection=connection, kind=kind, status=SyncStatus.ERROR).exclude(
+        error_kind__in=RECORD_DRIFT  # changed in QuickBooks: fixed with DRIFT_FIXES, not retried
+    )
     if local_ids is not None:
         found = found.filter(local_id__in=local_ids)
     done = 0
@@ -813,3 +845,144 @@ def _payment_parts_retry(*, firm: Firm, kind: str, local_ids: list[int] | None, 
     if done:
         request_sync(connection)
     return done
+
+
+# --------------------------------------------------------------------------------------------
+# Drift (issue 16): a linked record changed inside QuickBooks (sync/drift.py). Accounts are
+# fixed with the account actions above (link to the survivor, reactivate and link, create);
+# services, invoices, payments, refunds and fees with these.
+
+DRIFT_RECORD_KINDS = ("service", "invoice", "payment", "refund", "fee")
+PUSH_OURS_MESSAGE = "Asked to push the app's version again over the one changed in QuickBooks."
+ACCEPT_MESSAGE = "Kept QuickBooks' version; nothing was sent."
+PUSH_AGAIN_MESSAGE = "Asked to create it again in QuickBooks."
+PUSH_AGAIN_VOIDED_MESSAGE = "Asked to create it again in QuickBooks (the voided one, Id %(id)s, stays there)."
+
+
+def _drift_link(firm: Firm, kind: str, local_id: int, wanted: Iterable[str]) -> tuple[Connection, SyncLink]:
+    """The record's link in a drift Error of one of the `wanted` kinds, locked (in a transaction)."""
+    if kind not in DRIFT_RECORD_KINDS:
+        raise ValidationError({"kind": "Choose a service, an invoice, a payment, a refund or a fee."})
+    connection = _require_connection(firm)
+    link = (
+        SyncLink.objects.select_for_update()
+        .filter(connection=connection, kind=kind, local_id=local_id)
+        .first()
+    )
+    if link is None or link.firm_id != firm.pk:
+        raise PermissionDenied
+    if link.status != SyncStatus.ERROR or link.error_kind not in set(wanted):
+        raise SyncActionError("This record has no change made in QuickBooks to resolve any more.")
+    _refuse_in_flight(link)
+    return connection, link
+
+
+def _current_token(connection: Connection, kind: str, qbo_id: str, client: QBOClient | None) -> str:
+    """The record's SyncToken in QuickBooks now (read live)."""
+    from practice.quickbooks.connection.client import QBOClient
+    from practice.quickbooks.sync.drift import KIND_ENTITY
+
+    try:
+        body = (client or QBOClient(connection)).read(KIND_ENTITY[kind], qbo_id)
+    except RecordRejected as e:
+        raise SyncActionError(
+            "It is no longer in QuickBooks (deleted meanwhile). Use “Push again” once the page shows it."
+        ) from e
+    except ReauthRequired as e:
+        raise SyncActionError("QuickBooks needs to be reconnected (Settings > QuickBooks) first.") from e
+    except QBOError as e:
+        raise SyncActionError("QuickBooks did not answer. Try again in a moment.") from e
+    return str(body.get("SyncToken", ""))
+
+
+def _drift_qbo_id(firm: Firm, kind: str, local_id: int) -> tuple[Connection, str]:
+    connection = _require_connection(firm)
+    link = SyncLink.objects.filter(connection=connection, kind=kind, local_id=local_id, firm=firm).first()
+    if link is None:
+        raise PermissionDenied
+    return connection, link.qbo_id
+
+
+def record_push_ours(
+    *, firm: Firm, kind: str, local_id: int, actor: str = "", client: QBOClient | None = None
+) -> SyncLink:
+    """ "Push ours again" on a record changed in QuickBooks: the next run sends the app's version
+    as a sparse update on top of QuickBooks' current SyncToken (read live now)."""
+    connection, qbo_id = _drift_qbo_id(firm, kind, local_id)
+    token = _current_token(connection, kind, qbo_id, client)
+    with transaction.atomic():
+        connection, link = _drift_link(firm, kind, local_id, {"changed_in_qbo"})
+        if link.qbo_id != qbo_id:
+            raise SyncActionError("This record was linked anew meanwhile. Reload the page.")
+        engine.clear_pending(link)
+        engine.clear_error(link)
+        link.qbo_sync_token = token
+        # Forget what was pushed: the kind compares the app's body with nothing and sends it all.
+        link.pushed_hash = ""
+        link.input_hash = ""
+        link.status = SyncStatus.NOT_SYNCED
+        link.save()
+        engine.record_attempt(
+            link, operation="push_ours", outcome=Outcome.INFO, actor=actor, message=PUSH_OURS_MESSAGE
+        )
+    request_sync(connection)
+    return link
+
+
+def record_accept_qbo(
+    *, firm: Firm, kind: str, local_id: int, actor: str = "", client: QBOClient | None = None
+) -> SyncLink:
+    """ "Accept QuickBooks' version": Synced without pushing; QuickBooks' SyncToken is remembered,
+    so this version is no longer drift. A later edit in the app is sent as usual."""
+    connection, qbo_id = _drift_qbo_id(firm, kind, local_id)
+    token = _current_token(connection, kind, qbo_id, client)
+    with transaction.atomic():
+        connection, link = _drift_link(firm, kind, local_id, {"changed_in_qbo"})
+        if link.qbo_id != qbo_id:
+            raise SyncActionError("This record was linked anew meanwhile. Reload the page.")
+        engine.clear_pending(link)
+        engine.clear_error(link)
+        link.qbo_sync_token = token
+        link.status = SyncStatus.SYNCED
+        link.synced_at = timezone.now()
+        link.save()
+        engine.record_attempt(
+            link, operation="accept_qbo", outcome=Outcome.SUCCESS, actor=actor, message=ACCEPT_MESSAGE
+        )
+    return link
+
+
+def record_push_again(*, firm: Firm, kind: str, local_id: int, actor: str = "") -> SyncLink:
+    """ "Push again" on a record voided or deleted in QuickBooks: created anew by the next run.
+
+    QuickBooks cannot un-void a transaction (its amounts are zeroed and it refuses updates), so a
+    voided one stays in QuickBooks as the record of the void and a new one is created; an
+    invoice's number is then allowed twice, the voided one being ours (see the invoice kind)."""
+    with transaction.atomic():
+        connection, link = _drift_link(firm, kind, local_id, {"voided_in_qbo", "deleted_in_qbo"})
+        voided = link.error_kind == "voided_in_qbo"
+        old = link.qbo_id
+        engine.clear_pending(link)
+        engine.clear_error(link)
+        link.qbo_id = ""
+        link.qbo_sync_token = ""
+        link.qbo_name = ""
+        link.pushed_hash = ""
+        link.input_hash = ""
+        link.status = SyncStatus.NOT_SYNCED
+        if voided:
+            link.target_qbo_id = old  # the voided invoice that may keep the same number
+        link.save()
+        message = PUSH_AGAIN_VOIDED_MESSAGE % {"id": old} if voided else PUSH_AGAIN_MESSAGE
+        engine.record_attempt(
+            link, operation="push_again", outcome=Outcome.INFO, actor=actor, message=message
+        )
+    request_sync(connection)
+    return link
+
+
+DRIFT_ACTIONS: dict[str, Callable[..., SyncLink]] = {
+    "push_ours": record_push_ours,
+    "accept_qbo": record_accept_qbo,
+    "push_again": record_push_again,
+}

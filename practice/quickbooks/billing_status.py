@@ -26,7 +26,14 @@ from django.utils.translation import gettext as _
 
 from practice.quickbooks import selectors
 from practice.quickbooks.models import Connection, SyncAttempt, SyncLink
-from practice.quickbooks.statuses import STATUS_ORDER, SyncStatus, status_colour, status_label
+from practice.quickbooks.statuses import (
+    DRIFT_FIX_LABELS,
+    DRIFT_FIXES,
+    STATUS_ORDER,
+    SyncStatus,
+    status_colour,
+    status_label,
+)
 
 if TYPE_CHECKING:
     from practice.firms.models import Firm
@@ -295,7 +302,10 @@ def panel_context(*, firm: Firm, kind: str, record: Any, connection: Connection 
     eligibility = sync_eligibility(
         kind, record, connection, account_status=acct_status, linked=bool(link and link.qbo_id)
     )
-    if view.status == SyncStatus.ERROR or (view.status == SyncStatus.SYNCING and view.next_retry_at):
+    fixes = DRIFT_FIXES.get(view.error_kind, ()) if view.status == SyncStatus.ERROR else ()
+    if fixes:
+        menu_action = ""  # changed in QuickBooks: its own fixes, never a blind Retry
+    elif view.status == SyncStatus.ERROR or (view.status == SyncStatus.SYNCING and view.next_retry_at):
         menu_action = "retry"
     elif view.status in (SyncStatus.NOT_SYNCED, SyncStatus.SKIPPED):
         menu_action = "sync"
@@ -306,6 +316,7 @@ def panel_context(*, firm: Firm, kind: str, record: Any, connection: Connection 
         **extra,
         "qbo": view,
         "qbo_menu_action": menu_action,
+        "qbo_drift_fixes": [(action, DRIFT_FIX_LABELS[action]) for action in fixes],
         "qbo_link": link,
         "qbo_kind": kind,
         "qbo_record": record,

@@ -41,6 +41,42 @@ SENTENCES = (
         "customer, or create a new one."
     ),
     gettext_noop("Changed in QuickBooks meanwhile; sending the change again on top of the current version."),
+    # Drift (sync/drift.py) and its fixes (actions.py).
+    gettext_noop(
+        "The QuickBooks customer “%(name)s” was made inactive in QuickBooks. Reactivate and link it, "
+        "link the account to another customer, or create a new one."
+    ),
+    gettext_noop(
+        "The QuickBooks customer “%(name)s” was deleted in QuickBooks. Reactivate and link it, "
+        "link the account to another customer, or create a new one."
+    ),
+    gettext_noop(
+        "The QuickBooks customer “%(name)s” this account was linked to no longer exists. "
+        "Link the account to another customer, or create a new one."
+    ),
+    gettext_noop(
+        "In QuickBooks, the customer “%(old)s” was merged into “%(new)s”. Link this account to the "
+        "customer it was merged into, link it to another customer, or create a new one."
+    ),
+    gettext_noop(
+        "The QuickBooks customer “%(name)s” was merged into another one that is no longer active. "
+        "Link the account to another customer, or create a new one."
+    ),
+    gettext_noop(
+        "Changed in QuickBooks: %(what)s. Push ours again to put the app's version back in "
+        "QuickBooks, or accept QuickBooks' version (nothing is sent)."
+    ),
+    gettext_noop(
+        "Voided in QuickBooks. QuickBooks cannot un-void it: Push again creates a new one there (the "
+        "voided one stays), or Unsync it to leave QuickBooks as it is."
+    ),
+    gettext_noop(
+        "Deleted in QuickBooks. Push again creates it there anew, or Unsync it to leave QuickBooks as it is."
+    ),
+    gettext_noop("Asked to push the app's version again over the one changed in QuickBooks."),
+    gettext_noop("Kept QuickBooks' version; nothing was sent."),
+    gettext_noop("Asked to create it again in QuickBooks."),
+    gettext_noop("Asked to create it again in QuickBooks (the voided one, Id %(id)s, stays there)."),
 )
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")

@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from practice.quickbooks.models import Connection, SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import DRIFT_FIX_LABELS, DRIFT_FIXES, Outcome, SyncStatus
 
 if TYPE_CHECKING:
     from practice.firms.models import Firm
@@ -67,6 +67,9 @@ class Problem:
     detail: str
     last_attempt_at: datetime | None
     attempts: int
+    # Changed, voided or deleted in QuickBooks: its own fixes [(action, label)] instead of Retry
+    # (a blind retry would push over what was done there; statuses.DRIFT_FIXES).
+    fixes: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -239,6 +242,7 @@ def failing_records(*, firm: Firm, connection: Connection | None, kind: str, pag
             detail=link.error_detail,
             last_attempt_at=link.last_attempt or link.last_attempt_at,  # type: ignore[attr-defined]
             attempts=link.n_attempts,  # type: ignore[attr-defined]
+            fixes=[(a, str(DRIFT_FIX_LABELS[a])) for a in DRIFT_FIXES.get(link.error_kind, ())],
         )
         for link in links
     ]

@@ -63,3 +63,31 @@ class Outcome(models.TextChoices):
     RETRY = "retry", _("Will retry")
     ERROR = "error", _("Needs attention")
     INFO = "info", _("Recorded")
+
+
+# Error kinds of drift: a linked record changed inside QuickBooks (sync/drift.py). A record in
+# one of these waits for a person's choice: the planners do not decide it again on a local edit,
+# the engine drops a write planned for it, and "Retry all" leaves it alone (product.md: nothing
+# is pushed blindly over a change made in QuickBooks).
+CUSTOMER_DRIFT = frozenset({"customer_inactive", "customer_deleted", "customer_gone", "customer_merged"})
+RECORD_DRIFT = frozenset({"changed_in_qbo", "voided_in_qbo", "deleted_in_qbo"})
+DRIFT_ERRORS = CUSTOMER_DRIFT | RECORD_DRIFT
+
+
+def held_by_drift(status: str, error_kind: str) -> bool:
+    """True for a record in Error because it changed in QuickBooks (see DRIFT_ERRORS)."""
+    return status == SyncStatus.ERROR and error_kind in DRIFT_ERRORS
+
+
+# Which fixes (actions.DRIFT_ACTIONS) a record in each drift Error offers, besides Unsync.
+DRIFT_FIXES: dict[str, tuple[str, ...]] = {
+    "changed_in_qbo": ("push_ours", "accept_qbo"),
+    "voided_in_qbo": ("push_again",),
+    "deleted_in_qbo": ("push_again",),
+}
+# Their button labels (gettext msgids; translated where shown).
+DRIFT_FIX_LABELS = {
+    "push_ours": _("Push ours again"),
+    "accept_qbo": _("Accept QuickBooks' version"),
+    "push_again": _("Push again"),
+}

@@ -46,6 +46,8 @@ from practice.quickbooks.web import billing_views  # noqa: E402
 urlpatterns += [
     path("records/<str:kind>/<int:pk>/panel/", billing_views.record_sync_panel, name="record_sync_panel"),
     path("records/<str:kind>/<int:pk>/<str:action>/", billing_views.record_action, name="record_action"),
+    # Fixes of a record changed in QuickBooks (push_ours, accept_qbo, push_again; sync/drift.py).
+    path("records/<str:kind>/<int:pk>/drift/<str:action>/", billing_views.drift_action, name="drift_action"),
 ]
 
 # Problems page and its retries (practice/quickbooks/web/problems_views.py).

@@ -119,6 +119,7 @@ CASES: dict[str, tuple[str, dict[str, str], Any, Any]] = {
         "verifier-789",
     ),
     "QBO_WEBHOOK_MAX_BODY_BYTES": ("65536", {}, lambda m: m.QBO_WEBHOOK_MAX_BODY_BYTES, 65536),
+    "QBO_CDC_INTERVAL_SECONDS": ("120", {}, lambda m: m.QBO_CDC_INTERVAL_SECONDS, 120.0),
     "TASK_REAPER_STALE_SECONDS": ("120", {}, lambda m: m.TASK_REAPER_STALE_SECONDS, 120),
     "TASK_REAPER_INTERVAL_SECONDS": ("15", {}, lambda m: m.TASK_REAPER_INTERVAL_SECONDS, 15),
     "TASK_REAPER_MAX_ATTEMPTS": ("2", {}, lambda m: m.TASK_REAPER_MAX_ATTEMPTS, 2),

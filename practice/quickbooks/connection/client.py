@@ -22,8 +22,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -155,6 +156,14 @@ class BatchResult:
 # The client
 
 
+@dataclass
+class CDCPage:
+    """One CDC answer: (entity, body) of every object in it, and QBO's clock (`time`)."""
+
+    objects: list[tuple[str, dict[str, Any]]]
+    time: str
+
+
 class QBOClient:
     """Accounting API calls for one connection (realm). Cheap to create; thread-safe enough to
     share between threads as long as they accept seeing each other's token refreshes."""
@@ -284,6 +293,29 @@ class QBOClient:
             "POST", name.lower(), params=params, json_body=body, request_id=request_id, op=f"void {name}"
         )
         return self._unwrap(data, name)
+
+    def cdc(self, entities: Sequence[str], changed_since: datetime) -> CDCPage:
+        """Change data capture (qbo-api.md §9.3): every listed entity changed since `changed_since`
+        (QBO keeps 30 days), full bodies, deleted ones as `{"Id", "status": "Deleted"}`, at most
+        1,000 objects in all and no paging. One `QueryResponse` per entity, `{}` for one without
+        changes, in any order (§9.4)."""
+        data = self._send(
+            "GET",
+            "cdc",
+            params={
+                "entities": ",".join(canonical_entity(e) for e in entities),
+                "changedSince": changed_since.isoformat(timespec="seconds"),
+            },
+            op="cdc",
+        )
+        objects: list[tuple[str, dict[str, Any]]] = []
+        for response in data.get("CDCResponse") or []:
+            for qr in (response or {}).get("QueryResponse") or []:
+                for key, value in (qr or {}).items():
+                    if isinstance(value, list):
+                        name = canonical_entity(key)
+                        objects.extend((name, body) for body in value if isinstance(body, dict))
+        return CDCPage(objects=objects, time=str(data.get("time") or ""))
 
     def batch(self, ops: list[BatchOp], *, request_id: str) -> list[BatchResult]:
         """Up to 30 operations in one call; results in the order of `ops`.

@@ -38,6 +38,10 @@ OPERATION_LABELS = {
     "create_payment": _("Create payment"),
     "create_refund": _("Create refund"),
     "create_fee": _("Create processing fee expense"),
+    "drift": _("Changed in QuickBooks"),
+    "push_ours": _("Push ours again"),
+    "accept_qbo": _("Accept QuickBooks' version"),
+    "push_again": _("Push again"),
 }
 
 

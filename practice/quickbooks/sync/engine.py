@@ -62,7 +62,7 @@ from practice.quickbooks.connection.errors import (
     Retriable,
 )
 from practice.quickbooks.models import SyncAttempt, SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
@@ -1161,6 +1161,9 @@ def dispatch(ctx: RunContext, ops: list[Op]) -> int:
 
 def _still_wanted(op: Op, current: SyncLink | None) -> bool:
     if current is None or current.batch_request_id:
+        return False
+    if held_by_drift(current.status, current.error_kind):
+        # Changed in QuickBooks since it was planned (sync/drift.py): a person chooses first.
         return False
     if current.status == SyncStatus.SKIPPED:
         # Skipped records are never written, except a delete planned because of the Skip

@@ -96,6 +96,29 @@ def error_text(kind: str, *, name: str, candidates: list[dict[str, Any]], stored
             "QuickBooks says this name is already used by another customer, vendor or employee. Link "
             "this account to the existing customer or create one with a different name."
         )
+    elif kind in ("customer_inactive", "customer_deleted") and first:
+        template = (
+            _(
+                "The QuickBooks customer “%(name)s” was made inactive in QuickBooks. Reactivate and "
+                "link it, link the account to another customer, or create a new one."
+            )
+            if kind == "customer_inactive"
+            else _(
+                "The QuickBooks customer “%(name)s” was deleted in QuickBooks. Reactivate and link it, "
+                "link the account to another customer, or create a new one."
+            )
+        )
+        text = template % {"name": first.get("name", shown)}
+    elif kind == "customer_merged" and first:
+        text = _(
+            "In QuickBooks, this account's customer was merged into “%(name)s”. Link the account to "
+            "“%(name)s”, link it to another customer, or create a new one."
+        ) % {"name": first.get("name", "")}
+    elif kind == "customer_gone":
+        text = _(
+            "The QuickBooks customer this account was linked to no longer exists. Link the account "
+            "to another customer, or create a new one."
+        )
     elif kind == "unavailable":
         text = _(
             "QuickBooks did not answer after several tries. Nothing was duplicated; use Retry to try "

@@ -14,6 +14,7 @@
   from state). It runs every minute beside the
   worker (`run_worker --sweep-every`, default 60 s, calls `sweep_now()` in a thread); the
   `qbo_sweep` management command (`--loop 60` keeps it running) is there for plain `db_worker`.
+  It also enqueues the CDC sweep (`cdc_sweep`, sync/cdc.py) of each connection due one.
 
 Both are safe to run twice: the engine's lease lets one run work a realm at a time.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -178,11 +180,54 @@ def apply_qbo_changes(connection_id: int) -> int:
     """
     from practice.quickbooks.sync.drift import apply_change_notices
 
-    return apply_change_notices(connection_id)
+    applied = apply_change_notices(connection_id)
+    apply_later_if_held(connection_id)
+    return applied
+
+
+def apply_later_if_held(connection_id: int) -> bool:
+    """Notices that waited because a run held the realm: apply them once its lease runs out."""
+    from practice.quickbooks.sync.drift import held_until
+
+    when = held_until(connection_id)
+    if when is None:
+        return False
+    transaction.on_commit(
+        partial(apply_qbo_changes.using(run_after=when).enqueue, connection_id), robust=True
+    )
+    return True
+
+
+@task()
+def cdc_sweep(connection_id: int) -> dict[str, Any]:
+    """One CDC sweep of one connection (sync/cdc.py): the changes made inside QuickBooks since
+    the last one, applied as drift. Enqueued by `sweep_now` every QBO_CDC_INTERVAL_SECONDS."""
+    from practice.quickbooks.sync.cdc import sweep_connection
+
+    result = sweep_connection(connection_id)
+    apply_later_if_held(connection_id)
+    return {"reason": result.reason, "requests": result.requests, "notices": result.notices}
+
+
+def enqueue_cdc_sweeps(now: datetime | None = None) -> int:
+    """Enqueue `cdc_sweep` for each connection due one (connected, set up, not paused, last
+    sweep older than QBO_CDC_INTERVAL_SECONDS; 0 turns it off). Returns how many."""
+    from practice.quickbooks.sync import cdc
+
+    now = now or timezone.now()
+    enqueued = 0
+    for connection_id in cdc.due_connections(now):
+        with transaction.atomic():
+            if not cdc.claim(connection_id, now):
+                continue  # another sweep enqueued it first
+            transaction.on_commit(partial(cdc_sweep.enqueue, connection_id), robust=True)
+        enqueued += 1
+    return enqueued
 
 
 def sweep_now(*, all_realms: bool = False) -> int:
-    """Enqueue runs for realms that need one. Returns how many were enqueued."""
+    """Enqueue runs for realms that need one, and the CDC sweeps that are due. Returns how many
+    runs were enqueued."""
     from practice.quickbooks.models import Connection, RealmSyncState, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
@@ -219,8 +264,9 @@ def sweep_now(*, all_realms: bool = False) -> int:
     for connection_id in ids:
         with transaction.atomic():
             enqueue_sync(connection_id)
-    if ids:
-        logger.info("qbo.sweep", extra={"enqueued": len(ids)})
+    cdc_sweeps = enqueue_cdc_sweeps(now)
+    if ids or cdc_sweeps:
+        logger.info("qbo.sweep", extra={"enqueued": len(ids), "cdc_sweeps": cdc_sweeps})
     return len(ids)
 
 

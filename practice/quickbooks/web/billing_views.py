@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from practice.common.permissions import manager_required, member_required
@@ -87,4 +89,46 @@ def record_action(request: HttpRequest, kind: str, pk: int, action: str) -> Http
         messages.error(request, error)
     else:
         messages.success(request, _done_message(action, what))
+    return redirect(DETAIL_URL[kind], pk=record.pk)
+
+
+# Drift (issue 16): the fixes of a record changed, voided or deleted in QuickBooks
+# (actions.DRIFT_FIXES). Refunds and fees have no page of their own: the problems page offers
+# their fixes and gets them back.
+DRIFT_DONE = {
+    "push_ours": gettext_lazy(
+        "The app's version of %(what)s will be sent to QuickBooks again with the next sync."
+    ),
+    "accept_qbo": gettext_lazy("QuickBooks' version of %(what)s is kept; nothing was sent."),
+    "push_again": gettext_lazy("%(what)s will be created in QuickBooks again with the next sync."),
+}
+
+
+@manager_required
+@require_POST
+def drift_action(request: HttpRequest, kind: str, pk: int, action: str) -> HttpResponse:
+    if kind not in actions.DRIFT_RECORD_KINDS or action not in actions.DRIFT_ACTIONS:
+        raise Http404
+    firm = request.firm  # type: ignore[attr-defined]
+    actor = str(getattr(request.user, "email", "") or "")
+    record = _record(request, kind, pk) if kind in billing_status.BILLING_KINDS else None
+    what = billing_status.record_label(kind, record) if record is not None else _("this record")
+    error = ""
+    try:
+        actions.DRIFT_ACTIONS[action](firm=firm, kind=kind, local_id=pk, actor=actor)
+    except actions.SyncActionError as e:
+        error = str(e)
+    except PermissionDenied as e:
+        raise Http404 from e  # another firm's refund or fee: as unknown as a missing one
+    done = capfirst(str(DRIFT_DONE[action]) % {"what": what})
+    if record is not None and request.htmx:  # type: ignore[attr-defined]
+        ctx = _context(request, kind, record)
+        ctx["qbo_action_error" if error else "qbo_action_done"] = error or done
+        return render(request, PANEL, ctx)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, done)
+    if record is None:
+        return redirect("quickbooks:problems")
     return redirect(DETAIL_URL[kind], pk=record.pk)

@@ -1,4 +1,5 @@
-"""Enqueue sync runs for realms that need one (due retries, lost runs; --all: every realm).
+"""Enqueue sync runs for realms that need one (due retries, lost runs; --all: every realm), and
+the CDC sweeps that are due (QBO_CDC_INTERVAL_SECONDS).
 
 The periodic safety net of the event-driven sync (practice.quickbooks.sync.tasks): run it from cron
 every minute, or keep it running with --loop SECONDS next to `run_worker`. --run executes the
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--run", action="store_true", help="run the syncs here instead of enqueueing")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from practice.quickbooks.sync.cdc import sweep_connection
         from practice.quickbooks.sync.tasks import run_now, sweep_now
 
         while True:
@@ -29,12 +31,26 @@ class Command(BaseCommand):
                 for connection_id in _due_connection_ids(all_realms=options["all"]):
                     result = run_now(connection_id)
                     self.stdout.write(f"connection {connection_id}: {result}")
+                for connection_id in _due_cdc_sweeps():
+                    swept = sweep_connection(connection_id)
+                    self.stdout.write(
+                        f"connection {connection_id}: CDC {swept.reason}, {swept.notices} notice(s)"
+                    )
             else:
                 n = sweep_now(all_realms=options["all"])
                 self.stdout.write(f"enqueued {n} sync run(s)")
             if not options["loop"]:
                 return
             time.sleep(options["loop"])
+
+
+def _due_cdc_sweeps() -> list[int]:
+    from django.utils import timezone
+
+    from practice.quickbooks.sync import cdc
+
+    now = timezone.now()
+    return [pk for pk in cdc.due_connections(now) if cdc.claim(pk, now)]
 
 
 def _due_connection_ids(*, all_realms: bool) -> list[int]:

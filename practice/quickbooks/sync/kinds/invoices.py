@@ -36,7 +36,7 @@ from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected
 from practice.quickbooks.models import SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
 from practice.quickbooks.sync import engine
 from practice.quickbooks.sync.kinds.matching import normalize
 from practice.quickbooks.sync.kinds.services import plain_fault
@@ -173,6 +173,8 @@ class Planner:
             return self.eligible(row)
         if link.batch_request_id or link.status == SyncStatus.SKIPPED:
             return False
+        if held_by_drift(link.status, link.error_kind):
+            return False  # changed in QuickBooks: waits for "Push ours again" or "Accept" (drift.py)
         if link.qbo_id:
             if link.pushed_hash == DELETED:
                 return False
@@ -401,6 +403,13 @@ class Planner:
         linked = self.linked_ids()
         for invoice, link, body in creates:
             holders = found.get(normalize(invoice.number), [])
+            options = ""
+            if link.target_qbo_id:
+                # "Push again" after a void in QuickBooks (actions.record_push_again): the voided
+                # invoice, ours, keeps the number there; the new one may carry it too.
+                mine = [h for h in holders if str(h.get("Id")) == link.target_qbo_id]
+                holders = [h for h in holders if str(h.get("Id")) != link.target_qbo_id]
+                options = "allowduplicatedocnumber" if mine else ""
             if holders:
                 verdict = clash_verdict(self.ctx, invoice.number, body, holders, linked)
                 if isinstance(verdict, dict):
@@ -427,6 +436,7 @@ class Planner:
                 request_id=_next_request_id(self.ctx, link, "create"),
                 label="create_invoice",
                 note=self.notes.get(link.pk, ""),
+                options=options,
             )
             link.pending_op = "create"
             self.ops.append(op)

@@ -32,7 +32,7 @@ from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
 from practice.quickbooks.sync import engine
 from practice.quickbooks.sync.mappers.payment import (
     AppliedLine,
@@ -321,8 +321,14 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
             if not (link.error_kind and link.input_hash == _DELETE_INPUT):
                 deletes.append((payment, link))
             continue
-        if link is not None and (link.batch_request_id or link.status == SyncStatus.SKIPPED):
-            continue  # in flight (the engine replays it), or a person turned it off
+        if link is not None and (
+            link.batch_request_id
+            or link.status == SyncStatus.SKIPPED
+            or held_by_drift(link.status, link.error_kind)
+        ):
+            # In flight (the engine replays it), a person turned it off, or it changed in
+            # QuickBooks and waits for a person's choice (sync/drift.py): nothing is planned.
+            continue
         if payment.state == PaymentState.DELETED:
             if link is None or (link.status == SyncStatus.SYNCED and not link.qbo_id):
                 continue  # never linked, or deleted in QuickBooks already

@@ -36,7 +36,7 @@ from practice.billing.models import Payment, PaymentState, Refund
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected
 from practice.quickbooks.models import SyncLink
-from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
 from practice.quickbooks.sync import engine
 from practice.quickbooks.sync.kinds.payments import (
     _cleared,
@@ -156,7 +156,11 @@ def _plan_children(
         payment_link = payment_links.get(child.payment.pk)
         if payment_link is not None and payment_link.status == SyncStatus.SKIPPED:
             child.wanted = False  # "Unsync payment": out of QBO with its payment
-        if link is not None and (link.batch_request_id or link.status == SyncStatus.SKIPPED):
+        if link is not None and (
+            link.batch_request_id
+            or link.status == SyncStatus.SKIPPED
+            or held_by_drift(link.status, link.error_kind)  # changed in QuickBooks (drift.py)
+        ):
             continue
         if not child.wanted:
             if link is None or (link.status == SyncStatus.SYNCED and not link.qbo_id):
