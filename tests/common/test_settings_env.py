@@ -112,6 +112,7 @@ CASES: dict[str, tuple[str, dict[str, str], Any, Any]] = {
     "QBO_RETRY_MAX_SECONDS": ("600", {}, lambda m: m.QBO_RETRY_MAX_SECONDS, 600.0),
     "QBO_MAX_ATTEMPTS": ("3", {}, lambda m: m.QBO_MAX_ATTEMPTS, 3),
     "QBO_SWEEP_INTERVAL_SECONDS": ("0", {}, lambda m: m.QBO_SWEEP_INTERVAL_SECONDS, 0.0),
+    "QBO_RECONCILE_MAX_AGE_SECONDS": ("120", {}, lambda m: m.QBO_RECONCILE_MAX_AGE_SECONDS, 120.0),
     "TASK_REAPER_STALE_SECONDS": ("120", {}, lambda m: m.TASK_REAPER_STALE_SECONDS, 120),
     "TASK_REAPER_INTERVAL_SECONDS": ("15", {}, lambda m: m.TASK_REAPER_INTERVAL_SECONDS, 15),
     "TASK_REAPER_MAX_ATTEMPTS": ("2", {}, lambda m: m.TASK_REAPER_MAX_ATTEMPTS, 2),
