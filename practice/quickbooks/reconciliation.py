@@ -10,8 +10,16 @@ The app's figures (docs/reconciliation.md):
 - open = invoiced less what recorded payments applied to those invoices.
 
 QBO's figures come from `CustomerBalance` (sync/balances.py), never from QBO while the page
-renders. All rows are computed with a fixed number of queries (sorting by the largest difference
-needs them all); the explanations only for the rows shown (or exported), a few more queries.
+renders.
+
+A firm usually connects a QuickBooks company it has used for years: the customer the account
+links to already has invoices and payments typed in QuickBooks. Those make a difference that is
+right, and that would otherwise come back every month end. A row whose whole difference is such
+history (QBO transactions not made by the app and created before the account was linked) is
+`history_only`: listed under its own filter, apart from the differences to look at.
+
+All rows are computed with a fixed number of queries (sorting by the largest difference needs
+them all); the explanations only for the rows shown (or exported), a few more queries.
 """
 
 from __future__ import annotations
@@ -22,15 +30,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
+from django.db.models import DecimalField, Min, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from practice.quickbooks.billing_status import ineligible_reason
 from practice.quickbooks.history_text import translate
-from practice.quickbooks.models import Connection, CustomerBalance, SyncLink
-from practice.quickbooks.statuses import SyncStatus
+from practice.quickbooks.models import Connection, CustomerBalance, SyncAttempt, SyncLink
+from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync.balances import linked_customers
 
 if TYPE_CHECKING:
@@ -70,6 +78,8 @@ class Row:
     detail: dict[str, Any] = field(default_factory=dict)
     explanations: list[str] = field(default_factory=list)
     explained: bool = True
+    linked_at: datetime | None = None  # when the account was linked to this customer
+    history_only: bool = False  # the whole difference is QBO history from before the link
 
     def diff(self, name: str) -> Decimal:
         """QuickBooks minus the app (positive: QuickBooks has more)."""
@@ -89,6 +99,20 @@ class Row:
     @property
     def differs(self) -> bool:
         return self.difference != ZERO
+
+    @property
+    def needs_look(self) -> bool:
+        """A difference someone should look at (not only QuickBooks history from before linking)."""
+        return self.differs and not self.history_only
+
+    @property
+    def state(self) -> str:
+        """For the CSV: "not read", "match", "history" or "difference"."""
+        if self.qbo is None:
+            return "not read"
+        if not self.differs:
+            return "match"
+        return "history" if self.history_only else "difference"
 
     @property
     def diff_invoiced(self) -> Decimal:
@@ -164,6 +188,8 @@ def all_rows(*, firm: Firm, connection: Connection | None) -> list[Row]:
             connection=connection, qbo_customer_id__in=set(linked.values())
         )
     }
+    linked_at = _linked_at(list(links.values()))
+    ours = _our_qbo_ids(connection)
     rows = []
     for account_id, name in names.items():
         qbo_id = linked[account_id]
@@ -180,10 +206,71 @@ def all_rows(*, firm: Firm, connection: Connection | None) -> list[Row]:
                 read_at=balance.read_at if balance else None,
                 stale=bool(balance.stale) if balance else True,
                 detail=dict(balance.detail or {}) if read and balance else {},
+                linked_at=linked_at.get(links[account_id].pk) or links[account_id].created_at,
             )
         )
-    rows.sort(key=lambda r: (-r.difference, r.name.casefold(), r.account_id))
+    for row in rows:
+        row.history_only = row.differs and _history_explains(row, ours)
+    rows.sort(key=lambda r: (not r.needs_look, -r.difference, r.name.casefold(), r.account_id))
     return rows
+
+
+def _linked_at(links: list[SyncLink]) -> dict[int, datetime]:
+    """{customer link id: when it was first linked to its current QBO customer} (one query)."""
+    first: dict[int, datetime] = {}
+    wanted = {link.pk: link.qbo_id for link in links}
+    attempts = (
+        SyncAttempt.objects.filter(link_id__in=list(wanted), outcome=Outcome.SUCCESS)
+        .exclude(qbo_id="")
+        .values("link_id", "qbo_id")
+        .annotate(first=Min("created_at"))
+        .order_by()
+    )
+    for a in attempts:
+        if wanted.get(a["link_id"]) == a["qbo_id"]:
+            first[a["link_id"]] = a["first"]
+    return first
+
+
+def _our_qbo_ids(connection: Connection) -> dict[str, set[str]]:
+    """QBO Ids of the invoices, payments and refund receipts the app's records are linked to."""
+    out: dict[str, set[str]] = {"invoices": set(), "payments": set(), "refunds": set()}
+    kinds = {"invoice": "invoices", "payment": "payments", "refund": "refunds"}
+    qs = SyncLink.objects.filter(connection=connection, kind__in=list(kinds)).exclude(qbo_id="")
+    for kind, qbo_id in qs.values_list("kind", "qbo_id"):
+        out[kinds[kind]].add(qbo_id)
+    return out
+
+
+def _before(txn: dict[str, Any], when: datetime | None) -> bool:
+    """Was this QBO transaction created before `when` (the account's link)?"""
+    if when is None or not txn.get("created"):
+        return False
+    try:
+        created = datetime.fromisoformat(str(txn["created"]))
+    except ValueError:
+        return False
+    return created.tzinfo is not None and created < when
+
+
+def _history_explains(row: Row, ours: dict[str, set[str]]) -> bool:
+    """Does QBO history from before the link (not made by the app) account for the whole difference?"""
+    if row.qbo is None:
+        return False
+    history = {
+        k: [t for t in row.detail.get(k, []) if t["id"] not in ours[k] and _before(t, row.linked_at)]
+        for k in ("invoices", "payments", "refunds")
+    }
+    if not any(history.values()):
+        return False
+    invoiced = row.qbo.invoiced - sum((Decimal(t["total"]) for t in history["invoices"]), ZERO)
+    open_ = row.qbo.open - sum((Decimal(t["balance"]) for t in history["invoices"]), ZERO)
+    paid = (
+        row.qbo.paid
+        - sum((Decimal(t["total"]) for t in history["payments"]), ZERO)
+        + sum((Decimal(t["total"]) for t in history["refunds"]), ZERO)
+    )
+    return (invoiced, paid, open_) == (row.app.invoiced, row.app.paid, row.app.open)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +475,16 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
         for t in row.detail.get("invoices", []):
             if t["id"] not in ours["invoices"]:
                 said.append(
-                    _("Created in QuickBooks by hand: invoice %(number)s %(amount)s (open %(open)s).")
+                    (
+                        _(
+                            "Created in QuickBooks by hand before this account was linked: "
+                            "invoice %(number)s %(amount)s (open %(open)s)."
+                        )
+                        if _before(t, row.linked_at)
+                        else _(
+                            "Created in QuickBooks by hand: invoice %(number)s %(amount)s (open %(open)s)."
+                        )
+                    )
                     % {
                         "number": t["doc"] or _("without a number (Id %(id)s)") % {"id": t["id"]},
                         "amount": _amount(t["total"]),
@@ -399,13 +495,27 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
             if Decimal(t["total"]) == ZERO:
                 continue  # an empty payment moves no figure
             said.append(
-                _("Created in QuickBooks by hand: payment of %(date)s %(amount)s.")
+                (
+                    _(
+                        "Created in QuickBooks by hand before this account was linked: "
+                        "payment of %(date)s %(amount)s."
+                    )
+                    if _before(t, row.linked_at)
+                    else _("Created in QuickBooks by hand: payment of %(date)s %(amount)s.")
+                )
                 % {"date": t["date"], "amount": _amount(t["total"])}
             )
         for t in row.detail.get("refunds", []):
             if t["id"] not in ours["refunds"]:
                 said.append(
-                    _("Created in QuickBooks by hand: refund of %(date)s %(amount)s.")
+                    (
+                        _(
+                            "Created in QuickBooks by hand before this account was linked: "
+                            "refund of %(date)s %(amount)s."
+                        )
+                        if _before(t, row.linked_at)
+                        else _("Created in QuickBooks by hand: refund of %(date)s %(amount)s.")
+                    )
                     % {"date": t["date"], "amount": _amount(t["total"])}
                 )
         if not said:
@@ -449,6 +559,7 @@ def _hand_payments(qbo_pay: dict[str, dict[str, Any]], ours: set[str]) -> list[d
 
 CSV_HEADER = (
     "account",
+    "state",
     "quickbooks_customer_id",
     "app_invoiced",
     "quickbooks_invoiced",
@@ -474,6 +585,7 @@ def csv_rows(rows: list[Row]) -> list[list[str]]:
         out.append(
             [
                 csv_safe(r.name),
+                r.state,
                 r.qbo_id,
                 str(r.app.invoiced),
                 str(q.invoiced) if q else "",

@@ -10,12 +10,14 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from practice.billing import services as billing
 from practice.billing.demo import DOCNUMBER_CLASH_ACCOUNT, demo_seed
 from practice.clients.services import account_create
+from practice.firms.models import User
 from practice.quickbooks import reconciliation
 from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.demo.seed import seed_demo_company
@@ -311,7 +313,8 @@ def test_csv_export(firm, books, client_as):
     assert table[0] == list(reconciliation.CSV_HEADER)
     by_name = {r[0]: r for r in table[1:]}
     assert set(by_name) == {"Reco Gamma", "'=Reco Beta", "Reco Alpha LLC"}  # formula name made text
-    assert by_name["Reco Gamma"][2:10] == [
+    assert by_name["Reco Gamma"][1] == "difference" and by_name["Reco Alpha LLC"][1] == "match"
+    assert by_name["Reco Gamma"][3:11] == [
         "400.00",
         "400.00",
         "0.00",
@@ -321,7 +324,7 @@ def test_csv_export(firm, books, client_as):
         "10.00",
         "No known reason: compare this customer's transactions in QuickBooks.",
     ]
-    assert by_name["Reco Alpha LLC"][2:10] == [
+    assert by_name["Reco Alpha LLC"][3:11] == [
         "500.00",
         "500.00",
         "330.00",
@@ -379,45 +382,47 @@ def _sample_history() -> dict[str, dict[str, list[str]]]:
 
 
 def test_demo_shows_its_deliberate_differences_and_nothing_else(db, sandbox, realm_id):
-    """`make demo`, connected and synced: the rows that differ are exactly (1) Bill's Windsurf Shop,
-    whose INV-0002 is in Error (the planted number clash) and whose payment waits for it, and (2)
-    the customers whose sample-company history (invoices and payments typed in QuickBooks before
-    the app) the demo accounts link to, each shown as created in QuickBooks by hand; all explained."""
+    """`make demo`, connected and synced. The differences to look at are exactly the planted one:
+    Bill's Windsurf Shop, whose INV-0002 is in Error (the number clash) and whose payment waits
+    for it. The sample company's own history (invoices and payments typed in QuickBooks before the
+    demo accounts were linked to its customers) explains the whole difference of 13 more
+    customers: they are listed under "QuickBooks history from before linking", each transaction
+    named. Every other linked customer matches to the cent."""
     firm = demo_seed().firm
     seed_demo_company(realm_id, sandbox.url)
     conn = _confirm_setup_defaults(connect_firm(firm, realm_id, sandbox))
     _run_until_idle(conn)
-    assert (
-        balances.refresh_balances(conn.pk)
-        == SyncLink.objects.filter(connection=conn, kind="customer", status__in=("synced", "skipped"))
-        .exclude(qbo_id="")
-        .count()
-    )
+    linked = SyncLink.objects.filter(connection=conn, kind="customer", status__in=("synced", "skipped"))
+    assert balances.refresh_balances(conn.pk) == linked.exclude(qbo_id="").count()
     rows = _rows(firm, conn)
     history = _sample_history()
-    qbo_names = {
-        link.local_id: link.qbo_name.casefold()
-        for link in SyncLink.objects.filter(connection=conn, kind="customer")
-    }
-    with_history = {
-        name for name, r in rows.items() if any(qbo_names[r.account_id] == h.casefold() for h in history)
-    }
-    differing = {name for name, r in rows.items() if r.differs}
-    assert DOCNUMBER_CLASH_ACCOUNT in differing
-    assert differing == with_history, differing ^ with_history
-    assert len(differing) == 14
-    for name in differing:
-        row = rows[name]
+    qbo_names = {link.local_id: link.qbo_name.casefold() for link in linked}
+
+    def hist(row: reconciliation.Row) -> dict[str, list[str]] | None:
+        return next((v for k, v in history.items() if k.casefold() == qbo_names[row.account_id]), None)
+
+    to_look_at = [name for name, r in rows.items() if r.needs_look]
+    assert to_look_at == [DOCNUMBER_CLASH_ACCOUNT]
+    history_rows = {name for name, r in rows.items() if r.history_only}
+    assert history_rows == {name for name, r in rows.items() if hist(r)} - {DOCNUMBER_CLASH_ACCOUNT}
+    assert len(history_rows) == 13
+    assert {name for name, r in rows.items() if r.differs} == history_rows | {DOCNUMBER_CLASH_ACCOUNT}
+    for name, row in rows.items():
+        if not row.differs:
+            assert row.qbo is not None and hist(row) is None, name
+            continue
         assert row.explained, (name, row.explanations)
-        hist = next(v for k, v in history.items() if k.casefold() == qbo_names[row.account_id])
-        by_hand = [e for e in row.explanations if e.startswith("Created in QuickBooks by hand")]
-        assert by_hand == [f"Created in QuickBooks by hand: invoice {i}." for i in hist["invoices"]] + [
-            e for e in by_hand if e.startswith("Created in QuickBooks by hand: payment")
+        sample = hist(row)
+        assert sample is not None
+        prefix = "Created in QuickBooks by hand before this account was linked: "
+        assert [e for e in row.explanations if e.startswith(prefix + "invoice")] == [
+            f"{prefix}invoice {i}." for i in sample["invoices"]
         ]
-        assert sorted(e.rsplit(" ", 1)[1].rstrip(".") for e in by_hand if "payment of" in e) == sorted(
-            hist["payments"]
+        paid = sorted(
+            e.rsplit(" ", 1)[1].rstrip(".") for e in row.explanations if e.startswith(prefix + "payment")
         )
-        others = [e for e in row.explanations if e not in by_hand]
+        assert paid == sorted(sample["payments"]), name
+        others = [e for e in row.explanations if not e.startswith(prefix)]
         if name == DOCNUMBER_CLASH_ACCOUNT:
             assert len(others) == 2
             assert others[0].startswith("Payment of ") and "Waiting for invoice INV-0002" in others[0]
@@ -426,3 +431,12 @@ def test_demo_shows_its_deliberate_differences_and_nothing_else(db, sandbox, rea
             )
         else:
             assert others == [], (name, others)
+
+    # The page as the owner opens it (default filter: the differences to look at) shows that one.
+    owner = Client()  # the demo firm's own owner
+    owner.force_login(User.objects.get(email="owner@demo.test"))
+    page = owner.get(URL).content.decode()
+    assert page.count('class="qbo-differs"') == 1 and "Bill&#x27;s Windsurf Shop" in page
+    assert "INV-0002" in page
+    page = owner.get(URL, {"show": "history"}).content.decode()
+    assert page.count('class="qbo-differs"') == 13

@@ -34,7 +34,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 from django_tasks import task
 
@@ -101,6 +100,11 @@ def _customer_of(txn: dict[str, Any]) -> str:
     return str((txn.get("CustomerRef") or {}).get("value", ""))
 
 
+def _created(txn: dict[str, Any]) -> str:
+    """When the transaction was made in QBO (MetaData.CreateTime, ISO 8601 with offset)."""
+    return str((txn.get("MetaData") or {}).get("CreateTime", "") or "")
+
+
 def refresh_balances(
     connection_id: int, *, force: bool = False, page_size: int = PAGE_SIZE, only: Iterable[str] | None = None
 ) -> int:
@@ -134,6 +138,7 @@ def refresh_balances(
                     "total": str(money(invoice.get("TotalAmt"))),
                     "balance": str(money(invoice.get("Balance"))),
                     "token": str(invoice.get("SyncToken", "")),
+                    "created": _created(invoice),
                 }
             )
         for kind, entity in (("payments", "Payment"), ("refunds", "RefundReceipt")):
@@ -144,6 +149,7 @@ def refresh_balances(
                         "date": str(txn.get("TxnDate", "") or ""),
                         "total": str(money(txn.get("TotalAmt"))),
                         "token": str(txn.get("SyncToken", "")),
+                        "created": _created(txn),
                     }
                 )
         read_at = timezone.now()

@@ -29,7 +29,7 @@ from practice.quickbooks.models import Connection
 from practice.quickbooks.sync import balances
 
 PAGE_SIZES = (25, 50, 100)  # like the accounts list (?per_page=)
-SHOW = ("differences", "all")
+SHOW = ("differences", "history", "all")
 QUEUED_KEY = "qbo-reconcile-refresh-queued:%s"
 
 
@@ -45,10 +45,12 @@ def _enqueue(connection: Connection, *, force: bool) -> None:
     )
 
 
-def _rows(request: HttpRequest, connection: Connection | None, show: str) -> list[reconciliation.Row]:
-    rows = reconciliation.all_rows(firm=request.firm, connection=connection)  # type: ignore[attr-defined]
+def _filtered(rows: list[reconciliation.Row], show: str) -> list[reconciliation.Row]:
+    """ "differences": those to look at; "history": only QBO history from before linking; "all"."""
     if show == "differences":
-        rows = [r for r in rows if r.differs]
+        return [r for r in rows if r.needs_look]
+    if show == "history":
+        return [r for r in rows if r.history_only]
     return rows
 
 
@@ -63,7 +65,7 @@ def reconciliation_page(request: HttpRequest) -> HttpResponse:
     connection = _connection(request)
     show = _show(request)
     everything = reconciliation.all_rows(firm=request.firm, connection=connection)  # type: ignore[attr-defined]
-    rows = [r for r in everything if r.differs] if show == "differences" else everything
+    rows = _filtered(everything, show)
     wanted = request.GET.get("per_page", "")
     per_page = int(wanted) if wanted in {str(n) for n in PAGE_SIZES} else PAGE_SIZES[0]
     page_obj = Paginator(rows, per_page).get_page(request.GET.get("page"))
@@ -87,7 +89,8 @@ def reconciliation_page(request: HttpRequest) -> HttpResponse:
             "per_page": per_page,
             "page_sizes": PAGE_SIZES,
             "linked": len(everything),
-            "differing": sum(1 for r in everything if r.differs),
+            "differing": sum(1 for r in everything if r.needs_look),
+            "history": sum(1 for r in everything if r.history_only),
             "unread": sum(1 for r in everything if r.qbo is None),
             "oldest_read": min(read) if read else None,
             "newest_read": max(read) if read else None,
@@ -117,7 +120,7 @@ def reconciliation_refresh(request: HttpRequest) -> HttpResponse:
 def reconciliation_csv(request: HttpRequest) -> HttpResponse:
     connection = _connection(request)
     show = _show(request)
-    rows = _rows(request, connection, show)
+    rows = _filtered(reconciliation.all_rows(firm=request.firm, connection=connection), show)  # type: ignore[attr-defined]
     if connection is not None:
         reconciliation.explain(rows, firm=request.firm, connection=connection)  # type: ignore[attr-defined]
     firm_slug = slugify(request.firm.name) or "firm"  # type: ignore[attr-defined]
