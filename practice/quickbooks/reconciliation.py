@@ -30,7 +30,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import DecimalField, Min, OuterRef, Subquery, Sum, Value
+from django.db.models import DecimalField, Max, Min, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -209,10 +209,49 @@ def all_rows(*, firm: Firm, connection: Connection | None) -> list[Row]:
                 linked_at=linked_at.get(links[account_id].pk) or links[account_id].created_at,
             )
         )
+    _mark_pushed_since_read(connection, rows)
     for row in rows:
         row.history_only = row.differs and _history_explains(row, ours)
     rows.sort(key=lambda r: (not r.needs_look, -r.difference, r.name.casefold(), r.account_id))
     return rows
+
+
+def _mark_pushed_since_read(connection: Connection, rows: list[Row]) -> None:
+    """The app's own pushes change QBO's figures too, and QBO tells no one: a row whose account
+    had an invoice, payment or refund written to QBO after its figures were read is stale (marked
+    in the cache, so the page's background read takes it)."""
+    from practice.billing.models import Invoice, Payment, Refund
+
+    read = {r.account_id: r.read_at for r in rows if r.read_at is not None and not r.stale}
+    if not read:
+        return
+    last: dict[int, datetime] = {}
+    for kind, model, account in (
+        ("invoice", Invoice, "account_id"),
+        ("payment", Payment, "account_id"),
+        ("refund", Refund, "payment__account_id"),
+    ):
+        owner = model.objects.filter(pk=OuterRef("local_id")).values(account)[:1]
+        pushed = (
+            SyncLink.objects.filter(connection=connection, kind=kind, synced_at__isnull=False)
+            .annotate(account=Subquery(owner))
+            .filter(account__in=list(read))
+            .values("account")
+            .annotate(last=Max("synced_at"))
+            .order_by()
+        )
+        for p in pushed:
+            if p["account"] not in last or p["last"] > last[p["account"]]:
+                last[p["account"]] = p["last"]
+    stale = [
+        r for r in rows if r.account_id in last and r.read_at is not None and last[r.account_id] > r.read_at
+    ]
+    for row in stale:
+        row.stale = True
+    if stale:
+        CustomerBalance.objects.filter(
+            connection=connection, qbo_customer_id__in=[r.qbo_id for r in stale]
+        ).update(stale=True)
 
 
 def _linked_at(links: list[SyncLink]) -> dict[int, datetime]:
@@ -390,7 +429,9 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
                 continue
             if theirs is None:
                 reason = ineligible_reason("payment", pay, connection) if not (link and link.qbo_id) else ""
-                if link and link.qbo_id:
+                if link and link.qbo_id and _sent_after_read(link, row):
+                    said.append(_sent_text(label))
+                elif link and link.qbo_id:
                     said.append(
                         _("%(what)s is linked to a QuickBooks payment that is not there any more.")
                         % {"what": label}
@@ -427,6 +468,9 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
                     )
                 continue
             if theirs is None:
+                if link and link.qbo_id and _sent_after_read(link, row):
+                    said.append(_sent_text(label))
+                    continue
                 if link and link.qbo_id:
                     said.append(
                         _("%(what)s is linked to a QuickBooks invoice that is not there any more.")
@@ -523,6 +567,16 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
             unexplained.append(row.name)
         row.explanations = said
         row.explained = not unexplained
+
+
+def _sent_after_read(link: SyncLink, row: Row) -> bool:
+    return bool(link.synced_at and row.read_at and link.synced_at > row.read_at)
+
+
+def _sent_text(label: str) -> str:
+    return _("%(what)s was sent to QuickBooks after these figures were read; they are being read again.") % {
+        "what": label
+    }
 
 
 def _token_moved(link: SyncLink | None, token: str) -> bool:

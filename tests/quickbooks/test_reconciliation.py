@@ -205,6 +205,30 @@ def test_each_explanation(firm, books, sandbox):
     ]
 
 
+def test_the_apps_own_push_makes_the_figures_stale(firm, books):
+    """QBO tells no one about the app's own writes: a push after the read marks the row stale,
+    says why it differs meanwhile, and the next read brings it back in line."""
+    conn = books["conn"]
+    new = _invoice(firm, books["c"], books["svc"], on=timezone.localdate(), quantity="1")
+    _run_until_idle(conn)
+    assert SyncLink.objects.get(connection=conn, kind="invoice", local_id=new.pk).status == "synced"
+    row = _rows(firm, conn)["Reco Gamma"]
+    assert row.stale and _figures(row) == (
+        (D("500.00"), D("0.00"), D("500.00")),
+        (D("400.00"), D("0.00"), D("400.00")),
+    )
+    assert row.explanations == [
+        f"Invoice {new.number} ($100.00) was sent to QuickBooks after these figures were read; "
+        "they are being read again."
+    ]
+    qbo_id = row.qbo_id
+    assert CustomerBalance.objects.get(connection=conn, qbo_customer_id=qbo_id).stale
+    assert balances.customers_due(conn) == [qbo_id]
+    assert balances.refresh_balances(conn.pk) == 1
+    row = _rows(firm, conn)["Reco Gamma"]
+    assert not row.stale and not row.differs and _figures(row)[1] == (D("500.00"), D("0.00"), D("500.00"))
+
+
 def test_an_unexplained_difference_says_so(firm, books):
     conn = books["conn"]
     qbo_id = SyncLink.objects.get(connection=conn, kind="customer", local_id=books["c"].pk).qbo_id
