@@ -122,6 +122,7 @@ def cached(firm, settings):
 def test_page_by_keyboard_and_axe(live_server, login, cached):
     page = login("admin@acme.test")
     page.goto(f"{live_server.url}/settings/integrations/quickbooks/")
+    assert axe_violations(page) == []  # the link to the page, among the settings
     page.locator("#qbo-reconciliation-link a").focus()
     page.keyboard.press("Enter")
     expect()(page.locator("h1")).to_contain_text("Reconciliation")
