@@ -438,7 +438,10 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
                     )
                 else:
                     said.append(
-                        _("%(what)s: %(why)s") % {"what": label, "why": reason or _why_not_in_qbo(link, row)}
+                        _sentence(
+                            _("%(what)s: %(why)s")
+                            % {"what": label, "why": reason or _why_not_in_qbo(link, row)}
+                        )
                     )
                 missing_payment_for.update(a.invoice_id for a in pay.allocations.all())
                 continue
@@ -479,7 +482,9 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
                     continue
                 reason = ineligible_reason("invoice", inv, connection)
                 said.append(
-                    _("%(what)s: %(why)s") % {"what": label, "why": reason or _why_not_in_qbo(link, row)}
+                    _sentence(
+                        _("%(what)s: %(why)s") % {"what": label, "why": reason or _why_not_in_qbo(link, row)}
+                    )
                 )
                 continue
             total, balance = Decimal(theirs["total"]), Decimal(theirs["balance"])
@@ -514,7 +519,9 @@ def explain(rows: list[Row], *, firm: Firm, connection: Connection) -> None:
                 "date": _day(ref.date),
                 "amount": _amount(ref.amount),
             }
-            said.append(_("%(what)s: %(why)s") % {"what": label, "why": _why_not_in_qbo(link, row)})
+            said.append(
+                _sentence(_("%(what)s: %(why)s") % {"what": label, "why": _why_not_in_qbo(link, row)})
+            )
 
         for t in row.detail.get("invoices", []):
             if t["id"] not in ours["invoices"]:
@@ -577,6 +584,12 @@ def _sent_text(label: str) -> str:
     return _("%(what)s was sent to QuickBooks after these figures were read; they are being read again.") % {
         "what": label
     }
+
+
+def _sentence(text: str) -> str:
+    """Ends with a full stop (the reasons come from several places, some without one)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _token_moved(link: SyncLink | None, token: str) -> bool:

@@ -229,6 +229,39 @@ def test_the_apps_own_push_makes_the_figures_stale(firm, books):
     assert not row.stale and not row.differs and _figures(row)[1] == (D("500.00"), D("0.00"), D("500.00"))
 
 
+def test_skipped_account_and_payment_with_sync_off(firm, books):
+    """A Skipped account keeps its row (QBO still has its customer); what it is not sent says so,
+    and so does a manual payment whose sync is turned off."""
+    from practice.quickbooks import actions
+
+    conn = books["conn"]
+    today = timezone.localdate()
+    billing.payment_record(
+        firm=firm,
+        account=books["b"],
+        date=today,
+        amount="40.00",
+        method="check",
+        created_manually=True,
+        sync_to_quickbooks=False,
+    )
+    actions.account_unsync(firm=firm, account=books["c"])
+    late = _invoice(firm, books["c"], books["svc"], on=today, quantity="1")
+    _run_until_idle(conn)
+    rows = _rows(firm, conn)
+    gamma = rows["Reco Gamma"]
+    assert gamma.status == "skipped" and gamma.needs_look
+    assert _figures(gamma)[0] == (D("500.00"), D("0.00"), D("500.00"))
+    assert gamma.explanations == [
+        f"Invoice {late.number} ($100.00): not sent: sync is turned off for this account (Skipped)."
+    ]
+    beta = rows["=Reco Beta"]
+    assert _figures(beta) == ((D("150.00"), D("40.00"), D("150.00")), (D("150.00"), D("0.00"), D("150.00")))
+    assert beta.explanations == [
+        f"Payment of {today.isoformat()} ($40.00): Sync to QuickBooks is turned off for this payment."
+    ]
+
+
 def test_an_unexplained_difference_says_so(firm, books):
     conn = books["conn"]
     qbo_id = SyncLink.objects.get(connection=conn, kind="customer", local_id=books["c"].pk).qbo_id
