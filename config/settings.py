@@ -290,13 +290,14 @@ QBO_RETRY_BASE_SECONDS = env_number("QBO_RETRY_BASE_SECONDS", 15.0, minimum=0)
 QBO_RETRY_MAX_SECONDS = env_number("QBO_RETRY_MAX_SECONDS", 3600.0, minimum=1)
 QBO_MAX_ATTEMPTS = env_int("QBO_MAX_ATTEMPTS", 8, minimum=1)
 QBO_SWEEP_INTERVAL_SECONDS = env_number("QBO_SWEEP_INTERVAL_SECONDS", 60.0, minimum=0)
-# The reconciliation page (sync/balances.py): QBO's figures of a customer older than this are read
-# again in the background when the page is opened.
-QBO_RECONCILE_MAX_AGE_SECONDS = env_number("QBO_RECONCILE_MAX_AGE_SECONDS", 3600.0, minimum=0)
 
 # E-mail (QuickBooks problem notifications): printed to the console unless configured.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "practice@localhost")
+
+# The reconciliation page (sync/balances.py): QBO's figures of a customer older than this are read
+# again in the background when the page is opened.
+QBO_RECONCILE_MAX_AGE_SECONDS = env_number("QBO_RECONCILE_MAX_AGE_SECONDS", 3600.0, minimum=0)
 
 LOGGING = {
     "version": 1,
