@@ -305,6 +305,10 @@ QBO_CDC_INTERVAL_SECONDS = env_number("QBO_CDC_INTERVAL_SECONDS", 300.0, minimum
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "practice@localhost")
 
+# The reconciliation page (sync/balances.py): QBO's figures of a customer older than this are read
+# again in the background when the page is opened.
+QBO_RECONCILE_MAX_AGE_SECONDS = env_number("QBO_RECONCILE_MAX_AGE_SECONDS", 3600.0, minimum=0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -58,3 +58,14 @@ urlpatterns += [
     path("problems/<str:kind>/<int:pk>/retry/", problems_views.problem_retry, name="problem_retry"),
     path("problems/<str:kind>/retry-all/", problems_views.problems_retry_all, name="problems_retry_all"),
 ]
+
+# Reconciliation page, its refresh and CSV (practice/quickbooks/web/reconciliation_views.py).
+from practice.quickbooks.web import reconciliation_views  # noqa: E402
+
+urlpatterns += [
+    path("reconciliation/", reconciliation_views.reconciliation_page, name="reconciliation"),
+    path(
+        "reconciliation/refresh/", reconciliation_views.reconciliation_refresh, name="reconciliation_refresh"
+    ),
+    path("reconciliation/export.csv", reconciliation_views.reconciliation_csv, name="reconciliation_csv"),
+]

@@ -125,6 +125,7 @@ CASES: dict[str, tuple[str, dict[str, str], Any, Any]] = {
     "TASK_REAPER_MAX_ATTEMPTS": ("2", {}, lambda m: m.TASK_REAPER_MAX_ATTEMPTS, 2),
     "TASK_WORKER_HEARTBEAT_SECONDS": ("2.5", {}, lambda m: m.TASK_WORKER_HEARTBEAT_SECONDS, 2.5),
     "TASK_WORKER_DEAD_AFTER_SECONDS": ("20", {}, lambda m: m.TASK_WORKER_DEAD_AFTER_SECONDS, 20.0),
+    "QBO_RECONCILE_MAX_AGE_SECONDS": ("120", {}, lambda m: m.QBO_RECONCILE_MAX_AGE_SECONDS, 120.0),
 }
 
 

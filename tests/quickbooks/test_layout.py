@@ -28,6 +28,7 @@ LAYERS = {
     "history_text": 0,  # history sentences in the reader's language (models show them)
     "problems": 3,  # the problems page's selectors and the banner's question
     "notify": 3,  # notifications of new Errors, called after each run
+    "reconciliation": 3,  # the reconciliation page's rows and explanations (reads only)
     "context_processors": 4,
     "web": 4,
 }

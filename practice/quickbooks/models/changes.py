@@ -59,6 +59,11 @@ class CustomerBalance(models.Model):
     invoice_count = models.PositiveIntegerField(default=0)
     read_at = models.DateTimeField(null=True, blank=True)
     stale = models.BooleanField(default=True)
+    # The transactions the totals were summed from, as read (sync/balances.py): {"invoices":
+    # [{"id", "doc", "date", "total", "balance", "token"}], "payments": [...], "refunds": [...]}.
+    # The reconciliation page explains a difference from them (an invoice typed in QuickBooks by
+    # hand, one changed there) without asking QBO again.
+    detail = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
