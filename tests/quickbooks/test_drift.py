@@ -609,7 +609,7 @@ def test_sweep_enqueues_one_cdc_sweep_per_interval(firm, conn, settings, django_
     assert tasks.enqueue_cdc_sweeps(now + datetime.timedelta(days=1)) == 0
 
 
-def test_cdc_notices_mark_the_customers_balance_stale(firm, conn, billed):
+def test_cdc_notices_mark_the_customers_balance_stale(firm, conn, billed, django_capture_on_commit_callbacks):
     from practice.quickbooks.models import CustomerBalance
 
     account, invoice = billed
@@ -617,10 +617,18 @@ def test_cdc_notices_mark_the_customers_balance_stale(firm, conn, billed):
     mine = CustomerBalance.objects.create(connection=conn, qbo_customer_id=customer.qbo_id, stale=False)
     other = CustomerBalance.objects.create(connection=conn, qbo_customer_id="1", stale=False)
     change_first_line(conn, link(conn, "invoice", invoice).qbo_id, 120)
-    sweep(conn)
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep(conn)
     mine.refresh_from_db()
     other.refresh_from_db()
     assert (mine.stale, other.stale) == (True, False)
+    # ... and the sweep has the reconciliation figures re-read in the background (once).
+    from django_tasks_db.models import DBTaskResult
+
+    refresh = DBTaskResult.objects.filter(
+        task_path="practice.quickbooks.sync.balances.refresh_customer_balances"
+    )
+    assert [r.args_kwargs["args"] for r in refresh] == [[conn.pk]]
 
 
 # --------------------------------------------------------------------------------------------

@@ -673,11 +673,21 @@ def _customers_touched(
 
 
 def _mark_stale(connection: Connection, customers: set[str] | None) -> None:
+    """Mark the reconciliation figures of these customers out of date and have them re-read in
+    the background (only theirs: `balances.customers_due` picks the stale rows), so the page shows
+    QuickBooks' new totals without waiting for someone to open it."""
     rows = CustomerBalance.objects.filter(connection=connection, stale=False)
     if customers is None:
-        rows.update(stale=True)
+        marked = rows.update(stale=True)
     elif customers:
-        rows.filter(qbo_customer_id__in=sorted(customers)).update(stale=True)
+        marked = rows.filter(qbo_customer_id__in=sorted(customers)).update(stale=True)
+    else:
+        marked = 0
+    if marked:
+        from practice.quickbooks.sync.balances import refresh_customer_balances
+
+        connection_id = connection.pk
+        transaction.on_commit(lambda: refresh_customer_balances.enqueue(connection_id))
 
 
 def mark_balances_stale(connection: Connection, customer_ids: Iterable[str] | None) -> None:
