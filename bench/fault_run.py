@@ -153,19 +153,21 @@ class Run:
             time.sleep(0.05)
         return True
 
-    def kill_at_random_point(self, realm: str, *, aim_at_batch: bool, max_wait: float = 8.0) -> str:
+    def kill_at_random_point(
+        self, realm: str, *, aim_at_batch: bool, max_wait: float = 8.0, batches: int = 1
+    ) -> str:
         """SIGKILL the running worker; returns where the kill was aimed.
 
-        `aim_at_batch`: wait for its next batch call to reach QBO, then kill while QBO is still
-        answering it (the sandbox's latency) or while the answer is being recorded. Otherwise a
-        random moment 0.5 s to `max_wait` s from now, wherever the worker is."""
+        `aim_at_batch`: wait for its `batches`-th next batch call to reach QBO, then kill while
+        QBO is still answering it (the sandbox's latency) or while the answer is being recorded.
+        Otherwise a random moment 0.5 s to `max_wait` s from now, wherever the worker is."""
         moment = "random"
         if aim_at_batch:
-            sent = self.sb.counters(realm)["batch_calls"]
+            target = self.sb.counters(realm)["batch_calls"] + batches
             deadline = time.monotonic() + 120
-            while self.sb.counters(realm)["batch_calls"] == sent and time.monotonic() < deadline:
+            while self.sb.counters(realm)["batch_calls"] < target and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if self.sb.counters(realm)["batch_calls"] > sent:
+            if self.sb.counters(realm)["batch_calls"] >= target:
                 moment = "batch sent"
                 time.sleep(self.rng.uniform(0, self.args.latency + 0.2))
             else:

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHORT = [
     "--accounts", "60", "--invoices", "60", "--payments", "30", "--refunds", "3",
     "--kills", "3", "--faults-per-kind", "1", "--latency", "0.05", "--lease-seconds", "6",
-    "--token-ttl", "20", "--time-scale", "0.2", "--max-wait", "4", "--settle-timeout", "150",
+    "--token-ttl", "20", "--time-scale", "0.2", "--max-wait", "4", "--batches-per-life", "1",
+    "--settle-timeout", "150",
 ]  # fmt: skip
 
 
