@@ -38,7 +38,8 @@ What it does (bench/README.md "soak.py"; figures in docs/benchmarks.md "Soak"):
    its amount, each refund once by its PrivateNote marker with its amount, none of the records
    of accounts in Error; every syncing customer's Balance equal to the app's (open invoices less
    unapplied credit); every link's status the one the product rules give (Synced, Error with
-   the workload's reason, Not synced waiting for its account), none Syncing; the connection
+   the workload's reason, Not synced waiting for its account), none Syncing; the realm's
+   invoice, payment, refund receipt and item totals = before + the app's; the connection
    Connected; each fault kind actually injected; the revocation seen and reconnected.
 
 Prints a table, writes bench/results/soak-<UTC timestamp>.json (and `--json PATH`). Exit status
@@ -305,6 +306,12 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     balance_before = {
         normalize(str(c.get("DisplayName", ""))): Decimal(str(c.get("Balance", 0))) for c in customers_before
     }
+    # What the realm holds of each written entity before the backfill (sample-us has its own
+    # invoices, payments and items): afterwards it must hold exactly these plus the app's.
+    TOTALS = ("Invoice", "Payment", "RefundReceipt", "Item")
+    where = {"Item": " where Active in (true, false)"}
+    before = {e: len(peek_all(sb, realm, e, where.get(e, ""))) for e in TOTALS}
+    item_names_before = {str(i.get("Name", "")) for i in peek_all(sb, realm, "Item", where["Item"])}
     sb.call("POST", f"/realms/{realm}/counters/reset")
 
     scale = args.time_scale
@@ -607,6 +614,16 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
             )
         else:
             balances_correct += 1
+    # Realm totals: nothing written twice under another number or note, nothing extra.
+    n_refunds = sum(1 for k in refund_of.values() if b.payments[k]["account"] in syncing_accounts)
+    new_items = {s["name"] for s in b.services} | ({"Refunds"} if n_refunds else set())
+    totals_expected = {
+        "Invoice": before["Invoice"] + billing_check["invoices_expected"],
+        "Payment": before["Payment"] + billing_check["payments_expected"],
+        "RefundReceipt": before["RefundReceipt"] + n_refunds,
+        "Item": before["Item"] + len(new_items - item_names_before),
+    }
+    totals_after = {e: len(peek_all(sb, realm, e, where.get(e, ""))) for e in TOTALS}
     wrong_status: dict[str, int] = {}
     for key, want in expected.items():
         got = final.get(key, (SyncStatus.NOT_SYNCED, ""))
@@ -627,6 +644,7 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
         "kills": len(run.kill_log) == args.kills,
         "customers exactly once, none for clashes": customers["problems"] == 0,
         "realm holds before + new customers": len(customers_after) == len(customers_before) + n_new,
+        "realm holds before + the app's invoices, payments, refunds, items": totals_after == totals_expected,
         "invoices, payments once with totals and balances": billing_check["ok"],
         "services and refunds once": not any(k.startswith(("service", "refund")) for k in problems),
         "customer balances equal the app's": balances_correct == len(owed),
@@ -668,11 +686,9 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
         "payments": {
             k: billing_check[k] for k in ("payments_expected", "payments_correct", "payments_in_qbo")
         },
-        "refunds": {
-            "expected": sum(1 for k in refund_of.values() if b.payments[k]["account"] in syncing_accounts),
-            "correct": refunds_correct,
-        },
+        "refunds": {"expected": n_refunds, "correct": refunds_correct},
         "customer_balances": {"expected": len(owed), "correct": balances_correct},
+        "realm_totals": {"before": before, "expected": totals_expected, "after": totals_after},
         "statuses_by_kind": by_kind,
         "customer_statuses_by_category": customers["statuses_by_category"],
         "wrong_status": wrong_status,
@@ -732,6 +748,11 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     )
     print(f"  {'refunds':10s} {result['refunds']['expected']:16d} {refunds_correct:8d}")
     print(f"  {'balances':10s} {len(owed):16d} {balances_correct:8d}")
+    for entity in TOTALS:
+        print(
+            f"  realm {entity:13s} before {before[entity]:5d}, after {totals_after[entity]:5d}, "
+            f"expected {totals_expected[entity]:5d}"
+        )
     for kind, got in sorted(by_kind.items()):
         print(f"  status {kind:9s} {got}")
     print(

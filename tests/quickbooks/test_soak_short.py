@@ -71,6 +71,8 @@ def test_soak_short_form(tmp_path):
     assert r["payments"]["payments_correct"] == r["payments"]["payments_expected"] > 0
     assert r["refunds"]["correct"] == r["refunds"]["expected"]
     assert r["customer_balances"]["correct"] == r["customer_balances"]["expected"] == 57
+    assert r["realm_totals"]["after"] == r["realm_totals"]["expected"]
+    assert r["realm_totals"]["after"]["RefundReceipt"] == r["realm_totals"]["before"]["RefundReceipt"] + 1
     assert r["check_problems"] == {} and r["wrong_status"] == {} and r["stuck_syncing"] == 0
 
     # Statuses: the workload's deliberate problems are Errors with their reason (2 vendor
