@@ -523,7 +523,7 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
         run.kill_log.append(entry)
         print(
             f"kill {k + 1:2d} at {entry['at_s']:6.1f} s ({moment}): {flying} in flight, "
-            + ", ".join(f"{s} {n}" for s, n in sorted(entry["statuses"].items()))
+            + ", ".join(f"{s} {n}" for s, n in sorted(counts(now).items()))
             + (f"; queued {len(queued)} faults" if queued else "")
         )
 
@@ -625,13 +625,13 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     }
     totals_after = {e: len(peek_all(sb, realm, e, where.get(e, ""))) for e in TOTALS}
     wrong_status: dict[str, int] = {}
-    for key, want in expected.items():
-        got = final.get(key, (SyncStatus.NOT_SYNCED, ""))
-        if got != want:
-            label = f"{key[0]} {':'.join(filter(None, want))} -> {':'.join(filter(None, got))}"
+    for record, should in expected.items():
+        has = final.get(record, (SyncStatus.NOT_SYNCED, ""))
+        if has != should:
+            label = f"{record[0]} {':'.join(filter(None, should))} -> {':'.join(filter(None, has))}"
             wrong_status[label] = wrong_status.get(label, 0) + 1
             if len(examples) < 12:
-                examples.append(f"{key[0]} {key[1]}: {got} instead of {want}")
+                examples.append(f"{record[0]} {record[1]}: {has} instead of {should}")
     stuck_syncing = sum(1 for s, _ in final.values() if s == SyncStatus.SYNCING)
     by_kind: dict[str, dict[str, int]] = {}
     for (kind, _), (status, error_kind) in final.items():
@@ -753,8 +753,8 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
             f"  realm {entity:13s} before {before[entity]:5d}, after {totals_after[entity]:5d}, "
             f"expected {totals_expected[entity]:5d}"
         )
-    for kind, got in sorted(by_kind.items()):
-        print(f"  status {kind:9s} {got}")
+    for kind, kind_counts in sorted(by_kind.items()):
+        print(f"  status {kind:9s} {kind_counts}")
     print(
         f"  QBO: {counters['requests']} requests, {counters['batch_calls']} batch calls, "
         f"{counters.get('replays', 0)} requestid replays, {counters['throttled']} throttled by limits; "
