@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/practice
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint typecheck test-sqlite test-postgres test-sandbox-wheel browser-deps clean messages
+.PHONY: demo test install lint typecheck test-sqlite test-postgres test-sandbox-wheel browser-deps clean messages soak
 
 $(STAMP): requirements.txt pyproject.toml sandbox-dist/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ test-sandbox-wheel:
 
 ## make test: lint, type-check, the sandbox's tests against its wheel, then the app's suite on SQLite and on PostgreSQL
 test: lint typecheck test-sandbox-wheel test-sqlite test-postgres
+
+## make soak: a 2,000-account, 2,000-invoice backfill by a real worker SIGKILLed 20 times under the
+## sandbox's fault matrix, then every record checked in QBO (bench/soak.py; about 10-15 minutes).
+## Exit 0 only when every check holds. Options: make soak SOAK_ARGS="--database-url postgres://..."
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 messages: install
 	cd practice && ../$(BIN)/python ../manage.py makemessages -l es --no-obsolete && ../$(BIN)/python ../manage.py compilemessages

@@ -135,13 +135,23 @@ class Billing:
         }
 
 
-def make_billing(scale: float, seed: int = BILLING_SEED, today: date | None = None) -> Billing:
-    """The standard workload × scale, deterministic for a seed (dates relative to `today`)."""
+def make_billing(
+    scale: float,
+    seed: int = BILLING_SEED,
+    today: date | None = None,
+    *,
+    counts: dict[str, int] | None = None,
+) -> Billing:
+    """The standard workload × scale, deterministic for a seed (dates relative to `today`).
+
+    `counts` ({"accounts", "invoices", "payments"}, any of them) overrides the scaled numbers:
+    soak.py's own mix."""
     rng = random.Random(seed)
     today = today or date.today()
-    n_accounts = max(10, round(STANDARD["accounts"] * scale))
-    n_invoices = max(20, round(STANDARD["invoices"] * scale))
-    n_payments = round(n_invoices * STANDARD["payments"] / STANDARD["invoices"])
+    counts = counts or {}
+    n_accounts = counts.get("accounts", max(10, round(STANDARD["accounts"] * scale)))
+    n_invoices = counts.get("invoices", max(20, round(STANDARD["invoices"] * scale)))
+    n_payments = counts.get("payments", round(n_invoices * STANDARD["payments"] / STANDARD["invoices"]))
     wl = make_workload(n_accounts)
     services = [
         {"name": name, "rate": str(Decimal(rng.randrange(5000, 50000)) / 100)}
@@ -466,19 +476,10 @@ def engine_sync(
     return result
 
 
-def worker(spec_path: str) -> None:
-    """Child process: a firm with the workload's billing, connected and set up; run to the end."""
-    import uuid
-
-    import django
-
-    spec = json.loads(Path(spec_path).read_text())
-    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
-    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
-    django.setup()
-    from django.conf import settings
-    from django.db import connection as db_connection
-    from django.db.models import Count
+def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
+    """Bulk-insert the workload's accounts, services, invoices and payments into `firm` (Django
+    set up by the caller); returns the new rows' ids in workload order, per kind. Also used by
+    soak.py, which drives a real worker instead of `run_now`."""
     from django.utils import timezone
 
     from practice.billing.models import (
@@ -491,26 +492,9 @@ def worker(spec_path: str) -> None:
         Service,
     )
     from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
-    from practice.quickbooks.connection import client as qbo_client
-    from practice.quickbooks.connection import oauth, pacing
-    from practice.quickbooks.models import SyncLink
-    from practice.quickbooks.sync import tasks
-
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    if spec["paced"]:
-        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
-    else:
-        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
-            setattr(settings, name, 1e9)
-        settings.QBO_PACING_BURST = 1e9
-    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
 
     # The firm's billing, bulk-inserted (the services' rules hold: issued invoices with numbers,
     # line amounts = quantity × rate, allocations within invoice totals).
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
     now = timezone.now()
     ClientAccount.objects.bulk_create(
         [ClientAccount(firm=firm, name=n) for n in spec["accounts"]], batch_size=1000
@@ -579,6 +563,48 @@ def worker(spec_path: str) -> None:
         ],
         batch_size=2000,
     )
+    return {
+        "accounts": account_ids,
+        "services": service_ids,
+        "invoices": invoice_ids,
+        "payments": payment_ids,
+    }
+
+
+def worker(spec_path: str) -> None:
+    """Child process: a firm with the workload's billing, connected and set up; run to the end."""
+    import uuid
+
+    import django
+
+    spec = json.loads(Path(spec_path).read_text())
+    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
+    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
+    django.setup()
+    from django.conf import settings
+    from django.db import connection as db_connection
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from practice.firms.services import firm_create
+    from practice.quickbooks.connection import client as qbo_client
+    from practice.quickbooks.connection import oauth, pacing
+    from practice.quickbooks.models import SyncLink
+    from practice.quickbooks.sync import tasks
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if spec["paced"]:
+        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
+    else:
+        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
+            setattr(settings, name, 1e9)
+        settings.QBO_PACING_BURST = 1e9
+    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+
+    tag = uuid.uuid4().hex[:8]
+    firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
+    owner = firm.memberships.get(role="owner").user
+    load_billing(firm, spec)
 
     conn, _ = oauth.connection_connect(
         firm=firm,

@@ -140,6 +140,43 @@ class Run:
         )
         return worker_id
 
+    def wait_for_heartbeat(self, timeout: float = 60) -> bool:
+        """Whether the worker just started signed its first heartbeat (Django set up by the caller)."""
+        from practice.common.models import WorkerHeartbeat
+
+        worker_id = f"fault-run-{self.starts:02d}"
+        deadline = time.monotonic() + timeout
+        while not WorkerHeartbeat.objects.filter(pk=worker_id).exists():
+            if time.monotonic() > deadline or (self.worker and self.worker.poll() is not None):
+                print(f"worker {worker_id} did not start; see {self.workdir}", file=sys.stderr)
+                return False
+            time.sleep(0.05)
+        return True
+
+    def kill_at_random_point(
+        self, realm: str, *, aim_at_batch: bool, max_wait: float = 8.0, batches: int = 1
+    ) -> str:
+        """SIGKILL the running worker; returns where the kill was aimed.
+
+        `aim_at_batch`: wait for its `batches`-th next batch call to reach QBO, then kill while
+        QBO is still answering it (the sandbox's latency) or while the answer is being recorded.
+        Otherwise a random moment 0.5 s to `max_wait` s from now, wherever the worker is."""
+        moment = "random"
+        if aim_at_batch:
+            target = self.sb.counters(realm)["batch_calls"] + batches
+            deadline = time.monotonic() + 120
+            while self.sb.counters(realm)["batch_calls"] < target and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self.sb.counters(realm)["batch_calls"] >= target:
+                moment = "batch sent"
+                time.sleep(self.rng.uniform(0, self.args.latency + 0.2))
+            else:
+                moment = "no batch within 120 s"
+        else:
+            time.sleep(self.rng.uniform(0.5, max_wait))
+        self.kill_worker()
+        return moment
+
     def kill_worker(self) -> None:
         assert self.worker is not None
         os.kill(self.worker.pid, signal.SIGKILL)
@@ -205,7 +242,6 @@ def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
     from django_tasks_db.models import DBTaskResult
 
     from practice.clients.models import ClientAccount
-    from practice.common.models import WorkerHeartbeat
     from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth
     from practice.quickbooks.models import SyncAttempt, SyncLink
@@ -254,29 +290,10 @@ def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
         f"workdir {run.workdir}"
     )
     for k in range(args.kills):
-        worker_id = run.start_worker()
-        deadline = time.monotonic() + 60
-        while not WorkerHeartbeat.objects.filter(pk=worker_id).exists():
-            if time.monotonic() > deadline or (run.worker and run.worker.poll() is not None):
-                print(f"worker {worker_id} did not start; see {run.workdir}", file=sys.stderr)
-                return 2
-            time.sleep(0.05)
-        moment = "random"
-        if k % 2 == 0:
-            # Wait for this worker's next batch call to reach QBO, then kill while QBO is still
-            # answering it (the sandbox's latency) or while the answer is being recorded.
-            sent = sb.counters(realm)["batch_calls"]
-            deadline = time.monotonic() + 120
-            while sb.counters(realm)["batch_calls"] == sent and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if sb.counters(realm)["batch_calls"] > sent:
-                moment = "batch sent"
-                time.sleep(run.rng.uniform(0, args.latency + 0.2))
-            else:
-                moment = "no batch within 120 s"
-        else:
-            time.sleep(run.rng.uniform(0.5, 8.0))
-        run.kill_worker()
+        run.start_worker()
+        if not run.wait_for_heartbeat():
+            return 2
+        moment = run.kill_at_random_point(realm, aim_at_batch=k % 2 == 0)
         flying = in_flight()  # read after the kill: what the dead worker left stored
         at_kill = statuses()
         run.kill_log.append(
