@@ -459,8 +459,8 @@ def run_load(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         sb.call("POST", "/tokens", json={"realm_id": realm_b}),
         pick_accounts(sb, realm_b),
     )
-    stack.start_workers(args.workers)
-    wait_settled(conn_b, len(small.accounts.accounts) + len(small.services), 300)
+    # A's billing is inserted before the workers start (its bulk insert is set-up, not load);
+    # its setup is saved, and its backfill starts, once B is synced and idle.
     big = make_billing(args.backfill_scale)
     realm_a = fresh_realm(sb, big)
     conn_a = make_firm(
@@ -469,13 +469,16 @@ def run_load(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         realm_a,
         sb.call("POST", "/tokens", json={"realm_id": realm_a}),
         pick_accounts(sb, realm_a),
+        start=False,
     )
-    from practice.quickbooks.models import RealmSyncState
+    stack.start_workers(args.workers)
+    wait_settled(conn_b, len(small.accounts.accounts) + len(small.services), 300)
+    from practice.quickbooks.models import Connection, RealmSyncState
 
+    finish_setup(conn_a)
     if not RealmSyncState.objects.filter(connection=conn_a).exists():
-        # Seen on SQLite with two workers writing: the on-commit enqueue hit "database is locked"
-        # and was dropped (robust on_commit logs it); nothing would start A's backfill then.
-        raise RuntimeError("saving A's setup enqueued no sync_realm (use --database-url PostgreSQL)")
+        stored = Connection.objects.filter(pk=conn_a.pk).values("status", "setup_completed_at").first()
+        raise RuntimeError(f"saving A's setup enqueued no sync_realm; stored: {stored}")
     t0 = time.monotonic()
     while sb.counters(realm_a)["batch_calls"] < 2 and time.monotonic() - t0 < 300:
         time.sleep(0.2)  # A's backfill is writing: its planning is done, its runner holds a worker

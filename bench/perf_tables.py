@@ -167,18 +167,24 @@ def budgets(d: dict[str, Any]) -> None:
 def latency(d: dict[str, Any], name: str) -> None:
     s = d["summary"]
     load = d["machine"]
-    print(f"#### {d['benchmark']} ({name}; load {load['loadavg_at_start']} → {load['loadavg_at_end']})\n")
-    print("| invoices | arrived | p50 s | p90 s | p99 s | max s | queue wait p50 s | run p50 s |")
-    print("|---|---|---|---|---|---|---|---|")
+    a = d["args"]
+    print(
+        f"#### {d['benchmark']} ({name}; worker --interval {a.get('worker_interval', 1.0)} s, "
+        f"workers {1 if a['mode'] == 'idle' else a['workers']}, {d['database']}; "
+        f"load {', '.join(f'{x:.1f}' for x in load['loadavg_at_start'])} → "
+        f"{', '.join(f'{x:.1f}' for x in load['loadavg_at_end'])})\n"
+    )
+    print("| invoices | arrived | p50 s | p90 s | p99 s | max s | min s |")
+    print("|---|---|---|---|---|---|---|")
     print(
         f"| {s['n']} | {s['arrived']} | **{f(s['p50_s'], 3)}** | {f(s['p90_s'], 3)} | **{f(s['p99_s'], 3)}** | "
-        f"{f(s['max_s'], 3)} | {f(s.get('queue_wait_p50_s'), 3)} | {f(s.get('task_run_p50_s'), 3)} |"
+        f"{f(s['max_s'], 3)} | {f(s['min_s'], 3)} |"
     )
     if "a_synced_before_series" in d:
         print(
             f"\nFirm A (backfill {d['backfill']}): synced links {d['a_synced_before_series']:,} when B's series "
             f"started, {d['a_synced_after_series']:,} when it ended, {d['a_pending_after_series']:,} still pending; "
-            f"workers {d['args']['workers']}."
+            f"A's realm: {d['a_counters']['batch_calls']} batch calls, {d['a_counters']['throttled']} 429s."
         )
     print()
 
