@@ -528,20 +528,20 @@ def run_memory(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     t0 = time.monotonic()
     synced = 0
     last_count = 0.0
-    idle_since: float | None = None
+    changed_at = t0
     while time.monotonic() - t0 < args.timeout:
         now = time.monotonic()
         rss, hwm = rss_kb(pid)
         if now - last_count >= 2.0:
-            synced = synced_links(conn)
+            count = synced_links(conn)
             last_count = now
-            pending = pending_links(conn)
-            if pending == 0 and synced:
-                idle_since = idle_since or now
-                if now - idle_since > 10:  # a late follow-up run would have started by now
-                    break
-            else:
-                idle_since = None
+            if count != synced:
+                synced, changed_at = count, now
+            elif synced and now - changed_at > 30:
+                # Done: records of Error accounts wait "Not synced" for a person, so "nothing
+                # pending" never comes; 30 s without a new synced record (the follow-up runs
+                # are 5 s apart) means the backfill is over.
+                break
         samples.append({"t_s": round(now - t0, 2), "synced": synced, "rss_kb": rss, "hwm_kb": hwm})
         time.sleep(0.5)
     from django.db.models import Count
