@@ -197,6 +197,15 @@ def memory(d: dict[str, Any], name: str) -> None:
         print(
             f"| {int(mark):,} | {s['t_s']} | {s['synced']:,} | {s['rss_kb'] / 1024:.0f} | {s['hwm_kb'] / 1024:.0f} |"
         )
+    last = max(x["synced"] for x in d["samples"])
+    end = next(x for x in d["samples"] if x["synced"] == last)
+    after = d["samples"][-1]
+    print(
+        f"| end of the backfill | {end['t_s']} | {end['synced']:,} | {end['rss_kb'] / 1024:.0f} | {end['hwm_kb'] / 1024:.0f} |"
+    )
+    print(
+        f"| idle afterwards | {after['t_s']} | {after['synced']:,} | {after['rss_kb'] / 1024:.0f} | {after['hwm_kb'] / 1024:.0f} |"
+    )
     print(
         f"\nPeak VmHWM {d['peak_hwm_kb'] / 1024:.0f} MiB; synced {d['synced']:,}; wall {d['wall_s']:.0f} s "
         f"(bulk insert {d['insert_s']:.0f} s before); statuses {d['statuses']}\n"
