@@ -11,8 +11,8 @@ What it does (docs/benchmarks.md "Billing backfill" has the figures and the cave
 1. Generates the standard workload of shared/design/benchmarks.md with a fixed seed, times
    `--scale`: 2,000 accounts (the account bench's mix: half match QBO customers, vendor clashes,
    near matches, inactive matches, new), 20 services, 10,000 issued invoices of 1-5 lines,
-   8,000 payments (paid in full, partial, paying two invoices, unapplied retainers). Refunds are
-   not part of issue 10's kinds and are left out.
+   8,000 payments (paid in full, partial, paying two invoices, unapplied retainers), 200 refunds
+   out of retainers' unapplied credit.
 2. Starts `qbo-sandbox serve` in its own process (limits off for the comparison) and, for each
    variant, a fresh realm holding the workload's existing customers and vendors:
    - `engine`: a child process with a fresh database (SQLite file, or a new firm in
@@ -21,15 +21,17 @@ What it does (docs/benchmarks.md "Billing backfill" has the figures and the cave
      `practice.quickbooks.sync.tasks.run_now` until the engine has nothing more to do;
    - `reference`: python-quickbooks the usual way, one request per record: Item by Name then
      create, Customer by DisplayName then create, Invoice by DocNumber then create, Payment
-     create with lines linking the invoices it pays.
+     create with lines linking the invoices it pays, RefundReceipt create per refund.
 3. Counters from the sandbox's control plane (requests, metered operations, batch calls,
    429s), wall time, app CPU (`time.process_time()` of the process that runs the variant,
    around the sync only); then the realm is read back through the control plane (not metered):
    every invoice of an account that should sync is in QBO exactly once (by DocNumber), under
    its account's customer, with the app's total and open balance; every payment exactly once
-   (by PaymentRefNum) with the app's amount.
+   (by PaymentRefNum) with the app's amount; every refund exactly once (its reference in the
+   RefundReceipt's PrivateNote) under its account's customer, for its amount.
 4. Optionally a budget run: the engine alone, the sandbox's real limits on, time compressed by
-   `--time-scale`, the client's pacing window compressed the same way; 429s and utilisation.
+   `--time-scale`, the client's pacing window compressed the same way; 429s and utilisation,
+   per minute from the sandbox's request log; `--batches-per-window` tries pacer settings.
 
 Writes bench/results/billing-sync-<UTC timestamp>.json and prints a table.
 """
@@ -41,6 +43,7 @@ import json
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,7 +75,8 @@ from account_sync_bench import (  # bench/ is not a package: reuse its helpers, 
 )
 
 BILLING_SEED = SEED + 10
-STANDARD = {"accounts": 2000, "services": 20, "invoices": 10000, "payments": 8000}
+STANDARD = {"accounts": 2000, "services": 20, "invoices": 10000, "payments": 8000, "refunds": 200}
+REFUND_AMOUNT = Decimal("150.00")  # out of a 500.00 unapplied retainer: always within its credit
 # Accounts whose customer the engine links or creates: their invoices and payments must reach QBO.
 SYNCING = (MATCH, NEW)
 CENT = Decimal("0.01")
@@ -112,6 +116,7 @@ class Billing:
         dict[str, Any]
     ]  # {number, account, issue_date, due_date, lines: [[svc, qty, rate, amount]]}
     payments: list[dict[str, Any]]  # {ref, account, date, amount, allocations: [[invoice index, amount]]}
+    refunds: list[dict[str, Any]]  # {ref, payment (index), date, amount}; ref goes in the reason
 
     def invoice_total(self, inv: dict[str, Any]) -> Decimal:
         return sum((Decimal(line[3]) for line in inv["lines"]), Decimal("0.00"))
@@ -132,6 +137,7 @@ class Billing:
             "invoice_lines": sum(len(i["lines"]) for i in self.invoices),
             "payments": len(self.payments),
             "allocations": sum(len(p["allocations"]) for p in self.payments),
+            "refunds": len(self.refunds),
         }
 
 
@@ -185,7 +191,7 @@ def make_billing(
     rng.shuffle(unpaid)
     taken: set[int] = set()
     payments: list[dict[str, Any]] = []
-    billing = Billing(wl, services, invoices, [])
+    billing = Billing(wl, services, invoices, [], [])
 
     def pay(account: int, on: str, amount: Decimal, allocations: list[list[Any]]) -> None:
         payments.append(
@@ -230,15 +236,32 @@ def make_billing(
         else:
             pay(inv["account"], on, total, [[first, str(total)]])
     billing.payments = payments
+    # Refunds: part of an unapplied retainer returned (the app only refunds unapplied credit),
+    # spread over the retainers in order, dated 0-10 days after the payment (never in the future).
+    n_refunds = round(n_invoices * STANDARD["refunds"] / STANDARD["invoices"])
+    retainers = [k for k, p in enumerate(payments) if not p["allocations"]]
+    step = max(1, len(retainers) // max(1, n_refunds))
+    for k in retainers[::step][:n_refunds]:
+        on = date.fromisoformat(payments[k]["date"]) + timedelta(days=rng.randrange(0, 11))
+        billing.refunds.append(
+            {
+                "ref": f"R-{len(billing.refunds) + 1:06d}",
+                "payment": k,
+                "date": min(on, today).isoformat(),
+                "amount": str(REFUND_AMOUNT),
+            }
+        )
     return billing
 
 
-def expected_sets(b: Billing) -> tuple[set[int], set[int]]:
-    """Indexes of the invoices and payments that must reach QBO (their account syncs)."""
+def expected_sets(b: Billing) -> tuple[set[int], set[int], set[int]]:
+    """Indexes of the invoices, payments and refunds that must reach QBO (their account syncs)."""
     ok = {i for i, a in enumerate(b.accounts.accounts) if a.category in SYNCING}
+    pays = {i for i, p in enumerate(b.payments) if p["account"] in ok}
     return (
         {i for i, inv in enumerate(b.invoices) if inv["account"] in ok},
-        {i for i, p in enumerate(b.payments) if p["account"] in ok},
+        pays,
+        {i for i, r in enumerate(b.refunds) if r["payment"] in pays},
     )
 
 
@@ -306,6 +329,7 @@ def reference_sync(sb: Sandbox, realm: str, b: Billing, accts: dict[str, str]) -
     from quickbooks.objects.invoice import Invoice
     from quickbooks.objects.item import Item
     from quickbooks.objects.payment import Payment, PaymentLine
+    from quickbooks.objects.refundreceipt import RefundReceipt
     from requests_oauthlib import OAuth2Session
 
     token = sb.call("POST", "/tokens", json={"realm_id": realm})
@@ -399,7 +423,8 @@ def reference_sync(sb: Sandbox, realm: str, b: Billing, accts: dict[str, str]) -
         except QuickbooksException as exc:
             failed("invoice", exc)
     paid = 0
-    for p in b.payments:
+    payment_ids: dict[int, str] = {}
+    for k, p in enumerate(b.payments):
         cid = customer_id(p["account"])
         if cid is None or any(i not in invoice_ids for i, _ in p["allocations"]):
             errors["payment: customer or invoice missing"] = (
@@ -423,10 +448,52 @@ def reference_sync(sb: Sandbox, realm: str, b: Billing, accts: dict[str, str]) -
                 pay.Line.append(line)
             pay.save(qb=qb)
             paid += 1
+            payment_ids[k] = str(pay.Id)
         except QuickbooksException as exc:
             failed("payment", exc)
+    # Refunds the usual way: a "Refunds" item found by name or created, then one RefundReceipt per
+    # refund (nothing to query it by: QBO cannot filter on PrivateNote), paid from the account the
+    # payment was deposited to, the refund's reference in its memo.
+    refund_item = ""
+    refunded = 0
+    if b.refunds:
+        try:
+            found_item = Item.filter(Name="Refunds", qb=qb)
+            if found_item:
+                refund_item = str(found_item[0].Id)
+            else:
+                item = Item()
+                item.Name = "Refunds"
+                item.Type = "Service"
+                item.IncomeAccountRef = ref(accts["income_id"])
+                item.save(qb=qb)
+                refund_item = str(item.Id)
+        except QuickbooksException as exc:
+            failed("refund item", exc)
+    for rf in b.refunds:
+        p = b.payments[rf["payment"]]
+        if rf["payment"] not in payment_ids or not refund_item:
+            errors["refund: payment missing"] = errors.get("refund: payment missing", 0) + 1
+            continue
+        try:
+            rr = RefundReceipt()
+            rr.CustomerRef = ref(str(customer_ids[p["account"]]))
+            rr.TxnDate = rf["date"]
+            rr.DepositToAccountRef = ref(accts["deposit_id"])
+            rr.PrivateNote = f"{rf['ref']} retainer returned"
+            line = SalesItemLine()
+            line.Amount = float(rf["amount"])
+            line.SalesItemLineDetail = SalesItemLineDetail()
+            line.SalesItemLineDetail.ItemRef = ref(refund_item)
+            line.SalesItemLineDetail.Qty = 1
+            line.SalesItemLineDetail.UnitPrice = float(rf["amount"])
+            rr.Line.append(line)
+            rr.save(qb=qb)
+            refunded += 1
+        except QuickbooksException as exc:
+            failed("refund", exc)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    synced = len(item_ids) + sum(1 for c in customer_ids.values() if c) + len(invoice_ids) + paid
+    synced = len(item_ids) + sum(1 for c in customer_ids.values() if c) + len(invoice_ids) + paid + refunded
     return {"wall_s": wall, "cpu_s": cpu, "errors": errors, "synced": synced}
 
 
@@ -443,6 +510,7 @@ def engine_sync(
     db: DB,
     paced: bool = False,
     window_seconds: float = 60.0,
+    batches_per_window: float | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bill-bench-") as tmp:
         spec = {
@@ -453,9 +521,11 @@ def engine_sync(
             "services": b.services,
             "invoices": b.invoices,
             "payments": b.payments,
+            "refunds": b.refunds,
             "qbo_accounts": accts,
             "paced": paced,
             "window_seconds": window_seconds,
+            "batches_per_window": batches_per_window,
             "out": f"{tmp}/out.json",
         }
         Path(f"{tmp}/spec.json").write_text(json.dumps(spec))
@@ -489,6 +559,7 @@ def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
         Payment,
         PaymentAllocation,
         PaymentMethod,
+        Refund,
         Service,
     )
     from practice.clients.models import ClientAccount
@@ -563,6 +634,19 @@ def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
         ],
         batch_size=2000,
     )
+    Refund.objects.bulk_create(
+        [
+            Refund(
+                firm=firm,
+                payment_id=payment_ids[r["payment"]],
+                date=date.fromisoformat(r["date"]),
+                amount=Decimal(r["amount"]),
+                reason=f"{r['ref']} retainer returned",
+            )
+            for r in spec.get("refunds", [])
+        ],
+        batch_size=1000,
+    )
     return {
         "accounts": account_ids,
         "services": service_ids,
@@ -595,6 +679,8 @@ def worker(spec_path: str) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if spec["paced"]:
         settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
+        if spec.get("batches_per_window"):
+            settings.QBO_BATCHES_PER_WINDOW = float(spec["batches_per_window"])
     else:
         for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
             setattr(settings, name, 1e9)
@@ -683,7 +769,7 @@ def worker(spec_path: str) -> None:
 
 
 def check(sb: Sandbox, realm: str, b: Billing) -> dict[str, Any]:
-    want_inv, want_pay = expected_sets(b)
+    want_inv, want_pay, want_ref = expected_sets(b)
     customers = peek_all(sb, realm, "Customer", " where Active in (true, false)")
     by_name: dict[str, list[str]] = {}
     for c in customers:
@@ -744,11 +830,39 @@ def check(sb: Sandbox, realm: str, b: Billing) -> dict[str, Any]:
             problem("payment amount differs", p["ref"])
             continue
         correct_pay += 1
+    # Refunds: by their reference, which both integrations carry in the RefundReceipt's PrivateNote
+    # (the engine writes "Practice refund #<id>: <reason>", the reason starting with the reference).
+    receipts = peek_all(sb, realm, "RefundReceipt")
+    ref_by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in receipts:
+        for key in re.findall(r"R-\d{6}", str(r.get("PrivateNote", ""))):
+            ref_by_key.setdefault(key, []).append(r)
+    correct_ref = 0
+    for k, rf in enumerate(b.refunds):
+        found = ref_by_key.get(rf["ref"], [])
+        if k not in want_ref:
+            if found:
+                problem("refund of a non-syncing account in QBO", rf["ref"])
+            continue
+        if len(found) != 1:
+            problem("refund not exactly once", f"{rf['ref']}: {len(found)}")
+            continue
+        owner = by_name.get(normalize(b.accounts.accounts[b.payments[rf["payment"]]["account"]].name), [])
+        if owner != [str(found[0].get("CustomerRef", {}).get("value"))]:
+            problem("refund under the wrong customer", rf["ref"])
+            continue
+        if Decimal(str(found[0].get("TotalAmt"))).quantize(CENT) != Decimal(rf["amount"]):
+            problem("refund amount differs", rf["ref"])
+            continue
+        correct_ref += 1
     return {
         "invoices_expected": len(want_inv),
         "invoices_correct": correct_inv,
         "payments_expected": len(want_pay),
         "payments_correct": correct_pay,
+        "refunds_expected": len(want_ref),
+        "refunds_correct": correct_ref,
+        "refunds_in_qbo": len(receipts),
         "invoices_in_qbo": len(invoices),
         "payments_in_qbo": len(payments),
         "problems": problems,
@@ -762,7 +876,7 @@ def check(sb: Sandbox, realm: str, b: Billing) -> dict[str, Any]:
 
 
 def records_of(b: Billing) -> int:
-    return len(b.accounts.accounts) + len(b.services) + len(b.invoices) + len(b.payments)
+    return len(b.accounts.accounts) + len(b.services) + len(b.invoices) + len(b.payments) + len(b.refunds)
 
 
 def measure(sb: Sandbox, b: Billing, variant: str, db: DB) -> dict[str, Any]:
@@ -803,29 +917,78 @@ def measure(sb: Sandbox, b: Billing, variant: str, db: DB) -> dict[str, Any]:
     }
 
 
-def budget_run(sb: Sandbox, scale: float, time_scale: float, db: DB) -> dict[str, Any]:
-    """Real limits, compressed time: the engine's backfill must draw no 429."""
+def per_minute(entries: list[dict[str, Any]], minute: float, t0: datetime) -> list[dict[str, Any]]:
+    """The sandbox's request log cut into (compressed) minutes from `t0`: requests, batch calls,
+    batch items (the useful writes), 429s. Only whole minutes; the last, partial one is dropped."""
+    rows: dict[int, dict[str, Any]] = {}
+    last = 0.0
+    for e in entries:
+        at = (datetime.fromisoformat(e["at"]) - t0).total_seconds()
+        last = max(last, at)
+        row = rows.setdefault(
+            int(at // minute), {"requests": 0, "batch_calls": 0, "batch_items": 0, "throttled_429": 0}
+        )
+        row["requests"] += 1
+        if e.get("status") == 429:
+            row["throttled_429"] += 1
+        elif e.get("operation") == "batch":
+            row["batch_calls"] += 1
+            row["batch_items"] += int(e.get("batch_items") or 0)
+    whole = int(last // minute)
+    return [
+        {
+            "minute": m + 1,
+            **rows.get(m, {"requests": 0, "batch_calls": 0, "batch_items": 0, "throttled_429": 0}),
+        }
+        for m in range(whole)
+    ]
+
+
+def budget_run(
+    sb: Sandbox, scale: float, time_scale: float, db: DB, batches_per_window: float | None = None
+) -> dict[str, Any]:
+    """Real limits, compressed time: the engine's backfill must draw no 429.
+
+    Per-minute figures come from the sandbox's own request log (its timestamps, its view of each
+    batch's item count), counted from the moment the run started, so the planning before the
+    first write counts against utilisation too ("from the first minute")."""
     b = make_billing(scale, seed=BILLING_SEED + 1)
-    cfg = sb.config(throttling_enabled=True, time_scale=time_scale, latency_seconds=0.0)
+    cfg = sb.config(
+        throttling_enabled=True, time_scale=time_scale, latency_seconds=0.0, request_log_size=1_000_000
+    )
     minute = 60 * time_scale
     realm = fresh_realm(sb, b)
     accts = pick_accounts(sb, realm)
-    res = engine_sync(sb, realm, b, accts, db=db, paced=True, window_seconds=minute)
+    sb.call("DELETE", f"/realms/{realm}/requests")
+    started = datetime.now(UTC)
+    res = engine_sync(
+        sb, realm, b, accts, db=db, paced=True, window_seconds=minute, batches_per_window=batches_per_window
+    )
     counters = sb.counters(realm)
+    entries = list(sb.call("GET", f"/realms/{realm}/requests")["requests"])
     verdict = check(sb, realm, b)
     sb.call("DELETE", f"/realms/{realm}")
-    sb.config(throttling_enabled=False, time_scale=1.0)
+    sb.config(throttling_enabled=False, time_scale=1.0, request_log_size=2000)
     sends = res.pop("sends")
     batches = [t for t, op in sends if op.startswith("batch")]
     span = (batches[-1] - batches[0]) if len(batches) > 1 else float("nan")
     minutes = span / minute
     calls = len(batches) - 1
     in_span = sum(1 for t, _ in sends if batches and batches[0] <= t < batches[-1])
+    # t0 = the first request the engine sent (the child's start-up and the firm's bulk insert are
+    # the bench's set-up, not the sync).
+    t0 = datetime.fromisoformat(entries[0]["at"]) if entries else started
+    series = per_minute(entries, minute, t0)
+    allowance_items = cfg["batch_per_minute"] * cfg["batch_max_items"]
+    whole = series[:-1] if len(series) > 1 else series  # the last whole minute may hold the tail
+    items_whole = sum(r["batch_items"] for r in whole)
+    calls_whole = sum(r["batch_calls"] for r in whole)
     return {
         "workload": b.counts(),
         "records": records_of(b),
         "time_scale": time_scale,
         "minute_s": minute,
+        "batches_per_window_setting": batches_per_window or 36,
         "limits": {k: cfg[k] for k in ("requests_per_minute", "batch_per_minute", "batch_max_items")},
         "wall_s": res["wall_s"],
         "scaled_minutes": res["wall_s"] / minute,
@@ -836,6 +999,14 @@ def budget_run(sb: Sandbox, scale: float, time_scale: float, db: DB) -> dict[str
         "steady_requests_per_min": in_span / minutes if minutes == minutes and minutes else None,
         "batch_utilisation": (calls / minutes / cfg["batch_per_minute"])
         if minutes == minutes and minutes
+        else None,
+        "per_minute": series,
+        "allowance_items_per_min": allowance_items,
+        "first_minute_items_utilisation": (series[0]["batch_items"] / allowance_items) if series else None,
+        "whole_minutes_counted": len(whole),
+        "items_utilisation_from_first_minute": items_whole / len(whole) / allowance_items if whole else None,
+        "batch_utilisation_from_first_minute": calls_whole / len(whole) / cfg["batch_per_minute"]
+        if whole
         else None,
         "throttled_429": counters["throttled"],
         "statuses": res["statuses"],
@@ -862,6 +1033,12 @@ def main() -> None:
     )
     parser.add_argument("--time-scale", type=float, default=0.5, help="budget run: a minute lasts 60×this s")
     parser.add_argument("--no-budget", action="store_true")
+    parser.add_argument(
+        "--batches-per-window",
+        default="36",
+        help="budget run: the pacer's QBO_BATCHES_PER_WINDOW values to try, comma-separated (e.g. 36,38)",
+    )
+    parser.add_argument("--budget-runs", type=int, default=1, help="budget runs per pacer setting")
     args = parser.parse_args()
     if "reference" in args.variants:
         try:
@@ -876,7 +1053,7 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     started = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
-    budget: dict[str, Any] | None = None
+    budgets: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bill-bench-db-") as workdir:
         db = DB(args.database_url, workdir)
         sb = Sandbox()
@@ -893,11 +1070,24 @@ def main() -> None:
                         f"run {run} {variant:<9} wall {row['wall_s']:7.2f}s  req {row['requests']:6d}  "
                         f"ops {row['operations']:6d}  cpu {row['app_cpu_s']:6.2f}s  "
                         f"invoices {c['invoices_correct']}/{c['invoices_expected']}  "
-                        f"payments {c['payments_correct']}/{c['payments_expected']}  ok={c['ok']}",
+                        f"payments {c['payments_correct']}/{c['payments_expected']}  "
+                        f"refunds {c['refunds_correct']}/{c['refunds_expected']}  ok={c['ok']}",
                         flush=True,
                     )
             if not args.no_budget:
-                budget = budget_run(sb, args.budget_scale, args.time_scale, db)
+                settings_tried = [float(v) for v in str(args.batches_per_window).split(",") if v]
+                for run in range(args.budget_runs):
+                    # Alternate the settings within each round: side by side under the same load.
+                    for bpw in settings_tried:
+                        one = budget_run(sb, args.budget_scale, args.time_scale, db, bpw)
+                        one["run"] = run
+                        budgets.append(one)
+                        print(
+                            f"budget run {run} pacer {bpw:g}/min: {one['batch_calls']} batch calls, "
+                            f"429s {one['throttled_429']}, items/min ÷ allowance from the first minute "
+                            f"{one['items_utilisation_from_first_minute']}, correct {one['check_ok']}",
+                            flush=True,
+                        )
         finally:
             sb.close()
 
@@ -927,7 +1117,7 @@ def main() -> None:
             print(f"engine link statuses: {r['detail'].get('statuses')}; runs {r['detail'].get('runs')}")
         else:
             print(f"reference errors: {r['detail'].get('errors')}")
-    if budget:
+    for budget in budgets:
         print()
         print(
             f"Budget run: {budget['records']} records, limits on, time_scale {budget['time_scale']} "
@@ -957,7 +1147,8 @@ def main() -> None:
                 "workload": b.counts(),
                 "workload_seed": BILLING_SEED,
                 "runs": rows,
-                "budget": budget,
+                "budget": budgets[0] if budgets else None,
+                "budgets": budgets,
             },
             indent=2,
             default=str,
