@@ -59,6 +59,8 @@ class Service(FirmScopedModel):
             # QBO matches items by name, so two services of one firm may not share a name.
             models.UniqueConstraint(fields=["firm", "name"], name="billing_service_unique_name_per_firm")
         ]
+        # QBO sync plans from what changed since its last run (quickbooks engine.plan_scope).
+        indexes = [models.Index(fields=["firm", "updated_at"], name="billing_service_changed")]
 
     def __str__(self) -> str:
         return self.name
@@ -106,7 +108,10 @@ class Invoice(FirmScopedModel):
                 condition=Q(due_date__gte=models.F("issue_date")), name="billing_invoice_due_after_issue"
             ),
         ]
-        indexes = [models.Index(fields=["firm", "state", "issue_date"])]
+        indexes = [
+            models.Index(fields=["firm", "state", "issue_date"]),
+            models.Index(fields=["firm", "updated_at"], name="billing_invoice_changed"),
+        ]
 
     def __str__(self) -> str:
         return self.number
@@ -234,7 +239,10 @@ class Payment(FirmScopedModel):
                 name="billing_payment_fee_within_amount",
             ),
         ]
-        indexes = [models.Index(fields=["firm", "state", "date"])]
+        indexes = [
+            models.Index(fields=["firm", "state", "date"]),
+            models.Index(fields=["firm", "updated_at"], name="billing_payment_changed"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.account} {self.date} {self.amount}"
@@ -294,6 +302,7 @@ class Refund(FirmScopedModel):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="billing_refund_amount_positive"),
         ]
+        indexes = [models.Index(fields=["firm", "updated_at"], name="billing_refund_changed")]
 
     def __str__(self) -> str:
         return f"{self.payment_id} refund {self.amount}"

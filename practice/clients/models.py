@@ -32,7 +32,11 @@ class ClientAccount(FirmScopedModel):
 
     class Meta:
         ordering = ["name", "id"]
-        indexes = [models.Index(fields=["firm", "name"])]
+        indexes = [
+            models.Index(fields=["firm", "name"]),
+            # QBO sync plans from what changed since its last run (quickbooks engine.plan_scope).
+            models.Index(fields=["firm", "updated_at"], name="clients_account_changed"),
+        ]
 
     def __str__(self) -> str:
         return self.name

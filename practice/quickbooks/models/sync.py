@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from practice.common.models import TimeStampedModel
 from practice.quickbooks.statuses import Outcome, SyncStatus
 
-__all__ = ["RealmSyncState", "SyncAttempt", "SyncLink"]
+__all__ = ["RealmName", "RealmSyncState", "SyncAttempt", "SyncLink"]
 
 # What each SyncAttempt.operation means, for people reading the history.
 OPERATION_LABELS = {
@@ -107,6 +107,10 @@ class SyncLink(TimeStampedModel):
         indexes = [
             models.Index(fields=["firm", "kind", "local_id"], name="qbo_synclink_firm_record"),
             models.Index(fields=["connection", "status", "next_retry_at"], name="qbo_synclink_due"),
+            # A run planned from what changed reads a kind's links that still need work, and
+            # those a person or a run touched since the last plan (engine.plan_scope).
+            models.Index(fields=["connection", "kind", "status"], name="qbo_synclink_kind_status"),
+            models.Index(fields=["connection", "kind", "updated_at"], name="qbo_synclink_kind_touched"),
         ]
 
     def __str__(self) -> str:
@@ -168,6 +172,51 @@ class RealmSyncState(models.Model):
     run_failures = models.PositiveIntegerField(default=0)
     run_retry_at = models.DateTimeField(null=True, blank=True)
     run_error = models.TextField(blank=True)
+    # Planning from what changed (engine.plan_scope): the time the last complete run started
+    # planning. The next run looks at records changed since then (less an overlap), plus the
+    # links that still need work; None, or a full walk older than QBO_FULL_PLAN_SECONDS, walks
+    # every record (the safety net).
+    planned_through = models.DateTimeField(null=True, blank=True)
+    full_plan_at = models.DateTimeField(null=True, blank=True)
+    # The realm's name index (`RealmName`): QBO's time of the last refresh of its customers
+    # (None: read the lists whole), and of vendors and employees.
+    names_read_at = models.DateTimeField(null=True, blank=True)
+    others_read_at = models.DateTimeField(null=True, blank=True)
+    # Facts about the realm kept between runs (Preferences, payment methods, customer types,
+    # classes, departments), each {"value": ..., "read_at": iso}; refreshed when the CDC sweep or
+    # a webhook says they changed, or when older than their maximum age (sync/realm_facts.py).
+    realm_facts = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"sync state for connection {self.connection_id}"
+
+
+class RealmName(models.Model):
+    """One customer, vendor or employee of the realm, as last read: the name index kept between
+    runs (sync/kinds/names.py), so deciding one new account does not re-read the realm's lists.
+
+    `normalized` is the exact-match key and `loose` the near-match key (kinds/matching.py); both
+    are indexed so a run loads only the names its accounts could match.
+    """
+
+    connection = models.ForeignKey("quickbooks.Connection", on_delete=models.CASCADE, related_name="+")
+    entity = models.CharField(max_length=16)  # Customer, Vendor, Employee
+    qbo_id = models.CharField(max_length=32)
+    name = models.CharField(max_length=500)
+    normalized = models.CharField(max_length=500)
+    loose = models.CharField(max_length=500)
+    active = models.BooleanField(default=True)
+    sync_token = models.CharField(max_length=32, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "entity", "qbo_id"], name="qbo_realm_name_once")
+        ]
+        indexes = [
+            models.Index(fields=["connection", "normalized"], name="qbo_realm_name_exact"),
+            models.Index(fields=["connection", "loose"], name="qbo_realm_name_loose"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.qbo_id} {self.name}"
