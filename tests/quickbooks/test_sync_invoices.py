@@ -25,6 +25,7 @@ from practice.quickbooks import actions
 from practice.quickbooks.connection.client import QBOClient, quote
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
+from practice.quickbooks.sync import realm_facts
 from tests.quickbooks.sync_support import accounts, link_of, make_due, run, set_up
 
 TODAY = date(2026, 11, 2)
@@ -46,6 +47,9 @@ def set_prefs(conn, section: str, **values: Any) -> None:
         section: {**(prefs.get(section) or {}), **values},
     }
     client.update("Preferences", body, request_id=str(uuid.uuid4()), sparse=True)
+    # QBO tells of the change (webhook, CDC sweep: tests/quickbooks/test_realm_facts.py), which
+    # makes the next run read the Preferences again.
+    realm_facts.note_changes(conn.pk, [("Preferences", None)])
 
 
 def ilink(conn, invoice) -> SyncLink:

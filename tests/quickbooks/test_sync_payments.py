@@ -21,7 +21,7 @@ from practice.quickbooks import actions
 from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
-from practice.quickbooks.sync import engine
+from practice.quickbooks.sync import engine, realm_facts
 from tests.quickbooks.sync_support import link_of, make_due, run, set_up
 
 DAY = datetime.date(2026, 11, 2)
@@ -103,6 +103,9 @@ def set_prefs(conn, section: str, **values: Any) -> None:
         section: {**(prefs.get(section) or {}), **values},
     }
     client.update("Preferences", body, request_id=f"prefs-{section}-{prefs['SyncToken']}", sparse=True)
+    # QBO tells of the change (webhook, CDC sweep: tests/quickbooks/test_realm_facts.py), which
+    # makes the next run read the Preferences again.
+    realm_facts.note_changes(conn.pk, [("Preferences", None)])
 
 
 def writes(sandbox, realm_id) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta
 
 from qbo_sandbox import clock
@@ -65,6 +66,32 @@ def test_cdc_includes_deactivated_names(api: Api) -> None:
     api.create("Customer", {"Id": cust["Id"], "SyncToken": "0", "sparse": True, "Active": False})
     got = _cdc(api, "Customer", since).json()["CDCResponse"][0]["QueryResponse"][0]["Customer"]
     assert got[0]["Active"] is False
+
+
+def test_cdc_reports_preferences_payment_methods_classes_and_departments(api: Api) -> None:
+    """The lists the app keeps between runs (practice/quickbooks/sync/realm_facts.py): CDC is
+    supported for all but JournalCode, TaxAgency, TimeActivity, TaxCode and TaxRate (§9.3)."""
+    time.sleep(1.1)  # past the second the sample company was seeded in (whole-second stamps)
+    since = clock.meta_stamp(clock.now())
+    entities = "Preferences,PaymentMethod,Class,Department"
+    assert _cdc(api, entities, since).json()["CDCResponse"] == [{"QueryResponse": [{}, {}, {}, {}]}]
+    prefs = api.get("/preferences").json()["Preferences"]
+    sales = {**prefs["SalesFormsPrefs"], "CustomTxnNumbers": True}
+    api.create("Preferences", {"Id": prefs["Id"], "SyncToken": prefs["SyncToken"], "SalesFormsPrefs": sales})
+    method = api.create("PaymentMethod", {"Name": "Wire"})
+    klass = api.create("Class", {"Name": "Audit"})
+    department = api.create("Department", {"Name": "Harbor Office"})
+    (block,) = _cdc(api, entities, since).json()["CDCResponse"]
+    got = {
+        name: objs
+        for group in block["QueryResponse"]
+        for name, objs in group.items()
+        if isinstance(objs, list)
+    }
+    assert [p["SalesFormsPrefs"]["CustomTxnNumbers"] for p in got["Preferences"]] == [True]
+    assert [m["Id"] for m in got["PaymentMethod"]] == [method["Id"]]
+    assert [c["Id"] for c in got["Class"]] == [klass["Id"]]
+    assert [d["Id"] for d in got["Department"]] == [department["Id"]]
 
 
 def test_cdc_empty_shape(api: Api) -> None:

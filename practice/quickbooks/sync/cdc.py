@@ -7,7 +7,8 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    connection is left alone; its cursor waits).
 2. First sweep: the cursor starts now (less the overlap). History before the app looked is not
    drift.
-3. `GET /cdc?entities=Customer,Invoice,Payment,RefundReceipt,Purchase,Item&changedSince=<cursor>`
+3. `GET /cdc?entities=Customer,Invoice,Payment,RefundReceipt,Purchase,Item,Preferences,PaymentMethod,
+   Class,Department&changedSince=<cursor>`
    through the client (its pacer, its token refresh). QBO answers at most 1,000 objects with no
    paging: a full answer is split in halves of time (`_split`), the newer half asked again
    (itself split while full). The older half is taken from the full answer, which covers
@@ -20,6 +21,9 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    customers the payload touched, the cursor moves to QBO's `time` minus a 5-minute overlap
    (changes committed while the answer was made are read twice, never missed; the notices'
    keys make the second time a no-op), and the notices are applied (`drift.apply_change_notices`).
+   A change of Preferences, PaymentMethod, Class or Department marks the realm facts kept from
+   them stale (`realm_facts.note_changes`: the next run reads them again); a first sweep and a
+   full read mark them all.
 
 `tasks.sweep_now` enqueues `cdc_sweep` for each due connection every `QBO_CDC_INTERVAL_SECONDS`.
 """
@@ -39,14 +43,23 @@ from django.utils import timezone
 from practice.quickbooks.connection.errors import QBOError
 from practice.quickbooks.models import ChangeNotice, Connection, SyncLink
 from practice.quickbooks.statuses import SyncStatus
-from practice.quickbooks.sync import drift
+from practice.quickbooks.sync import drift, realm_facts
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
 
 logger = logging.getLogger("practice.quickbooks.cdc")
 
-CDC_ENTITIES = ("Customer", "Invoice", "Payment", "RefundReceipt", "Purchase", "Item")
+# The synced records' entities, then those the realm's kept facts come from (realm_facts.py).
+CDC_ENTITIES = (
+    "Customer",
+    "Invoice",
+    "Payment",
+    "RefundReceipt",
+    "Purchase",
+    "Item",
+    *realm_facts.CDC_ENTITIES,
+)
 MAX_OBJECTS = 1000  # QBO's cap per CDC answer (§9.3)
 OVERLAP = timedelta(minutes=5)
 MAX_AGE = timedelta(days=29)  # QBO keeps 30 days; past this the linked records are read instead
@@ -89,6 +102,8 @@ def sweep_connection(
         # History is not drift: start from now (less the overlap, for clocks apart and QBO's
         # whole-second stamps; what was linked meanwhile carries its current SyncToken anyway).
         Connection.objects.filter(pk=connection_id).update(cdc_cursor=now - OVERLAP, cdc_swept_at=now)
+        # Facts read before the cursor began could have changed unseen: read them again.
+        realm_facts.mark_all_stale(connection_id)
         return SweepResult(reason="started")
     client = client or QBOClient(connection)
     result = SweepResult(reason="swept")
@@ -97,15 +112,18 @@ def sweep_connection(
             result.full_read = True
             new_cursor = now - OVERLAP
             result.notices = _full_read(connection, now)
+            realm_facts.mark_all_stale(connection_id)
         else:
             objects, server_time, complete = _fetch(client, cursor, result)
             result.objects = len(objects)
             new_cursor = max(cursor, server_time - OVERLAP)
             result.notices = _store(connection, objects)
             _mark_stale(connection, objects)
+            realm_facts.note_changes(connection_id, [(e, realm_facts.version(e, b)) for e, b in objects])
             if not complete:
                 result.full_read = True
                 result.notices += _full_read(connection, now)
+                realm_facts.mark_all_stale(connection_id)
     except QBOError as e:
         # A 429, QBO away, reconnect needed: the cursor stays, the next sweep asks again.
         logger.warning("qbo.cdc.failed", extra={"connection": connection_id, "error": str(e)})

@@ -63,6 +63,7 @@ from practice.quickbooks.connection.errors import (
 )
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
+from practice.quickbooks.sync import realm_facts
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
@@ -297,6 +298,7 @@ class Rejection:
     message: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
     link_to: dict[str, Any] | None = None  # a QBO entity to link instead (e.g. 6240 -> our own)
+    operation: str = ""  # the history row's operation, when not the write's own (what was decided)
 
 
 @dataclass
@@ -842,6 +844,8 @@ def _decide_rejections(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     stale_retried=True,
                 )
                 continue
+            # A refusal that says a realm fact was wrong (a class gone, ...): the Retry reads it again.
+            realm_facts.note_refusal(ctx, err, o.op)
             o.decision = o.kind.on_rejected(ctx, o.op.link, err, o.op)
         except ReauthRequired:
             raise
@@ -992,6 +996,7 @@ def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation:
     err = o.rejected
     assert err is not None
     decision = o.decision or Rejection()
+    operation = decision.operation or operation
     if decision.link_to is not None:
         mark_linked(link, decision.link_to, now=ctx.now)
         return attempt_row(

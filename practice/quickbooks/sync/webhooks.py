@@ -11,6 +11,8 @@ module never calls QBO: it stores one `ChangeNotice` per event and enqueues
 - CloudEvents: a JSON array of `{"specversion", "id", "type": "qbo.<entity>.<verb>.v1", "time",
   "intuitentityid", "intuitaccountid", "data"?}`; `data` is never the record, at most
   `{"deletedid": ...}` for a merge.
+- An event about Preferences, PaymentMethod, Class or Department marks the realm facts kept
+  from it stale (sync/realm_facts.py), so the next run reads them again.
 - A repeated delivery is a no-op: each event has a `dedupe_key` (the CloudEvents `id`; legacy:
   entity|id|operation|lastUpdated), unique per connection, inserted with ON CONFLICT DO NOTHING.
 """
@@ -32,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 
 from practice.quickbooks.models import ChangeNotice, Connection, ConnectionStatus
+from practice.quickbooks.sync import realm_facts
 from practice.quickbooks.sync.tasks import apply_qbo_changes
 
 log = logging.getLogger("practice.quickbooks.webhooks")
@@ -354,6 +357,9 @@ def store(events: list[Event]) -> tuple[int, tuple[int, ...]]:
                 ignore_conflicts=True,
             )
             stored += len(fresh)
+            # A change of Preferences, PaymentMethod, Class or Department: the realm's kept facts
+            # are read again by the next run (no QBO call here: the receiver must answer fast).
+            realm_facts.note_changes(connection_id, ((e.entity, e.dedupe_key) for e in fresh))
             if status == ConnectionStatus.CONNECTED:
                 told.append(connection_id)
                 transaction.on_commit(_enqueue_apply(connection_id), robust=True)

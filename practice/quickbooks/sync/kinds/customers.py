@@ -92,18 +92,20 @@ def _read_index(ctx: engine.RunContext) -> NameIndex:
 
 
 def _individual_type_id(ctx: engine.RunContext) -> str | None:
-    """The id of an active CustomerType named "Individual", read once per run (or None)."""
-    if "individual_type" not in ctx.cache:
-        found = None
+    """The id of an active CustomerType named "Individual" (or None), kept between runs
+    (sync/realm_facts.py; CustomerType has no CDC or webhook: its age and refusals refresh it)."""
+    from practice.quickbooks.sync import realm_facts
+
+    def read() -> str | None:
         try:
             for body in ctx.client.query_all("CustomerType", "Active IN (true, false)"):
                 if str(body.get("Name", "")).strip().casefold() == "individual" and body.get("Active", True):
-                    found = str(body.get("Id"))
-                    break
+                    return str(body.get("Id"))
         except RecordRejected:
-            found = None  # a company without customer types: leave the field empty
-        ctx.cache["individual_type"] = found
-    value: str | None = ctx.cache["individual_type"]
+            pass  # a company without customer types: leave the field empty
+        return None
+
+    value: str | None = realm_facts.get(ctx, realm_facts.INDIVIDUAL_TYPE, read)
     return value
 
 

@@ -5,9 +5,11 @@ start date, of an account whose customer is Synced (else the invoice waits, and 
 account) and with every line's service Synced (likewise). Importing this module registers the
 kind (order 30, after customers and services).
 
-Never a second invoice: before creating a page of invoices their numbers are looked up in QBO
-with a few `DocNumber IN (...)` queries; one to the same customer for the same total is linked,
-any other is an Error explaining the clash (a 6140 on create is answered the same way). A
+Never a second invoice: before creating a page of 30 or more invoices their numbers are looked
+up in QBO with a few `DocNumber IN (...)` queries; one to the same customer for the same total is
+linked, any other is an Error explaining the clash. A smaller page is sent as it is: QBO refuses
+a number in use (6140), and that refusal is answered the same way, after one look-up of the
+number. A
 create whose outcome is unknown is looked for by DocNumber, or without custom transaction
 numbers by customer, date and the PrivateNote marker naming the app's invoice.
 
@@ -37,7 +39,7 @@ from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected
 from practice.quickbooks.models import SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
-from practice.quickbooks.sync import engine
+from practice.quickbooks.sync import engine, realm_facts
 from practice.quickbooks.sync.kinds.matching import normalize
 from practice.quickbooks.sync.kinds.services import plain_fault
 from practice.quickbooks.sync.mappers.invoice import (
@@ -57,19 +59,25 @@ KIND = "invoice"
 ENTITY = "Invoice"
 PAGE = 200  # invoices loaded in full (with lines) at a time
 NUMBERS_PER_QUERY = 200  # DocNumbers per `IN (...)` look-up
+# Fewer new invoices than this in a page are sent without looking their numbers up first: QBO
+# refuses a number in use with 6140 (qbo-api.md §2.5, §6), answered exactly as a clash found by
+# the look-up (`on_invoice_rejected`), so the look-up only saves requests when clashes are many,
+# as in a backfill into a company whose invoices were typed by hand. A page of 30 or more costs
+# one query per 200 numbers; a smaller one, a query per clash (usually none: the run for a
+# single new invoice no longer reads anything to send it).
+LOOKUP_MIN_CREATES = 30
 # pushed_hash markers of what was last done to a QBO invoice other than a content push.
 VOIDED = "voided"
 DELETED = "deleted"
 
 
 # --------------------------------------------------------------------------------------------
-# What the realm says (read once per run)
+# What the realm says (kept between runs, read at most once per run)
 
 
 def preferences(ctx: engine.RunContext) -> dict[str, Any]:
-    if "preferences" not in ctx.cache:
-        ctx.cache["preferences"] = ctx.client.preferences()
-    prefs: dict[str, Any] = ctx.cache["preferences"]
+    """The realm's Preferences, kept between runs (sync/realm_facts.py)."""
+    prefs: dict[str, Any] = realm_facts.get(ctx, realm_facts.PREFERENCES, ctx.client.preferences)
     return prefs
 
 
@@ -83,16 +91,19 @@ def custom_numbers(ctx: engine.RunContext) -> bool:
 
 
 def _names(ctx: engine.RunContext, entity: str) -> dict[str, str]:
-    """Active Class or Department ids by normalised name (and full name), read once per run."""
-    key = f"names:{entity}"
-    if key not in ctx.cache:
+    """Active Class or Department ids by normalised name (and full name), kept between runs
+    (sync/realm_facts.py: a CDC or webhook change of the entity, or a refused reference, marks
+    them stale)."""
+
+    def read() -> dict[str, str]:
         found: dict[str, str] = {}
         for body in ctx.client.query_all(entity, "Active = true"):
             for k in ("FullyQualifiedName", "Name"):
                 if body.get(k):
                     found.setdefault(normalize(str(body[k])), str(body.get("Id")))
-        ctx.cache[key] = found
-    names: dict[str, str] = ctx.cache[key]
+        return found
+
+    names: dict[str, str] = realm_facts.get(ctx, f"names:{entity}", read)
     return names
 
 
@@ -398,7 +409,10 @@ class Planner:
         self, creates: list[tuple[Invoice, SyncLink, dict[str, Any]]], customers: dict[int, tuple[str, str]]
     ) -> None:
         found: dict[str, list[dict[str, Any]]] = {}
-        if custom_numbers(self.ctx):
+        # A "Push again" after a void in QuickBooks needs to know whether the number is its own
+        # voided invoice's (it may then carry it too): looked up whatever the page's size.
+        again = any(link.target_qbo_id for _invoice, link, _body in creates)
+        if custom_numbers(self.ctx) and (len(creates) >= LOOKUP_MIN_CREATES or again):
             found = self.by_numbers([invoice.number for invoice, _link, _body in creates])
         linked = self.linked_ids()
         for invoice, link, body in creates:
@@ -660,14 +674,20 @@ def on_invoice_rejected(
             .values_list("qbo_id", flat=True)
         )
         if holders:
+            # What `Planner.plan_creates` decides when its look-up finds the number (small pages
+            # are sent without one): the same link, name, pushed hash, message and history row.
             verdict = clash_verdict(ctx, number, op.body, holders, linked)
             if isinstance(verdict, dict):
+                link.pushed_hash = content_hash(op.body)
+                ctx.count("invoice.linked_by_number")
                 return engine.Rejection(
-                    link_to=verdict,
+                    link_to={**verdict, "Name": number},  # mark_linked names the link by it
                     message=f"Linked to the existing QuickBooks invoice {number} (Id {verdict.get('Id')}): "
                     "same customer, same total.",
+                    operation="match_number",
                 )
-            return engine.Rejection(error_kind="docnumber_clash", message=verdict)
+            ctx.count("invoice.docnumber_clash")
+            return engine.Rejection(error_kind="docnumber_clash", message=verdict, operation="match_number")
         return engine.Rejection(
             error_kind="docnumber_clash",
             message=(

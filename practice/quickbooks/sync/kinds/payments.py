@@ -33,7 +33,7 @@ from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
-from practice.quickbooks.sync import engine
+from practice.quickbooks.sync import engine, realm_facts
 from practice.quickbooks.sync.mappers.payment import (
     AppliedLine,
     PaymentFacts,
@@ -119,12 +119,15 @@ def _deposit_account_id(ctx: engine.RunContext) -> str:
 
 def _payment_method_id(ctx: engine.RunContext, method: str) -> str:
     """The realm's PaymentMethod for the app's method, by name ("" when it has none)."""
-    if "payment.methods" not in ctx.cache:
+
+    def read() -> dict[str, str]:
         names: dict[str, str] = {}
         for pm in ctx.client.query_all("PaymentMethod"):
             names.setdefault(str(pm.get("Name", "")).strip().casefold(), str(pm.get("Id", "")))
-        ctx.cache["payment.methods"] = names
-    methods: dict[str, str] = ctx.cache["payment.methods"]
+        return names
+
+    # Kept between runs (sync/realm_facts.py); a refused PaymentMethodRef marks it stale.
+    methods: dict[str, str] = realm_facts.get(ctx, realm_facts.PAYMENT_METHODS, read)
     for name in _METHOD_NAMES.get(method, ()):  # type: ignore[call-overload]
         if name in methods:
             return methods[name]
