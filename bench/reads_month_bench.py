@@ -20,9 +20,12 @@ What it does:
    Per firm-month = per simulated day × 30 (linear: each day's work does not depend on the
    day's number; the table shows each day so that can be checked).
 
-The CDC sweep (issue 16) is not in this tree's engine; its cost is one CDC call per sweep
-interval per realm and is added to the extrapolation for the intervals listed (a computed
-figure, printed as such).
+The CDC sweep (sync/cdc.py) runs too, every `--cdc-interval` seconds of the simulated day
+(default: QBO_CDC_INTERVAL_SECONDS): the sweeps of the 8 office hours are spread between the
+day's changes, the others run after them (a quiet night: one CDC call each). Its calls, and the
+drift check's reads of what it reports, are counted with the rest. Simulated time is compressed
+(the day's sweeps run within seconds), so every sweep of a day re-reads the day's changes; the
+notices' version keys make that a no-op, as the sweep's 5-minute overlap is in real time.
 
 Writes bench/results/reads-month-<UTC timestamp>.json and prints a table.
 """
@@ -73,6 +76,9 @@ def main() -> None:
     p.add_argument("--accounts", type=int, default=2000)
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--changes-per-day", type=int, default=50)
+    p.add_argument(
+        "--cdc-interval", type=float, default=None, help="seconds (default: QBO_CDC_INTERVAL_SECONDS; 0: off)"
+    )
     args = p.parse_args()
     started = datetime.now(UTC)
     workdir = tempfile.mkdtemp(prefix="reads-month-")
@@ -124,13 +130,15 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
     import django
 
     django.setup()
+    from django.utils import timezone
+
     from practice.billing import services as billing
     from practice.billing.models import Invoice, InvoiceState, PaymentMethod, Service
     from practice.clients import services as clients
     from practice.clients.models import ClientAccount
     from practice.quickbooks.connection import client as qbo_client
-    from practice.quickbooks.models import SyncLink
-    from practice.quickbooks.sync import tasks
+    from practice.quickbooks.models import Connection, SyncLink
+    from practice.quickbooks.sync import cdc, tasks
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from latency_bench import make_firm  # the same bulk set-up as the latency bench
@@ -159,7 +167,10 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
         runs = 0
         for _ in range(50):
             runs += 1
-            if tasks.run_now(conn.pk)["reason"] != "more work":
+            out = tasks.run_now(conn.pk)
+            if os.environ.get("BENCH_DEBUG"):
+                print(out, flush=True)
+            if out["reason"] != "more work":
                 break
         return runs
 
@@ -168,6 +179,18 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
     backfill_s = time.monotonic() - t0
     backfill_calls = Counter(k for k, _ in calls)
     calls.clear()
+
+    interval = cdc.interval_seconds() if args.cdc_interval is None else args.cdc_interval
+    sweeps_per_day = round(86400 / interval) if interval > 0 else 0
+    office_sweeps = min(sweeps_per_day, round(8 * 3600 / interval)) if interval > 0 else 0
+    # The sweep starts after the backfill (what it wrote is history, not this month's changes).
+    Connection.objects.filter(pk=conn.pk).update(cdc_cursor=timezone.now(), cdc_swept_at=timezone.now())
+    sweep_results: Counter[str] = Counter()
+
+    def sweep() -> None:
+        result = cdc.sweep_connection(conn.pk)
+        sweep_results[result.reason] += 1
+        sweep_results["notices"] += result.notices
 
     rng = random.Random(2026_12_01)
     synced_accounts = list(
@@ -229,12 +252,21 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
             calls.clear()
             kinds: Counter[str] = Counter()
             runs = 0
+            sweeps = 0
             for k in range(args.changes_per_day):
                 kinds[one_change(k)] += 1
                 if phase == "per-change":
                     runs += run_engine()
+                per = args.changes_per_day
+                due = (k + 1) * office_sweeps // per - k * office_sweeps // per
+                for _ in range(due):
+                    sweep()
+                    sweeps += 1
             if phase == "per-day":
                 runs += run_engine()
+            while sweeps < sweeps_per_day:
+                sweep()
+                sweeps += 1
             by_kind = Counter(k for k, _ in calls)
             by_label = Counter(label for k, label in calls if k in COREPLUS)
             row = {
@@ -242,6 +274,7 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
                 "day": day + 1,
                 "changes": dict(kinds),
                 "runs": runs,
+                "cdc_sweeps": sweeps,
                 "coreplus": sum(by_kind[k] for k in COREPLUS),
                 "by_kind": dict(by_kind),
                 "by_label": dict(by_label.most_common()),
@@ -264,7 +297,7 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
             "by_label_per_month_extrapolated": {k: v * 30 / len(per_day) for k, v in labels.most_common()},
         }
     qbo_client.QBOClient._send = original  # type: ignore[method-assign]
-    sweep = {f"every {m} min": 30 * 24 * 60 / m for m in (5, 15, 60, 240)}
+    computed = {f"every {m} min": 30 * 24 * 60 / m for m in (5, 15, 60, 240)}
     return {
         "firm": {
             "accounts": len(b.accounts.accounts),
@@ -276,7 +309,10 @@ def run(args: argparse.Namespace, sb: Sandbox) -> dict[str, Any]:
         "counters_end": sb.counters(realm),
         "phases": phases,
         "target_per_month": 1000,
-        "cdc_sweep_calls_per_month_computed": sweep,
+        "cdc_interval_seconds": interval,
+        "cdc_sweeps_per_day": sweeps_per_day,
+        "cdc_sweep_results": dict(sweep_results),
+        "cdc_sweep_calls_per_month_computed": computed,
         "days": days_out,
     }
 

@@ -26,6 +26,7 @@ from practice.quickbooks.connection.client import QBOClient, quote
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import realm_facts
+from practice.quickbooks.sync.kinds import invoices as invoices_kind
 from tests.quickbooks.sync_support import accounts, link_of, make_due, run, set_up
 
 TODAY = date(2026, 11, 2)
@@ -273,6 +274,75 @@ def test_docnumber_clash_both_ways(conn, firm, sandbox, realm_id, audit):
     assert link.status == SyncStatus.SYNCED
     assert [i["Id"] for i in qbo_invoices(conn, "INV-0003")] == [link.qbo_id]
     assert len(qbo_invoices(conn, "INV-0002")) == 1
+
+
+@pytest.mark.parametrize("look_up_first", [False, True], ids=["sent-then-6140", "looked-up-first"])
+def test_a_single_new_invoice_clashing_with_one_typed_by_hand(
+    conn, firm, sandbox, realm_id, audit, monkeypatch, look_up_first
+):
+    """One new invoice (a page too small for the DocNumber look-up) whose number someone typed by
+    hand in QuickBooks: QBO's 6140 is answered exactly as the look-up's finding would be (the
+    look-up forced on for comparison), at no more requests."""
+    set_prefs(conn, "SalesFormsPrefs", CustomTxnNumbers=True)
+    acme, other = accounts(firm, "Acme Widgets", "Other Co")
+    run(conn)
+    client = QBOClient(conn)
+    line = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": 120.0,
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "Qty": 1, "UnitPrice": 120},
+    }
+    for number, account in (("H-7", other), ("H-8", acme)):
+        client.create(
+            "Invoice",
+            {"CustomerRef": {"value": link_of(conn, account).qbo_id}, "DocNumber": number, "Line": [line]},
+            request_id=str(uuid.uuid4()),
+        )
+    if look_up_first:
+        monkeypatch.setattr(invoices_kind, "LOOKUP_MIN_CREATES", 1)
+    sent: list[str] = []
+    original = QBOClient._send
+
+    def recording(self: QBOClient, method: str, path: str, **kw: Any) -> Any:
+        op = str(kw.get("op", path))
+        if op == "query" and "DocNumber" in str(kw.get("text_body", "")):
+            op = "query DocNumber"
+        if op.startswith(("batch", "create", "query DocNumber")):
+            sent.append(op)
+        return original(self, method, path, **kw)
+
+    monkeypatch.setattr(QBOClient, "_send", recording)
+
+    clash = issued(firm, acme, (audit, "1", "120.00"), number="H-7")
+    run(conn)
+    link = ilink(conn, clash)
+    assert (link.status, link.error_kind, link.qbo_id) == (SyncStatus.ERROR, "docnumber_clash", "")
+    assert link.error_message == (
+        "Invoice number H-7 is already used in QuickBooks by an invoice to “Other Co” for $120.00. Change "
+        "this invoice's number (a number QuickBooks does not use yet), or, if it is the same invoice, "
+        "correct the QuickBooks one and use Retry."
+    )
+    assert [op for op, _outcome in history(link)] == ["match_number"]
+    # The look-up costs a query before every page; without it, the clash costs the refused write
+    # and one query after it, and an invoice without a clash costs nothing but its write.
+    assert sent == (["query DocNumber"] if look_up_first else ["batch 1", "query DocNumber"])
+    assert len(qbo_invoices(conn, "H-7")) == 1
+
+    sent.clear()
+    same = issued(firm, acme, (audit, "1", "120.00"), number="H-8")
+    run(conn)
+    assert sent == (["query DocNumber"] if look_up_first else ["batch 1", "query DocNumber"])
+    link = ilink(conn, same)
+    assert link.status == SyncStatus.SYNCED and link.qbo_name == "H-8"
+    assert [i["Id"] for i in qbo_invoices(conn, "H-8")] == [link.qbo_id]
+    assert history(link) == [("match_number", Outcome.SUCCESS)]
+    assert SyncAttempt.objects.get(link=link).message == (
+        f"Linked to the existing QuickBooks invoice H-8 (Id {link.qbo_id}): same customer, same total."
+    )
+    sent.clear()
+    run(conn)
+    assert sent == []  # linked with what was sent: nothing to push to it
+    assert len(history(ilink(conn, clash))) == 1  # not decided again while nothing changed
 
 
 def test_duplicate_number_refused_on_create(conn, firm, sandbox, realm_id, acme, audit):

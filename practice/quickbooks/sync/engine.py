@@ -299,6 +299,10 @@ class Rejection:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     link_to: dict[str, Any] | None = None  # a QBO entity to link instead (e.g. 6240 -> our own)
     operation: str = ""  # the history row's operation, when not the write's own (what was decided)
+    # With link_to: the link's name and pushed_hash when the kind knows them (the QBO record
+    # already holds what was sent, so nothing is pushed to it next).
+    qbo_name: str = ""
+    pushed_hash: str = ""
 
 
 @dataclass
@@ -999,6 +1003,8 @@ def _apply_rejection(ctx: RunContext, link: SyncLink, o: ItemOutcome, operation:
     operation = decision.operation or operation
     if decision.link_to is not None:
         mark_linked(link, decision.link_to, now=ctx.now)
+        link.qbo_name = decision.qbo_name or link.qbo_name
+        link.pushed_hash = decision.pushed_hash or link.pushed_hash
         return attempt_row(
             link,
             operation=operation,

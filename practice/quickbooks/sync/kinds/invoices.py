@@ -678,13 +678,14 @@ def on_invoice_rejected(
             # are sent without one): the same link, name, pushed hash, message and history row.
             verdict = clash_verdict(ctx, number, op.body, holders, linked)
             if isinstance(verdict, dict):
-                link.pushed_hash = content_hash(op.body)
                 ctx.count("invoice.linked_by_number")
                 return engine.Rejection(
-                    link_to={**verdict, "Name": number},  # mark_linked names the link by it
+                    link_to=verdict,
                     message=f"Linked to the existing QuickBooks invoice {number} (Id {verdict.get('Id')}): "
                     "same customer, same total.",
                     operation="match_number",
+                    qbo_name=number,
+                    pushed_hash=content_hash(op.body),
                 )
             ctx.count("invoice.docnumber_clash")
             return engine.Rejection(error_kind="docnumber_clash", message=verdict, operation="match_number")
