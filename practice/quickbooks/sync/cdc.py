@@ -16,7 +16,8 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    sandbox does; what QBO keeps past 1,000 is unverified, §9.4), the rest of it asked from that
    stamp (`_older`). When a single second holds 1,000 changes, and when the cursor is older
    than 29 days (QBO keeps 30), every linked record is re-read instead (`_full_read`).
-4. A notice is stored for each changed object the app has linked (`dedupe_key`
+4. A notice is stored for each changed object the app has linked, unless it carries the
+   SyncToken the app's link already holds (the app's own write) (`dedupe_key`
    entity|Id|SyncToken, or |Deleted), the reconciliation cache is marked stale for the
    customers the payload touched, the cursor moves to QBO's `time` minus a 5-minute overlap
    (changes committed while the answer was made are read twice, never missed; the notices'
@@ -68,7 +69,7 @@ ID_CHUNK = 500
 
 
 def interval_seconds() -> float:
-    return float(getattr(settings, "QBO_CDC_INTERVAL_SECONDS", 300))
+    return float(getattr(settings, "QBO_CDC_INTERVAL_SECONDS", 3600))
 
 
 @dataclass
@@ -225,18 +226,20 @@ def _older(
 # Storing notices
 
 
-def _linked_ids(connection: Connection, entity: str, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
+def _linked_ids(connection: Connection, entity: str, ids: Sequence[str]) -> dict[str, set[str]]:
+    """{Id: the SyncTokens the app's links hold} of the linked ones among `ids`."""
+    found: dict[str, set[str]] = {}
     for start in range(0, len(ids), ID_CHUNK):
-        found.update(
+        for qbo_id, token in (
             SyncLink.objects.filter(
                 connection=connection,
                 kind__in=drift.ENTITY_KINDS[entity],
                 qbo_id__in=ids[start : start + ID_CHUNK],
             )
             .exclude(status=SyncStatus.SKIPPED)
-            .values_list("qbo_id", flat=True)
-        )
+            .values_list("qbo_id", "qbo_sync_token")
+        ):
+            found.setdefault(qbo_id, set()).add(token)
     return found
 
 
@@ -250,10 +253,15 @@ def _store(connection: Connection, objects: Objects) -> int:
     notices: dict[str, ChangeNotice] = {}
     for entity, body in objects:
         obj_id = str(body.get("Id", ""))
-        if obj_id not in linked.get(entity, set()):
+        tokens = linked.get(entity, {}).get(obj_id)
+        if tokens is None:
             continue
         deleted = str(body.get("status", "")) == "Deleted"
         version = "Deleted" if deleted else str(body.get("SyncToken", ""))
+        if not deleted and tokens == {version}:
+            # The version the app wrote (or last read): its own change, not drift. Storing it
+            # would only make the drift check read it back to find that out.
+            continue
         key = f"{entity}|{obj_id}|{version}"
         notices[key] = ChangeNotice(
             connection=connection,
