@@ -298,10 +298,10 @@ QBO_WEBHOOK_VERIFIER_TOKEN = os.environ.get("QBO_WEBHOOK_VERIFIER_TOKEN", "")
 # real delivery is never refused (Intuit would resend it forever), and bigger bodies are not read.
 QBO_WEBHOOK_MAX_BODY_BYTES = env_int("QBO_WEBHOOK_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 # How often each connection's changes inside QuickBooks are read by CDC (sync/cdc.py; 0: off).
-# Checked by the sweep above, so it cannot be shorter than QBO_SWEEP_INTERVAL_SECONDS. Hourly:
-# webhooks are the prompt path and this the safety net, and each sweep is a metered read (720 a
-# month hourly, 8,640 every 5 minutes, against 1,000 per firm-month: docs/drift.md).
-QBO_CDC_INTERVAL_SECONDS = env_number("QBO_CDC_INTERVAL_SECONDS", 3600.0, minimum=0)
+# Checked by the sweep above, so it cannot be shorter than QBO_SWEEP_INTERVAL_SECONDS. Every two
+# hours: webhooks are the prompt path and this the safety net, and each sweep is a metered read
+# (360 a month, against 8,640 every 5 minutes and a budget of 1,000 per firm-month: docs/drift.md).
+QBO_CDC_INTERVAL_SECONDS = env_number("QBO_CDC_INTERVAL_SECONDS", 7200.0, minimum=0)
 
 # E-mail (QuickBooks problem notifications): printed to the console unless configured.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

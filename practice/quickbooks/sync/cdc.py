@@ -69,7 +69,7 @@ ID_CHUNK = 500
 
 
 def interval_seconds() -> float:
-    return float(getattr(settings, "QBO_CDC_INTERVAL_SECONDS", 3600))
+    return float(getattr(settings, "QBO_CDC_INTERVAL_SECONDS", 7200))
 
 
 @dataclass
