@@ -4,7 +4,7 @@ A run needs a few things about the realm that rarely change: its Preferences (cu
 transaction numbers, class and location tracking), its PaymentMethod list, the id of the
 "Individual" CustomerType and its Class and Department names. Read on every run they were most
 of a firm's metered reads (docs/performance.md §7). They live in `RealmSyncState.realm_facts`,
-one entry per fact: `{"value": ..., "read_at": iso, "stale_at": iso?}`.
+one entry per fact: `{"value": ..., "read_at": iso, "stale_at": iso?, "seen": [version, ...]?}`.
 
 A run reads a fact from QBO only when it is
 
@@ -21,9 +21,11 @@ stale during a run is read again by the next one.
 Both times are our clock: `read_at` when the read was sent, `stale_at` when the change was
 reported (the change happened before its report, so a read sent after the report sees it). A
 change reported while a run was reading keeps its mark (`_save` never drops a `stale_at` newer
-than its read). The same change reported again (the CDC sweep's overlap re-reads the last
-minutes; a webhook and the sweep both tell of it) is recognised by its version (entity, Id,
-SyncToken, kept in `seen`) and does not force another read.
+than its read). The same change reported again by the same source (the CDC sweep's overlap
+re-reads the last minutes; a webhook retried) is recognised by its version (CDC: entity, Id and
+SyncToken; webhook: the event's key; the last few kept in `seen`) and does not force another
+read. A change told by both a webhook and the sweep may cost a second read (their keys differ):
+one read more for a rare event.
 """
 
 from __future__ import annotations
