@@ -22,7 +22,7 @@ from practice.quickbooks import reconciliation
 from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.demo.seed import seed_demo_company
 from practice.quickbooks.models import Connection, CustomerBalance, SyncLink
-from practice.quickbooks.sync import balances
+from practice.quickbooks.sync import balances, realm_facts
 from tests.quickbooks.conftest import connect_firm
 from tests.quickbooks.test_billing_demo import _confirm_setup_defaults, _run_until_idle
 
@@ -158,6 +158,7 @@ def test_each_explanation(firm, books, sandbox):
         {"SyncToken": prefs["SyncToken"], "sparse": True, "SalesFormsPrefs": {"CustomTxnNumbers": True}},
         request_id="reco-prefs-1",
     )
+    realm_facts.note_changes(conn.pk, [("Preferences", None)])  # the webhook QBO sends for it
     clash = _invoice(firm, books["b"], books["svc"], on=today, quantity="2", number="HAND-1")
     _run_until_idle(conn)
     assert SyncLink.objects.get(connection=conn, kind="invoice", local_id=clash.pk).status == "error"
