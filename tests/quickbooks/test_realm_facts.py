@@ -397,3 +397,26 @@ def test_refusals_name_the_facts_they_concern():
         == set()
     )
     assert realm_facts.facts_refused(refused("6240"), {"Line": [line]}) == set()
+
+
+def test_a_class_created_in_quickbooks_and_not_reported_is_found_on_retry(firm, conn, service, reads):
+    some_work(firm, service, 1)
+    run(conn)
+    someone(conn).create("Class", {"Name": "Audit"}, request_id=uuid.uuid4().hex)  # no webhook
+    account = account_create(firm=firm, name="Facts Client 2")
+    invoice = issue(firm, account, service, class_name="Audit")
+    second = issue(firm, account, service, class_name="Audit")
+    reads.clear()
+    run(conn)
+    link = SyncLink.objects.get(connection=conn, kind="invoice", local_id=invoice.pk)
+    assert (link.status, link.error_kind) == (SyncStatus.ERROR, "unknown_class")
+    assert reads["query Class"] == 0  # decided from the kept names, which the Error puts in doubt
+    assert not realm_facts.is_fresh(stored(conn)[realm_facts.CLASSES], timezone.now())
+
+    for record in (invoice, second):
+        actions.record_retry(firm=firm, kind="invoice", local_id=record.pk)
+    reads.clear()
+    run(conn)
+    assert reads["query Class"] == 1
+    synced(conn, "invoice", invoice)
+    synced(conn, "invoice", second)

@@ -13,7 +13,9 @@ A run reads a fact from QBO only when it is
 - marked stale: `stale_at` is at or after `read_at`. The CDC sweep (sync/cdc.py) and the webhook
   receiver (sync/webhooks.py) mark a fact stale when QBO reports a change of its entity, and the
   engine does when QBO refuses a write in a way that says the fact was wrong (`note_refusal`):
-  the record goes Error as before, and its Retry runs with the fact read again.
+  the record goes Error as before, and its Retry runs with the fact read again. A kept list
+  that lacks a name a record gives (a class created in QuickBooks and not reported yet) is
+  marked too (`doubt`): the record's Error says so, and its Retry reads the list.
 
 Whatever happens meanwhile, a run reads each fact at most once (`ctx.cache`): a fact marked
 stale during a run is read again by the next one.
@@ -132,8 +134,20 @@ def get(ctx: RunContext, name: str, read: Callable[[], T]) -> T:
         value = read()
         _save(ctx.connection.pk, name, value, started)
         ctx.count("realm_facts.read")
+        ctx.cache[f"{key}:read"] = True
     ctx.cache[key] = value
     return value
+
+
+def doubt(ctx: RunContext, name: str) -> None:
+    """A kept fact lacks what a record names (a class someone may have just created in
+    QuickBooks): unless this run read it from QBO, the next run reads it again, so the record's
+    Retry sees the new one even when no webhook or sweep has told of it yet. Once per run."""
+    key = f"fact:{name}"
+    if ctx.cache.get(f"{key}:read") or ctx.cache.get(f"{key}:doubted"):
+        return
+    ctx.cache[f"{key}:doubted"] = True
+    mark_stale(ctx.connection.pk, {name: {None}})
 
 
 def _save(connection_id: int, name: str, value: Any, started: datetime) -> None:
