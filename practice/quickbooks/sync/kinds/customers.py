@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from django.db.models import QuerySet
+
 from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
@@ -56,13 +58,16 @@ _REDECIDE_ON_RENAME = {
 # Eligibility
 
 
-def eligible_account_ids(connection: Connection) -> set[int] | None:
-    """Ids of accounts that sync by the firm's rule; None means "every active account"."""
+def eligible_account_ids(
+    connection: Connection, among: QuerySet[ClientAccount] | None = None
+) -> set[int] | None:
+    """Ids of accounts (of `among`, when given) that sync by the firm's rule; None means "every
+    active account"."""
     if connection.account_scope == "all":
         return None
     from practice.billing.selectors import account_ids_with_billing
 
-    return set(account_ids_with_billing(firm=connection.firm))
+    return set(account_ids_with_billing(firm=connection.firm, among=among))
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,9 +189,19 @@ def _record_decision(
 def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
     """Decide, for every account that needs it, to link, create, reactivate, or show an Error."""
     connection = ctx.connection
-    eligible = eligible_account_ids(connection)
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
-    accounts = ClientAccount.objects.filter(firm_id=connection.firm_id).order_by("pk")
+    billing_changed = None
+    if ctx.since is not None and connection.account_scope != "all":
+        from practice.billing.selectors import accounts_with_billing_changed_since
+
+        # A first invoice or payment makes its account eligible without touching the account.
+        billing_changed = accounts_with_billing_changed_since(firm=connection.firm, since=ctx.since)
+    accounts, links = engine.plan_scope(
+        ctx,
+        KIND,
+        ClientAccount.objects.filter(firm_id=connection.firm_id).order_by("pk"),
+        also_changed=billing_changed,
+    )
+    eligible = eligible_account_ids(connection, among=None if ctx.since is None else accounts)
 
     todo: list[tuple[ClientAccount, SyncLink | None]] = []
     for account in accounts.iterator(chunk_size=2000):
@@ -232,12 +247,14 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             if link is not None or _is_fresh(made.get(account.pk))
         ]
 
-    # Names already spoken for: QBO customers linked to an account, and creates in flight.
-    taken_ids = {link.qbo_id for link in links.values() if link.qbo_id}
+    # Names already spoken for: QBO customers linked to an account, and creates in flight. A
+    # run planned from what changed holds only some links: these come from the database.
+    every_link = SyncLink.objects.filter(connection=connection, kind=KIND)
+    taken_ids = set(every_link.exclude(qbo_id="").values_list("qbo_id", flat=True))
     claimed: set[str] = set()
-    for link in links.values():
-        if link.batch_request_id and isinstance(link.pending_body, dict):
-            name = (link.pending_body.get("body") or {}).get("DisplayName")
+    for pending_body in every_link.exclude(batch_request_id="").values_list("pending_body", flat=True):
+        if isinstance(pending_body, dict):
+            name = (pending_body.get("body") or {}).get("DisplayName")
             if name:
                 claimed.add(normalize(str(name)))
 

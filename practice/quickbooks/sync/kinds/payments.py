@@ -280,11 +280,11 @@ def _cleared(link: SyncLink) -> bool:
 def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
     """Decide, for every payment that needs it: create, update, delete, wait, or Error.
 
-    Cheap when nothing changed: one read of the firm's payments (a few columns) and of this
-    kind's links; allocations and invoice links are read only for the payments being decided.
+    Cheap when nothing changed: only the payments changed since the last run and those whose
+    links need work are read (a few columns; `engine.plan_scope`), and allocations and invoice
+    links only for the payments being decided.
     """
     connection = ctx.connection
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
     payments = (
         Payment.objects.filter(firm_id=connection.firm_id)
         .only(
@@ -301,6 +301,7 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
         )
         .order_by("pk")
     )
+    payments, links = engine.plan_scope(ctx, KIND, payments)
 
     todo: list[tuple[Payment, SyncLink | None]] = []
     in_error: list[tuple[Payment, SyncLink]] = []

@@ -32,6 +32,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Q
+
 from practice.billing.models import Payment, PaymentState, Refund
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected
@@ -134,9 +136,9 @@ def _plan_children(
     children: list[_Child],
     build: Callable[[engine.RunContext, _Child, SyncLink, dict[str, str]], dict[str, Any] | str],
     create_label: str,
+    links: dict[int, SyncLink],
 ) -> list[engine.Op]:
     connection = ctx.connection
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=kind)}
     payment_links = {
         link.local_id: link
         for link in SyncLink.objects.filter(
@@ -312,12 +314,26 @@ _PAYMENT_FIELDS = (
 # Refunds
 
 
+def _payment_changed(ctx: engine.RunContext, payment_path: str) -> Q | None:
+    """Refunds and fees follow their payment: one whose payment, or the payment's link (an
+    "Unsync payment"), changed since the last plan is looked at again."""
+    if ctx.since is None:
+        return None
+    touched = SyncLink.objects.filter(connection=ctx.connection, kind="payment", updated_at__gte=ctx.since)
+    return Q(**{f"{payment_path}updated_at__gte": ctx.since}) | Q(
+        **{f"{payment_path}pk__in": touched.values("local_id")}
+    )
+
+
 def plan_refunds(ctx: engine.RunContext) -> list[engine.Op]:
     refunds = (
         Refund.objects.filter(firm_id=ctx.connection.firm_id)
         .select_related("payment")
         .only("id", "date", "amount", "reason", "updated_at", *(f"payment__{f}" for f in _PAYMENT_FIELDS))
         .order_by("pk")
+    )
+    refunds, links = engine.plan_scope(
+        ctx, "refund", refunds, also_changed=_payment_changed(ctx, "payment__")
     )
     children = [
         _Child(
@@ -331,7 +347,7 @@ def plan_refunds(ctx: engine.RunContext) -> list[engine.Op]:
         )
         for r in refunds
     ]
-    return _plan_children(ctx, "refund", "RefundReceipt", children, _build_refund, OP_CREATE_REFUND)
+    return _plan_children(ctx, "refund", "RefundReceipt", children, _build_refund, OP_CREATE_REFUND, links)
 
 
 def _build_refund(
@@ -467,6 +483,7 @@ def plan_fees(ctx: engine.RunContext) -> list[engine.Op]:
     payments = Payment.objects.filter(firm_id=connection.firm_id).only(*_PAYMENT_FIELDS).order_by("pk")
     if not connection.fees_enabled:
         payments = payments.filter(pk__in=sorted(pushed))
+    payments, links = engine.plan_scope(ctx, "fee", payments, also_changed=_payment_changed(ctx, ""))
     children = [
         _Child(
             local_id=p.pk,
@@ -489,7 +506,7 @@ def plan_fees(ctx: engine.RunContext) -> list[engine.Op]:
             ).values_list("local_id", flat=True)
         )
         children = [c for c in children if not c.wanted or c.local_id in skipped]
-    return _plan_children(ctx, "fee", "Purchase", children, _build_fee, OP_CREATE_FEE)
+    return _plan_children(ctx, "fee", "Purchase", children, _build_fee, OP_CREATE_FEE, links)
 
 
 def _build_fee(
