@@ -1459,9 +1459,9 @@ def _run_realm(connection_id: int, *, owner: str | None = None, client: QBOClien
                     break
             else:
                 # Still busy after MAX_ROUNDS (a very large backlog): hand over to a fresh run
-                # rather than hold the realm for ever. What is left has links that need work,
-                # so the next run finds it without walking everything again.
-                _planned(ctx)
+                # rather than hold the realm for ever. The plan cursor stays where it was: the
+                # next run looks at everything this one was looking at (a record not reached
+                # yet may have no link to say it needs work).
                 _run_succeeded(connection)
                 return RunResult(ran=True, reason="more work", summary=ctx.summary)
         except ReauthRequired as e:
