@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -56,7 +55,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ is a folder of scripts (this one's folder is on sys.path), not a package.
+from _harness import ROOT, apply_pacing, machine
+
 RESULTS = ROOT / "bench" / "results"
 SEED = 20261128
 MINOR = "75"
@@ -462,15 +463,7 @@ def worker(spec_path: str) -> None:
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine.BATCH_SIZE = int(spec["batch_size"])
-    if spec["paced"]:
-        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
-    else:
-        # Limits off: lift the client's own pacing too, so wall time is the engine's and the sandbox's.
-        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
-            setattr(settings, name, 1e9)
-        settings.QBO_PACING_BURST = 1e9
-    # 429 waits follow the compressed clock (Intuit's 60 s becomes 60 * scale).
-    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+    apply_pacing(settings, paced=spec["paced"], window_seconds=spec["window_seconds"])
 
     tag = uuid.uuid4().hex[:8]
     firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
@@ -858,12 +851,7 @@ def main() -> None:
                 "benchmark": "account_sync",
                 "started": started.isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 "git": git_state(),
                 "database": db.label,
                 "sandbox": "qbo-sandbox serve, separate process, loopback",

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -58,6 +57,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _harness import apply_pacing, choose_billing_setup, machine
 from account_sync_bench import (  # bench/ is not a package: reuse its helpers, don't copy them
     DB,
     MATCH,
@@ -677,15 +677,12 @@ def worker(spec_path: str) -> None:
     from practice.quickbooks.sync import tasks
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    if spec["paced"]:
-        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
-        if spec.get("batches_per_window"):
-            settings.QBO_BATCHES_PER_WINDOW = float(spec["batches_per_window"])
-    else:
-        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
-            setattr(settings, name, 1e9)
-        settings.QBO_PACING_BURST = 1e9
-    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+    apply_pacing(
+        settings,
+        paced=spec["paced"],
+        window_seconds=spec["window_seconds"],
+        batches_per_window=spec.get("batches_per_window"),
+    )
 
     tag = uuid.uuid4().hex[:8]
     firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
@@ -700,13 +697,7 @@ def worker(spec_path: str) -> None:
         token_set=oauth.TokenSet.from_response(spec["token"]),
         env=oauth.environment(),
     )
-    accts = spec["qbo_accounts"]
-    conn.account_scope = "all"
-    conn.unmatched_customer = "create"
-    conn.sync_start_date = None
-    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
-    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
-    conn.sync_manual_payments = True
+    choose_billing_setup(conn, spec["qbo_accounts"])
     conn.setup_completed_at = timezone.now()
     conn.save()
     pacing._registry.clear()
@@ -1135,12 +1126,7 @@ def main() -> None:
                 "benchmark": "billing_sync",
                 "started": started.isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 "git": git_state(),
                 "database": db.label,
                 "sandbox": "qbo-sandbox serve, separate process, loopback",

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +42,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from account_sync_bench import RESULTS, ROOT, Sandbox, git_state  # bench/ is not a package
+from _harness import (  # bench/ is a folder of scripts, not a package
+    UNPACED_ENV,
+    child_env,
+    choose_billing_setup,
+    machine,
+    migrate,
+    setup_django,
+    start_run_worker,
+    stop_processes,
+)
+from account_sync_bench import RESULTS, ROOT, Sandbox, git_state
 from billing_sync_bench import Billing, fresh_realm, make_billing, pick_accounts
 
 
@@ -72,69 +80,31 @@ class Stack:
     def __init__(self, args: argparse.Namespace, workdir: str, extra_env: dict[str, str]) -> None:
         self.workdir = workdir
         self.sb = Sandbox()
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH")}
-        self.env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-                "PYTHONPATH": str(ROOT),
-                "QBO_ENVIRONMENT": "sandbox-local",
-                "QBO_SANDBOX_URL": self.sb.url,
-                "LOG_LEVEL": "WARNING",
-                **extra_env,
-            }
+        self.env = child_env(
+            self.sb.url,
+            database_url=args.database_url,
+            sqlite_path=f"{workdir}/latency.sqlite3",
+            log_level="WARNING",
+            extra=extra_env,
         )
-        if args.database_url:
-            self.env["DATABASE_URL"] = args.database_url
-        else:
-            self.env["SQLITE_PATH"] = f"{workdir}/latency.sqlite3"
         self.workers: list[subprocess.Popen[bytes]] = []
         self.interval = getattr(args, "worker_interval", 1.0)
 
     def migrate_and_setup(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-        )
-        os.environ.update(self.env)
-        import django
-
-        django.setup()
+        migrate(self.env)
+        setup_django(self.env)
 
     def start_workers(self, n: int) -> None:
         for k in range(n):
-            log = open(f"{self.workdir}/worker-{k}.log", "wb")  # noqa: SIM115 - closed with the process
             # The production command and its production defaults (1 s idle poll).
             self.workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "manage.py",
-                        "run_worker",
-                        "--worker-id",
-                        f"bench-{k}",
-                        "--no-startup-delay",
-                        "--interval",
-                        str(self.interval),
-                    ],
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                start_run_worker(
+                    f"bench-{k}", f"{self.workdir}/worker-{k}.log", self.env, interval=self.interval
                 )
             )
 
     def close(self) -> None:
-        for w in self.workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in self.workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        stop_processes(self.workers)
         self.sb.close()
 
 
@@ -256,12 +226,7 @@ def make_firm(
         token_set=oauth.TokenSet.from_response(token),
         env=oauth.environment(),
     )
-    conn.account_scope = "all"
-    conn.unmatched_customer = "create"
-    conn.sync_start_date = None
-    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
-    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
-    conn.sync_manual_payments = True
+    choose_billing_setup(conn, accts)
     conn.save()
     if start:
         finish_setup(conn)
@@ -597,11 +562,7 @@ def main() -> None:
     extra: dict[str, str] = {}
     if args.mode == "memory":
         # The engine's own work is the limit, not QBO's budget (the sandbox's limits are off too).
-        extra = {
-            "QBO_REQUESTS_PER_WINDOW": "1e9",
-            "QBO_REQUESTS_PER_SECOND": "1e9",
-            "QBO_BATCHES_PER_WINDOW": "1e9",
-        }
+        extra = UNPACED_ENV
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as workdir:
@@ -616,13 +577,7 @@ def main() -> None:
         "benchmark": f"latency_{args.mode}",
         "started": started.isoformat(),
         "args": vars(args),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_at_start": load_before,
-            "loadavg_at_end": os.getloadavg(),
-        },
+        "machine": machine(loadavg_at_start=load_before),
         "git": git_state(),
         "database": "postgresql" if args.database_url else "sqlite",
         **result,
