@@ -145,8 +145,8 @@ def make_firm(
         [Service(firm=firm, name=s["name"], rate=Decimal(s["rate"])) for s in b.services]
     )
     service_ids = list(Service.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    for start in range(0, len(b.invoices), 5000):
-        chunk = b.invoices[start : start + 5000]
+    for first in range(0, len(b.invoices), 5000):
+        chunk = b.invoices[first : first + 5000]
         Invoice.objects.bulk_create(
             [
                 Invoice(
