@@ -9,6 +9,7 @@ package), so it imports nothing of theirs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -223,6 +224,50 @@ def killable_worker(args: argparse.Namespace, sandbox: Sandbox, *, prefix: str) 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def child_setup(spec_path: str) -> dict[str, Any]:
+    """The start of a benchmark's engine child (`<bench>.py --worker spec.json`, a fresh process
+    for clean CPU accounting): the spec its parent wrote, Django set up against the parent's
+    sandbox, and cheap password hashing (creating the firm hashes its owner's password)."""
+    spec: dict[str, Any] = json.loads(Path(spec_path).read_text())
+    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
+    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return spec
+
+
+class Instruments:
+    """Instrumentation of an engine child, nothing else: when each QBO call went out (`sends`,
+    monotonic time and operation, for the budget figures) and how many SQL statements ran inside
+    `counting_sql()` (`sql`)."""
+
+    def __init__(self) -> None:
+        from practice.quickbooks.connection import client as qbo_client
+
+        self.sends: list[tuple[float, str]] = []
+        self.sql = 0
+        original_send = qbo_client.QBOClient._send
+
+        def timed_send(client: Any, method: str, path: str, **kw: Any) -> Any:
+            self.sends.append((time.monotonic(), str(kw.get("op", path))))
+            return original_send(client, method, path, **kw)
+
+        qbo_client.QBOClient._send = timed_send  # type: ignore[method-assign,assignment]
+
+    def _count(self, execute: Any, *args: Any) -> Any:
+        self.sql += 1
+        return execute(*args)
+
+    def counting_sql(self) -> Any:
+        from django.db import connection
+
+        return connection.execute_wrapper(self._count)
+
+
 def apply_pacing(
     settings: Any, *, paced: bool, window_seconds: float, batches_per_window: float | None = None
 ) -> None:
@@ -240,6 +285,19 @@ def apply_pacing(
             setattr(settings, name, 1e9)
         settings.QBO_PACING_BURST = 1e9
     settings.QBO_BACKOFF_SCALE = float(window_seconds) / 60.0
+
+
+def bench_firm(label: str, email_domain: str) -> tuple[Any, Any]:
+    """A new firm named `label` and a random tag (runs share a database), and its owner."""
+    import uuid
+
+    from practice.firms.services import firm_create
+
+    tag = uuid.uuid4().hex[:8]
+    firm = firm_create(
+        name=f"{label} {tag}", owner_email=f"owner-{tag}@{email_domain}", owner_password="x" * 12
+    )
+    return firm, firm.memberships.get(role="owner").user
 
 
 def choose_billing_setup(conn: Any, accts: dict[str, str]) -> None:

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # bench/ is a folder of scripts, not a package: its neighbours are imported from the path above.
-from _harness import Run, killable_worker, migrate, setup_django
+from _harness import Run, bench_firm, killable_worker, migrate, setup_django
 from account_sync_bench import (
     EXPECTED_ENGINE,
     NEW,
@@ -102,22 +102,15 @@ def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
     migrate(run.env)
     setup_django(run.env)
 
-    import uuid
-
     from django.utils import timezone
     from django_tasks_db.models import DBTaskResult
 
     from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth
     from practice.quickbooks.models import SyncAttempt, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(
-        name=f"Fault run {tag}", owner_email=f"owner-{tag}@fault.test", owner_password="x" * 12
-    )
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Fault run", "fault.test")
     ClientAccount.objects.bulk_create(
         [ClientAccount(firm=firm, name=a.name) for a in wl.accounts], batch_size=500
     )

@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import (  # bench/ is a folder of scripts, not a package
     UNPACED_ENV,
+    bench_firm,
     child_env,
     choose_billing_setup,
     machine,
@@ -53,7 +53,7 @@ from _harness import (  # bench/ is a folder of scripts, not a package
     stop_processes,
 )
 from account_sync_bench import RESULTS, ROOT, Sandbox, git_state
-from billing_sync_bench import Billing, fresh_realm, make_billing, pick_accounts
+from billing_sync_bench import Billing, fresh_realm, load_billing, make_billing, pick_accounts
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -115,109 +115,17 @@ def make_firm(
     services' rules hold), connected to `realm` and set up ("all accounts", create unmatched).
     Saving the set-up connection enqueues the first run, as the setup page does (`start=False`:
     not set up yet; `finish_setup` does it later)."""
-    import uuid
-
-    from django.utils import timezone
-
-    from practice.billing.models import (
-        Invoice,
-        InvoiceLine,
-        InvoiceState,
-        Payment,
-        PaymentAllocation,
-        PaymentMethod,
-        Refund,
-        Service,
-    )
-    from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"{name} {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
-    now = timezone.now()
-    ClientAccount.objects.bulk_create(
-        [ClientAccount(firm=firm, name=a.name) for a in b.accounts.accounts], batch_size=1000
-    )
-    account_ids = list(ClientAccount.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    Service.objects.bulk_create(
-        [Service(firm=firm, name=s["name"], rate=Decimal(s["rate"])) for s in b.services]
-    )
-    service_ids = list(Service.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    for first in range(0, len(b.invoices), 5000):
-        chunk = b.invoices[first : first + 5000]
-        Invoice.objects.bulk_create(
-            [
-                Invoice(
-                    firm=firm,
-                    account_id=account_ids[inv["account"]],
-                    number=inv["number"],
-                    issue_date=date.fromisoformat(inv["issue_date"]),
-                    due_date=date.fromisoformat(inv["due_date"]),
-                    state=InvoiceState.ISSUED,
-                    issued_at=now,
-                )
-                for inv in chunk
-            ],
-            batch_size=1000,
-        )
-    invoice_ids = list(Invoice.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    lines = [
-        InvoiceLine(
-            firm=firm,
-            invoice_id=invoice_ids[i],
-            position=pos,
-            service_id=service_ids[svc],
-            description=b.services[svc]["name"],
-            quantity=Decimal(qty),
-            rate=Decimal(rate),
-            amount=Decimal(amount),
-        )
-        for i, inv in enumerate(b.invoices)
-        for pos, (svc, qty, rate, amount) in enumerate(inv["lines"])
-    ]
-    InvoiceLine.objects.bulk_create(lines, batch_size=2000)
-    del lines
-    Payment.objects.bulk_create(
-        [
-            Payment(
-                firm=firm,
-                account_id=account_ids[p["account"]],
-                date=date.fromisoformat(p["date"]),
-                amount=Decimal(p["amount"]),
-                method=PaymentMethod.CHECK,
-                reference=p["ref"],
-                created_manually=True,
-            )
-            for p in b.payments
-        ],
-        batch_size=1000,
-    )
-    payment_ids = list(Payment.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    PaymentAllocation.objects.bulk_create(
-        [
-            PaymentAllocation(
-                firm=firm, payment_id=payment_ids[k], invoice_id=invoice_ids[i], amount=Decimal(a)
-            )
-            for k, p in enumerate(b.payments)
-            for i, a in p["allocations"]
-        ],
-        batch_size=2000,
-    )
-    Refund.objects.bulk_create(
-        [
-            Refund(
-                firm=firm,
-                payment_id=payment_ids[r["payment"]],
-                date=date.fromisoformat(r["date"]),
-                amount=Decimal(r["amount"]),
-                reason=f"{r['ref']} retainer returned",
-            )
-            for r in b.refunds
-        ],
-        batch_size=1000,
-    )
+    firm, owner = bench_firm(name, "bench.test")
+    spec = {
+        "accounts": [a.name for a in b.accounts.accounts],
+        "services": b.services,
+        "invoices": b.invoices,
+        "payments": b.payments,
+        "refunds": b.refunds,
+    }
+    load_billing(firm, spec)
     conn, _ = oauth.connection_connect(
         firm=firm,
         user=owner,

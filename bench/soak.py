@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # bench/ is a folder of scripts, not a package: the neighbours are imported from the path above.
-from _harness import Run, choose_billing_setup, killable_worker, migrate, setup_django
+from _harness import Run, bench_firm, choose_billing_setup, killable_worker, migrate, setup_django
 from account_sync_bench import (
     EXPECTED_ENGINE,
     NEW,
@@ -325,23 +325,18 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     migrate(run.env)
     setup_django(run.env)
 
-    import uuid
-
     from django.conf import settings
     from django.utils import timezone
     from django_tasks_db.models import DBTaskResult
 
     from practice.billing import services as billing
     from practice.billing.models import Payment
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth, tokens
     from practice.quickbooks.models import Connection, ConnectionStatus, SyncAttempt, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"Soak {tag}", owner_email=f"owner-{tag}@soak.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Soak", "soak.test")
     spec = {
         "accounts": [a.name for a in b.accounts.accounts],
         "services": b.services,
