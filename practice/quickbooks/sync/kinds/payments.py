@@ -21,7 +21,7 @@ Importing this module registers the kind with the engine (order 40, after custom
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -569,33 +569,50 @@ def on_payment_success(ctx: engine.RunContext, link: SyncLink, entity: dict[str,
         return
 
 
-def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
-    """Before a create whose earlier, unanswered send may have been written goes out again: the
-    customer's payment on that date, with that total, whose PrivateNote carries this payment's
-    marker and that no other payment of the app links to. Payments have no DocNumber, so the
-    query is by customer and date (both filterable) and the rest is checked here."""
-    body = op.body
+def customer_date_filter(body: dict[str, Any]) -> str | None:
+    """The query filter of a create's customer and date (both filterable in QBO), or None when
+    the body lacks either."""
     customer = str((body.get("CustomerRef") or {}).get("value", ""))
     txn_date = str(body.get("TxnDate", ""))
     if not customer or not txn_date:
         return None
-    where = f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
-    total = Decimal(str(body.get("TotalAmt", 0))).quantize(_CENTS)
+    return f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
+
+
+def unlinked_matches(
+    ctx: engine.RunContext, op: engine.Op, where: str, is_mine: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """For a `find_existing`: QBO's records of the op's entity matching `where` that `is_mine`
+    recognises (by the app's marker in PrivateNote) and that no other link of the op's kind holds
+    already, the oldest (lowest Id) first. The marker is checked here, not in the query:
+    PrivateNote is not filterable."""
     taken = set(
-        SyncLink.objects.filter(connection=ctx.connection, kind=KIND)
+        SyncLink.objects.filter(connection=ctx.connection, kind=op.kind or op.link.kind)
         .exclude(pk=op.link.pk)
         .exclude(qbo_id="")
         .values_list("qbo_id", flat=True)
     )
-    mine = [
-        p
-        for p in ctx.client.query_all(ENTITY, where)
-        if carries_marker(p.get("PrivateNote"), op.link.local_id)
-        and Decimal(str(p.get("TotalAmt", 0))).quantize(_CENTS) == total
-        and str(p.get("Id")) not in taken
-    ]
-    if not mine:
+    mine = [e for e in ctx.client.query_all(op.entity, where) if is_mine(e) and str(e.get("Id")) not in taken]
+    return sorted(mine, key=lambda e: (len(str(e.get("Id"))), str(e.get("Id"))))
+
+
+def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
+    """Before a create whose earlier, unanswered send may have been written goes out again: the
+    customer's payment on that date, with that total, whose PrivateNote carries this payment's
+    marker and that no other payment of the app links to. Payments have no DocNumber, so the
+    query is by customer and date and the rest is checked here."""
+    where = customer_date_filter(op.body)
+    if where is None:
         return None
+    total = Decimal(str(op.body.get("TotalAmt", 0))).quantize(_CENTS)
+
+    def is_mine(p: dict[str, Any]) -> bool:
+        return (
+            carries_marker(p.get("PrivateNote"), op.link.local_id)
+            and Decimal(str(p.get("TotalAmt", 0))).quantize(_CENTS) == total
+        )
+
+    mine = unlinked_matches(ctx, op, where, is_mine)
     if len(mine) > 1:
         logger.warning(
             "qbo.payment.several_found",
@@ -605,7 +622,7 @@ def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, An
                 "ids": [p.get("Id") for p in mine],
             },
         )
-    return min(mine, key=lambda p: (len(str(p.get("Id"))), str(p.get("Id"))))
+    return mine[0] if mine else None
 
 
 def on_payment_rejected(

@@ -47,7 +47,9 @@ from practice.quickbooks.sync.kinds.payments import (
     _is_due,
     _money,
     _plain_fault,
+    customer_date_filter,
     is_eligible,
+    unlinked_matches,
 )
 from practice.quickbooks.sync.mappers.payment import content_of, input_hash
 from practice.quickbooks.sync.mappers.refund import (
@@ -405,37 +407,28 @@ def on_child_success(ctx: engine.RunContext, link: SyncLink, entity: dict[str, A
     link.pushed_hash = engine.hash_body(content_of(op.body))
 
 
-def _find_by_marker(ctx: engine.RunContext, op: engine.Op, marker: str, where: str) -> dict[str, Any] | None:
-    taken = set(
-        SyncLink.objects.filter(connection=ctx.connection, kind=op.kind or op.link.kind)
-        .exclude(pk=op.link.pk)
-        .exclude(qbo_id="")
-        .values_list("qbo_id", flat=True)
-    )
-    mine = [
-        e
-        for e in ctx.client.query_all(op.entity, where)
-        if carries(e.get("PrivateNote"), marker) and str(e.get("Id")) not in taken
-    ]
-    if not mine:
-        return None
-    return min(mine, key=lambda e: (len(str(e.get("Id"))), str(e.get("Id"))))
-
-
 def find_existing_refund(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
-    customer = str((op.body.get("CustomerRef") or {}).get("value", ""))
-    txn_date = str(op.body.get("TxnDate", ""))
-    if not customer or not txn_date:
+    """The customer's refund receipt on that date whose PrivateNote carries this refund's marker
+    and that no other refund of the app links to (as `find_existing_payment`)."""
+    where = customer_date_filter(op.body)
+    if where is None:
         return None
-    where = f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
-    return _find_by_marker(ctx, op, refund_marker(op.link.local_id), where)
+    marker = refund_marker(op.link.local_id)
+    mine = unlinked_matches(ctx, op, where, lambda e: carries(e.get("PrivateNote"), marker))
+    return mine[0] if mine else None
 
 
 def find_existing_fee(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
+    """The expense on that date whose PrivateNote carries this fee's marker (an expense has no
+    customer to narrow the query by) and that no other fee of the app links to."""
     txn_date = str(op.body.get("TxnDate", ""))
     if not txn_date:
         return None
-    return _find_by_marker(ctx, op, fee_marker(op.link.local_id), f"TxnDate = {quote(txn_date)}")
+    marker = fee_marker(op.link.local_id)
+    mine = unlinked_matches(
+        ctx, op, f"TxnDate = {quote(txn_date)}", lambda e: carries(e.get("PrivateNote"), marker)
+    )
+    return mine[0] if mine else None
 
 
 def _rejected(
