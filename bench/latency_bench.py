@@ -10,7 +10,7 @@
   control plane (not metered, not counted) every 10 ms until the invoice exists in the realm
   (by DocNumber). Latency = the moment `invoice_issue` returned (committed) → the first poll that
   finds it. One invoice at a time: the next is issued after the previous one arrived and a
-  random pause of 0-0.3 s (so issues do not fall in step with the worker's 1 s idle poll).
+  random pause of 0-0.3 s (so issues do not fall in step with the worker's idle poll).
   Sandbox: QBO's real limits on, real time (`time_scale` 1).
 - `load`: the same for firm B while firm A (another realm) backfills the billing workload
   (`--backfill-scale` × the standard workload of billing_sync_bench.py), with `--workers` worker
@@ -88,7 +88,7 @@ class Stack:
             extra=extra_env,
         )
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.interval = getattr(args, "worker_interval", 1.0)
+        self.interval = getattr(args, "worker_interval", 0.25)
 
     def migrate_and_setup(self) -> None:
         migrate(self.env)
@@ -96,7 +96,7 @@ class Stack:
 
     def start_workers(self, n: int) -> None:
         for k in range(n):
-            # The production command and its production defaults (1 s idle poll).
+            # The production command and its production defaults (0.25 s idle poll).
             self.workers.append(
                 start_run_worker(
                     f"bench-{k}", f"{self.workdir}/worker-{k}.log", self.env, interval=self.interval
@@ -458,8 +458,8 @@ def main() -> None:
     p.add_argument(
         "--worker-interval",
         type=float,
-        default=1.0,
-        help="run_worker --interval (its idle poll; production 1 s)",
+        default=0.25,
+        help="run_worker --interval (its idle poll; production 0.25 s)",
     )
     p.add_argument("--latency", type=float, default=0.0, help="seconds the sandbox adds to every API call")
     p.add_argument("--database-url", default=None)
