@@ -289,3 +289,34 @@ def test_waiting_records_go_once_their_dependency_is_in(conn, firm, sandbox, rea
     assert run(conn).ran
     ilink.refresh_from_db()
     assert ilink.status == SyncStatus.SYNCED and ilink.qbo_id
+
+
+def test_a_backlog_is_planned_and_written_in_pages(conn, firm, sandbox, realm_id, settings):
+    """With a page of 2 writes, 5 new accounts with an invoice and a payment each still go in one
+    run, every record exactly once, never more than a page in one batch call."""
+    settings.QBO_PLAN_WRITES_PER_ROUND = 2
+    audit = service_create(firm=firm, name="Audit", rate="100.00")
+    accts = accounts(firm, *(f"Paged Client {i}" for i in range(5)))
+    invoices = [issued(firm, a, audit, amount="20.00") for a in accts]
+    payments = [
+        payment_record(
+            firm=firm, account=a, date=TODAY, amount="5.00", method="check", allocations=[(inv, "5.00")]
+        )
+        for a, inv in zip(accts, invoices, strict=True)
+    ]
+
+    def count(entity: str) -> int:
+        return int(sandbox.query(realm_id, f"select count(*) from {entity}")["totalCount"])
+
+    before = {entity: count(entity) for entity in ("Customer", "Invoice", "Payment")}
+    sandbox.clear_requests(realm_id)
+    result = run(conn)
+    assert result.ran and result.reason == "", result
+    for kind, records in (("customer", accts), ("invoice", invoices), ("payment", payments)):
+        links = SyncLink.objects.filter(connection=conn, kind=kind, local_id__in=[r.pk for r in records])
+        assert sorted(link.status for link in links) == [SyncStatus.SYNCED] * 5, kind
+    log = sandbox.requests(realm_id)
+    batches = [e for e in log if e["operation"] == "batch"]
+    assert batches and max(e["batch_items"] for e in batches) <= 2
+    for entity in ("Customer", "Invoice", "Payment"):
+        assert count(entity) == before[entity] + 5, entity  # each record once, none twice

@@ -77,6 +77,8 @@ BATCH_SIZE = 30  # QBO's maximum per batch (qbo-api.md §4)
 # picked up again well within 2 minutes (the sweep and `tasks.run_now` look at its expiry).
 LEASE_SECONDS = 90
 MAX_ROUNDS = 25
+# 100 batches: about two and a half minutes of writes at QBO's ceiling (40 batch calls a minute).
+PLAN_WRITES_PER_ROUND = 3000
 # Name-space for deterministic request ids (UUIDv5): the same logical write always gets the same id.
 _RID_NAMESPACE = uuid.UUID("6f1c2a52-3a0e-4d39-9f7e-4b1f3c7a9e10")
 
@@ -99,6 +101,23 @@ def lease_seconds() -> float:
 
 def rate_limit_wait_seconds() -> float:
     return float(getattr(settings, "QBO_RATE_LIMIT_WAIT_SECONDS", 60))
+
+
+def plan_write_cap() -> int:
+    """Writes a kind plans in one round before it stops and lets them go out (`plan_full`)."""
+    return int(getattr(settings, "QBO_PLAN_WRITES_PER_ROUND", PLAN_WRITES_PER_ROUND))
+
+
+def plan_full(ops: Sequence[Op]) -> bool:
+    """True when a kind has planned a round's worth of writes and should stop planning.
+
+    Plan and write in pages: a backlog of 50,000 invoices is planned 3,000 writes at a time, each
+    page sent before the next is planned, so the first writes reach QBO within seconds and a
+    worker holds one page of bodies in memory, not the whole backlog. What was not reached is
+    found again by the next round (no link yet, or a link that needs work), and a run that ends
+    with work left does not move the plan cursor.
+    """
+    return len(ops) >= plan_write_cap()
 
 
 def full_plan_seconds() -> float:

@@ -263,6 +263,8 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
     create_when_missing = connection.unmatched_customer != "ask"
     for account, link in todo:
         assert link is not None
+        if engine.plan_full(ops):
+            break  # the rest next round, once these are in QBO
         if link.pending_op == "reactivate" and link.target_qbo_id:
             op = _plan_reactivate(ctx, link)
             if op is not None:

@@ -287,6 +287,8 @@ class Planner:
             ),
         )
         for start in range(0, len(full), PAGE):
+            if engine.plan_full(self.ops):
+                break  # the rest next round, once these are in QBO
             self.plan_page(full[start : start + PAGE], links, customers, services)
 
     def plan_page(

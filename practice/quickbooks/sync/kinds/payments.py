@@ -48,6 +48,7 @@ from practice.quickbooks.sync.mappers.payment import (
 logger = logging.getLogger("practice.quickbooks.sync")
 
 KIND = "payment"
+FACTS_PAGE = 1000  # payments decided per page (their allocations read together)
 ENTITY = "Payment"
 # History operations of this kind (labels in models/sync.py OPERATION_LABELS; the last four
 # are shared with the other billing kinds).
@@ -366,28 +367,36 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
                 _decision(link, OP_CHECK, Outcome.INFO, "The payment is no longer set to sync; not sent.")
             )
 
-    facts = _read_facts(connection, [p for p, _ in todo] + [p for p, _ in in_error])
-    for payment, link in in_error:
+    # Decided a page at a time (allocations, invoice links and accounts read per page), and no
+    # further once a round's worth of writes is planned (`engine.plan_full`): the rest is
+    # decided next round, after these are in QBO.
+    ops: list[engine.Op] = []
+    candidates = [(p, link, False) for p, link in todo] + [(p, link, True) for p, link in in_error]
+    for start in range(0, len(candidates), FACTS_PAGE):
+        if engine.plan_full(ops):
+            break
+        page = candidates[start : start + FACTS_PAGE]
+        facts = _read_facts(connection, [p for p, _, _ in page])
         # An Error is decided again only when what it was decided on changed (or a person
         # pressed Sync/Retry, which clears input_hash).
-        if link.input_hash != input_hash(_input_parts(payment, facts)):
-            todo.append((payment, link))
-
-    missing = [payment.pk for payment, link in todo if link is None]
-    if missing:
-        made = engine.insert_links(connection, KIND, missing)
-        todo = [
-            (payment, link if link is not None else made[payment.pk])
-            for payment, link in todo
-            if link is not None or _is_fresh(made.get(payment.pk))
+        page_todo = [
+            (p, link)
+            for p, link, errored in page
+            if not errored or (link is not None and link.input_hash != input_hash(_input_parts(p, facts)))
         ]
-
-    ops: list[engine.Op] = []
-    for payment, maybe_link in todo:
-        assert maybe_link is not None
-        op = _decide(ctx, payment, maybe_link, facts, decisions)
-        if op is not None:
-            ops.append(op)
+        missing = [payment.pk for payment, link in page_todo if link is None]
+        if missing:
+            made = engine.insert_links(connection, KIND, missing)
+            page_todo = [
+                (payment, link if link is not None else made[payment.pk])
+                for payment, link in page_todo
+                if link is not None or _is_fresh(made.get(payment.pk))
+            ]
+        for payment, maybe_link in page_todo:
+            assert maybe_link is not None
+            op = _decide(ctx, payment, maybe_link, facts, decisions)
+            if op is not None:
+                ops.append(op)
     for _payment, link in deletes:
         link.input_hash = _DELETE_INPUT
         ops.append(
