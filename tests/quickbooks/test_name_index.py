@@ -220,9 +220,10 @@ def test_customer_added_or_renamed_in_qbo_is_seen_by_the_next_run(firm, conn, sa
     near_renamed = account_create(firm=firm, name="Northwind Traders")
     calls = Calls(sandbox, realm_id, statements)
 
-    run(conn)
+    result = run(conn)
 
     assert calls.since() == [("query", "Customer")]
+    assert result.summary["names.refreshed"] == 2  # those two: not the realm's 30 customers
     for account, qbo_id in ((near_new, added), (near_renamed, "12")):
         link = link_of(conn, account)
         assert (link.status, link.error_kind) == (SyncStatus.ERROR, "near_match")

@@ -247,8 +247,10 @@ def _token(value: str) -> int:
 
 
 def _upsert(rows: list[RealmName]) -> None:
+    # Always in the same order (entity, Id), so two writers of the same rows (a run and a CDC
+    # sweep) lock them in the same order and cannot deadlock on PostgreSQL.
     RealmName.objects.bulk_create(
-        rows,
+        sorted(rows, key=lambda r: (r.entity, len(r.qbo_id), r.qbo_id)),
         batch_size=500,
         update_conflicts=True,
         unique_fields=["connection", "entity", "qbo_id"],
