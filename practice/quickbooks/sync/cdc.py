@@ -7,19 +7,23 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    connection is left alone; its cursor waits).
 2. First sweep: the cursor starts now (less the overlap). History before the app looked is not
    drift.
-3. `GET /cdc?entities=Customer,Invoice,Payment,RefundReceipt,Purchase,Item&changedSince=<cursor>`
-   through the client (its pacer, its token refresh). QBO answers at most 1,000 objects with no
-   paging: a full answer is split in halves of time (`_split`), the newer half asked again
-   (itself split while full). The older half is taken from the full answer, which covers
-   everything before the newest stamp it holds (QBO answers the oldest changes first, as the
-   sandbox does; what QBO keeps past 1,000 is unverified, §9.4), the rest of it asked from that
-   stamp (`_older`). When a single second holds 1,000 changes, and when the cursor is older
-   than 29 days (QBO keeps 30), every linked record is re-read instead (`_full_read`).
+3. `GET /cdc?entities=<CDC_ENTITIES>&changedSince=<cursor>` (Customer, Invoice, Payment,
+   RefundReceipt, Purchase, Item, Vendor, Employee) through the client (its pacer, its token
+   refresh). QBO answers at most 1,000 objects with no paging: a full answer is split in halves of
+   time (`_split`), the newer half asked again (itself split while full). The older half is taken
+   from the full answer, which covers everything before the newest stamp it holds (QBO answers the
+   oldest changes first, as the sandbox does; what QBO keeps past 1,000 is unverified, §9.4), the
+   rest of it asked from that stamp (`_older`). When a single second holds 1,000 changes, and when
+   the cursor is older than 29 days (QBO keeps 30), every linked record is re-read instead
+   (`_full_read`).
 4. A notice is stored for each changed object the app has linked (`dedupe_key`
    entity|Id|SyncToken, or |Deleted), the reconciliation cache is marked stale for the
    customers the payload touched, the cursor moves to QBO's `time` minus a 5-minute overlap
    (changes committed while the answer was made are read twice, never missed; the notices'
    keys make the second time a no-op), and the notices are applied (`drift.apply_change_notices`).
+5. Every Customer, Vendor and Employee in the answer is stored in the realm's name index
+   (`RealmName`, a deleted one removed), and a complete answer moves the index's refresh times
+   (`names.note_changes`): vendors and employees are kept current this way only.
 
 `tasks.sweep_now` enqueues `cdc_sweep` for each due connection every `QBO_CDC_INTERVAL_SECONDS`.
 """
@@ -40,13 +44,16 @@ from practice.quickbooks.connection.errors import QBOError
 from practice.quickbooks.models import ChangeNotice, Connection, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import drift
+from practice.quickbooks.sync.kinds import names
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
 
 logger = logging.getLogger("practice.quickbooks.cdc")
 
-CDC_ENTITIES = ("Customer", "Invoice", "Payment", "RefundReceipt", "Purchase", "Item")
+# Vendor and Employee changes are not drift (nothing links them); they keep the realm's name index
+# (kinds/names.py) true, so a run refreshes only customers.
+CDC_ENTITIES = ("Customer", "Invoice", "Payment", "RefundReceipt", "Purchase", "Item", "Vendor", "Employee")
 MAX_OBJECTS = 1000  # QBO's cap per CDC answer (§9.3)
 OVERLAP = timedelta(minutes=5)
 MAX_AGE = timedelta(days=29)  # QBO keeps 30 days; past this the linked records are read instead
@@ -103,6 +110,7 @@ def sweep_connection(
             new_cursor = max(cursor, server_time - OVERLAP)
             result.notices = _store(connection, objects)
             _mark_stale(connection, objects)
+            names.note_changes(connection, objects, since=cursor, answered_at=server_time, complete=complete)
             if not complete:
                 result.full_read = True
                 result.notices += _full_read(connection, now)

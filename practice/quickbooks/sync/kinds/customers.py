@@ -9,6 +9,7 @@ invoice and payment kinds (None while the account must wait).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import QuerySet
@@ -19,6 +20,7 @@ from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import engine
+from practice.quickbooks.sync.kinds import names
 from practice.quickbooks.sync.kinds.matching import (
     Decision,
     NameIndex,
@@ -71,29 +73,13 @@ def eligible_account_ids(
 
 
 # --------------------------------------------------------------------------------------------
-# Reading the realm's names (once per run)
+# The realm's names (kept between runs, refreshed once per run: kinds/names.py)
 
 
-def _read_index(ctx: engine.RunContext) -> NameIndex:
-    if "index" not in ctx.cache:
-        client = ctx.client
-        # "Active IN (true, false)": without a mention of Active, QBO only returns active names.
-        customers = [customer_from_qbo(c) for c in client.query_all(ENTITY, "Active IN (true, false)")]
-        others: list[QBOName] = []
-        for entity in ("Vendor", "Employee"):
-            for body in client.query_all(entity, "Active IN (true, false)"):
-                others.append(
-                    QBOName(
-                        id=str(body.get("Id", "")),
-                        name=str(body.get("DisplayName", "")),
-                        entity=entity,
-                        active=bool(body.get("Active", True)),
-                    )
-                )
-        ctx.cache["index"] = NameIndex.build(customers, others)
-        ctx.count("customers_read", len(customers))
-    index: NameIndex = ctx.cache["index"]
-    return index
+def _read_index(ctx: engine.RunContext, names_to_decide: Iterable[str] | None = None) -> NameIndex:
+    """The name index that decides these account names exactly as the realm's whole lists would
+    (None: every stored name, which grows with the realm)."""
+    return names.index_for(ctx, names_to_decide)
 
 
 def _individual_type_id(ctx: engine.RunContext) -> str | None:
@@ -260,6 +246,7 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
 
     ops: list[engine.Op] = []
     decisions: list[engine.DecisionRecord] = []
+    index = _read_index(ctx, [account.name for account, _link in todo])
     create_when_missing = connection.unmatched_customer != "ask"
     for account, link in todo:
         assert link is not None
@@ -282,9 +269,7 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             claimed.add(normalize(name))
             ops.append(_create_op(ctx, link, account, name))
             continue
-        result = decide(
-            account.name, _read_index(ctx), create_when_missing=create_when_missing, taken_ids=taken_ids
-        )
+        result = decide(account.name, index, create_when_missing=create_when_missing, taken_ids=taken_ids)
         if result.decision == Decision.CREATE:
             key = normalize(account.name)
             if key in claimed:
@@ -359,9 +344,7 @@ def on_customer_success(
 ) -> None:
     engine.mark_linked(link, entity, now=ctx.now)
     link.pushed_hash = body_hash(op.body)
-    index = ctx.cache.get("index")
-    if isinstance(index, NameIndex):
-        index.add_customer(customer_from_qbo(entity))
+    names.note_written(ctx, ENTITY, entity)
 
 
 def _query_by_name(client: QBOClient, entity: str, name: str) -> list[dict[str, Any]]:
@@ -386,7 +369,9 @@ def find_existing_customer(ctx: engine.RunContext, op: engine.Op) -> dict[str, A
     A 429 or 5xx propagates, and the create waits.
     """
     name = str(op.body.get("DisplayName", ""))
-    active = [c for c in _query_by_name(ctx.client, ENTITY, name) if c.get("Active", True)]
+    found = _query_by_name(ctx.client, ENTITY, name)
+    names.note_looked_up(ctx, ENTITY, found)
+    active = [c for c in found if c.get("Active", True)]
     if len(active) == 1 and str(active[0].get("Id")) not in _ids_linked_elsewhere(ctx, op.link):
         return active[0]
     return None
@@ -403,16 +388,21 @@ def on_customer_rejected(
 
 def _whose_name(ctx: engine.RunContext, link: SyncLink, name: str) -> engine.Rejection:
     """6240 (the name is a customer, vendor or employee already, qbo-api.md §2.1), answered from the
-    run's name index. Only a name the index does not know at all costs a query (written in QBO
-    since the index was read: most likely by our own earlier, unanswered attempt); a 429 or 5xx
-    on it propagates, so the account stays Syncing rather than showing a wrong Error."""
-    index = _read_index(ctx)
+    realm's name index. Only a name the index does not know at all costs queries (written in QBO
+    since the index was refreshed: most likely by our own earlier, unanswered attempt, or a vendor
+    or employee added since the last CDC sweep); what they find is stored in the index. A 429 or
+    5xx on them propagates, so the account stays Syncing rather than showing a wrong Error."""
+    index = _read_index(ctx, [name])
     key = normalize(name)
     customers = list(index.exact.get(key, []))
     if not customers and not index.others.get(key):
-        customers = [customer_from_qbo(c) for c in _query_by_name(ctx.client, ENTITY, name)]
-        for c in customers:
-            index.add_customer(c)
+        found = _query_by_name(ctx.client, ENTITY, name)
+        names.note_looked_up(ctx, ENTITY, found)
+        customers = [customer_from_qbo(c) for c in found]
+        if not customers:
+            for entity in names.OTHERS:
+                names.note_looked_up(ctx, entity, _query_by_name(ctx.client, entity, name))
+            index = _read_index(ctx, [name])
     active = [c for c in customers if c.active]
     if len(active) == 1 and active[0].id not in _ids_linked_elsewhere(ctx, link):
         # The name is an active customer nobody else links to: most likely the one our own
