@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import socket
@@ -56,7 +55,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+# bench/ is a folder of scripts (this one's folder is on sys.path), not a package.
+from _harness import ROOT, Instruments, apply_pacing, bench_firm, child_setup, machine
+
 RESULTS = ROOT / "bench" / "results"
 SEED = 20261128
 MINOR = "75"
@@ -441,40 +442,19 @@ class DB:
 
 def worker(spec_path: str) -> None:
     """Child process: set up a firm with the accounts, connect it, run the engine once."""
-    import uuid
-
-    import django
-
-    spec = json.loads(Path(spec_path).read_text())
-    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
-    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
-    django.setup()
+    spec = child_setup(spec_path)
     from django.conf import settings
-    from django.db import connection as db_connection
     from django.utils import timezone
 
     from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
-    from practice.quickbooks.connection import client as qbo_client
     from practice.quickbooks.connection import oauth, pacing
     from practice.quickbooks.models import SyncLink
     from practice.quickbooks.sync import engine, tasks
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     engine.BATCH_SIZE = int(spec["batch_size"])
-    if spec["paced"]:
-        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
-    else:
-        # Limits off: lift the client's own pacing too, so wall time is the engine's and the sandbox's.
-        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
-            setattr(settings, name, 1e9)
-        settings.QBO_PACING_BURST = 1e9
-    # 429 waits follow the compressed clock (Intuit's 60 s becomes 60 * scale).
-    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+    apply_pacing(settings, paced=spec["paced"], window_seconds=spec["window_seconds"])
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Bench", "bench.test")
     names: list[str] = spec["accounts"]
     ClientAccount.objects.bulk_create([ClientAccount(firm=firm, name=n) for n in names], batch_size=1000)
     ids = dict(ClientAccount.objects.filter(firm=firm).values_list("pk", "name"))
@@ -492,27 +472,14 @@ def worker(spec_path: str) -> None:
     conn.save()
     pacing._registry.clear()
 
-    # Instrumentation only: when each QBO call went out (for the budget figures), SQL count.
-    sends: list[tuple[float, str]] = []
-    original_send = qbo_client.QBOClient._send
-
-    def timed_send(self: Any, method: str, path: str, **kw: Any) -> Any:
-        sends.append((time.monotonic(), str(kw.get("op", path))))
-        return original_send(self, method, path, **kw)
-
-    qbo_client.QBOClient._send = timed_send  # type: ignore[method-assign]
-    sql = [0]
-
-    def count_sql(execute: Any, *args: Any) -> Any:
-        sql[0] += 1
-        return execute(*args)
+    instruments = Instruments()
 
     profiler = None
     if spec.get("profile"):
         import cProfile
 
         profiler = cProfile.Profile()
-    with db_connection.execute_wrapper(count_sql):
+    with instruments.counting_sql():
         if profiler is not None:
             profiler.enable()
         t0, c0 = time.perf_counter(), time.process_time()
@@ -537,10 +504,10 @@ def worker(spec_path: str) -> None:
     out = {
         "wall_s": wall,
         "cpu_s": cpu,
-        "sql_queries": sql[0],
+        "sql_queries": instruments.sql,
         "summary": result,
         "statuses": statuses,
-        "sends": [(t - t0, op) for t, op in sends],
+        "sends": [(t - t0, op) for t, op in instruments.sends],
         "profile": profile_text,
     }
     Path(spec["out"]).write_text(json.dumps(out))
@@ -858,12 +825,7 @@ def main() -> None:
                 "benchmark": "account_sync",
                 "started": started.isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 "git": git_state(),
                 "database": db.label,
                 "sandbox": "qbo-sandbox serve, separate process, loopback",

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -58,6 +57,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _harness import Instruments, apply_pacing, bench_firm, child_setup, choose_billing_setup, machine
 from account_sync_bench import (  # bench/ is not a package: reuse its helpers, don't copy them
     DB,
     MATCH,
@@ -549,7 +549,7 @@ def engine_sync(
 def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
     """Bulk-insert the workload's accounts, services, invoices and payments into `firm` (Django
     set up by the caller); returns the new rows' ids in workload order, per kind. Also used by
-    soak.py, which drives a real worker instead of `run_now`."""
+    soak.py, which drives a real worker instead of `run_now`, and latency_bench.py's firms."""
     from django.utils import timezone
 
     from practice.billing.models import (
@@ -575,21 +575,23 @@ def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
         [Service(firm=firm, name=s["name"], rate=Decimal(s["rate"])) for s in spec["services"]]
     )
     service_ids = list(Service.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    Invoice.objects.bulk_create(
-        [
-            Invoice(
-                firm=firm,
-                account_id=account_ids[inv["account"]],
-                number=inv["number"],
-                issue_date=date.fromisoformat(inv["issue_date"]),
-                due_date=date.fromisoformat(inv["due_date"]),
-                state=InvoiceState.ISSUED,
-                issued_at=now,
-            )
-            for inv in spec["invoices"]
-        ],
-        batch_size=1000,
-    )
+    # 5,000 invoice objects at a time: latency_bench's memory run loads about 100,000 records.
+    for first in range(0, len(spec["invoices"]), 5000):
+        Invoice.objects.bulk_create(
+            [
+                Invoice(
+                    firm=firm,
+                    account_id=account_ids[inv["account"]],
+                    number=inv["number"],
+                    issue_date=date.fromisoformat(inv["issue_date"]),
+                    due_date=date.fromisoformat(inv["due_date"]),
+                    state=InvoiceState.ISSUED,
+                    issued_at=now,
+                )
+                for inv in spec["invoices"][first : first + 5000]
+            ],
+            batch_size=1000,
+        )
     invoice_ids = list(Invoice.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
     InvoiceLine.objects.bulk_create(
         [
@@ -657,39 +659,23 @@ def load_billing(firm: Any, spec: dict[str, Any]) -> dict[str, list[int]]:
 
 def worker(spec_path: str) -> None:
     """Child process: a firm with the workload's billing, connected and set up; run to the end."""
-    import uuid
-
-    import django
-
-    spec = json.loads(Path(spec_path).read_text())
-    os.environ["QBO_SANDBOX_URL"] = spec["sandbox_url"]
-    os.environ["QBO_ENVIRONMENT"] = "sandbox-local"
-    django.setup()
+    spec = child_setup(spec_path)
     from django.conf import settings
-    from django.db import connection as db_connection
     from django.db.models import Count
     from django.utils import timezone
 
-    from practice.firms.services import firm_create
-    from practice.quickbooks.connection import client as qbo_client
     from practice.quickbooks.connection import oauth, pacing
     from practice.quickbooks.models import SyncLink
     from practice.quickbooks.sync import tasks
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    if spec["paced"]:
-        settings.QBO_RATE_WINDOW_SECONDS = float(spec["window_seconds"])
-        if spec.get("batches_per_window"):
-            settings.QBO_BATCHES_PER_WINDOW = float(spec["batches_per_window"])
-    else:
-        for name in ("QBO_REQUESTS_PER_WINDOW", "QBO_REQUESTS_PER_SECOND", "QBO_BATCHES_PER_WINDOW"):
-            setattr(settings, name, 1e9)
-        settings.QBO_PACING_BURST = 1e9
-    settings.QBO_BACKOFF_SCALE = float(spec["window_seconds"]) / 60.0
+    apply_pacing(
+        settings,
+        paced=spec["paced"],
+        window_seconds=spec["window_seconds"],
+        batches_per_window=spec.get("batches_per_window"),
+    )
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"Bench {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Bench", "bench.test")
     load_billing(firm, spec)
 
     conn, _ = oauth.connection_connect(
@@ -700,33 +686,15 @@ def worker(spec_path: str) -> None:
         token_set=oauth.TokenSet.from_response(spec["token"]),
         env=oauth.environment(),
     )
-    accts = spec["qbo_accounts"]
-    conn.account_scope = "all"
-    conn.unmatched_customer = "create"
-    conn.sync_start_date = None
-    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
-    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
-    conn.sync_manual_payments = True
+    choose_billing_setup(conn, spec["qbo_accounts"])
     conn.setup_completed_at = timezone.now()
     conn.save()
     pacing._registry.clear()
 
-    sends: list[tuple[float, str]] = []
-    original_send = qbo_client.QBOClient._send
-
-    def timed_send(self: Any, method: str, path: str, **kw: Any) -> Any:
-        sends.append((time.monotonic(), str(kw.get("op", path))))
-        return original_send(self, method, path, **kw)
-
-    qbo_client.QBOClient._send = timed_send  # type: ignore[method-assign]
-    sql = [0]
-
-    def count_sql(execute: Any, *args: Any) -> Any:
-        sql[0] += 1
-        return execute(*args)
+    instruments = Instruments()
 
     runs: list[dict[str, Any]] = []
-    with db_connection.execute_wrapper(count_sql):
+    with instruments.counting_sql():
         t0, c0 = time.perf_counter(), time.process_time()
         # The worker would pick the "more work" follow-up runs from its queue; here they run back
         # to back (a deferred run is retried after its wait, as the queue would).
@@ -753,13 +721,13 @@ def worker(spec_path: str) -> None:
     out = {
         "wall_s": wall,
         "cpu_s": cpu,
-        "sql_queries": sql[0],
+        "sql_queries": instruments.sql,
         "runs": len(runs),
         "run_reasons": [r["reason"] for r in runs],
         "summary": runs[-1]["summary"] if runs else {},
         "statuses": statuses,
         "synced_links": synced,
-        "sends": [(t - t0, op) for t, op in sends],
+        "sends": [(t - t0, op) for t, op in instruments.sends],
     }
     Path(spec["out"]).write_text(json.dumps(out))
 
@@ -1135,12 +1103,7 @@ def main() -> None:
                 "benchmark": "billing_sync",
                 "started": started.isoformat(),
                 "args": vars(args),
-                "machine": {
-                    "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg(),
-                },
+                "machine": machine(),
                 "git": git_state(),
                 "database": db.label,
                 "sandbox": "qbo-sandbox serve, separate process, loopback",

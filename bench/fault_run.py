@@ -38,12 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,7 +47,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# bench/ is a folder of scripts, not a package: its neighbour is imported from the path above.
+# bench/ is a folder of scripts, not a package: its neighbours are imported from the path above.
+from _harness import Run, bench_firm, killable_worker, migrate, setup_django
 from account_sync_bench import (
     EXPECTED_ENGINE,
     NEW,
@@ -85,137 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace, workdir: str, sandbox: Sandbox) -> None:
-        self.args = args
-        self.workdir = workdir
-        self.sb = sandbox
-        self.rng = random.Random(args.seed)
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH")}
-        self.env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-                "PYTHONPATH": str(ROOT),
-                "QBO_ENVIRONMENT": "sandbox-local",
-                "QBO_SANDBOX_URL": sandbox.url,
-                "QBO_LEASE_SECONDS": str(args.lease_seconds),
-                # A killed worker is noticed within seconds, not the production minute.
-                "TASK_WORKER_HEARTBEAT_SECONDS": "1",
-                "TASK_WORKER_DEAD_AFTER_SECONDS": "5",
-                "QBO_SWEEP_INTERVAL_SECONDS": "5",
-                "LOG_LEVEL": "INFO",
-            }
-        )
-        if args.database_url:
-            self.env["DATABASE_URL"] = args.database_url
-        else:
-            self.env["SQLITE_PATH"] = f"{workdir}/fault-run.sqlite3"
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.kill_log: list[dict[str, Any]] = []
-
-    # -- processes ------------------------------------------------------------------------------
-
-    def start_worker(self) -> str:
-        self.starts += 1
-        worker_id = f"fault-run-{self.starts:02d}"
-        log = open(f"{self.workdir}/worker-{self.starts:02d}.log", "wb")  # noqa: SIM115 - closed on exit
-        self.worker = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "run_worker",
-                "--worker-id",
-                worker_id,
-                "--interval",
-                "0.2",
-                "--reap-every",
-                "2",
-                "--no-startup-delay",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return worker_id
-
-    def wait_for_heartbeat(self, timeout: float = 60) -> bool:
-        """Whether the worker just started signed its first heartbeat (Django set up by the caller)."""
-        from practice.common.models import WorkerHeartbeat
-
-        worker_id = f"fault-run-{self.starts:02d}"
-        deadline = time.monotonic() + timeout
-        while not WorkerHeartbeat.objects.filter(pk=worker_id).exists():
-            if time.monotonic() > deadline or (self.worker and self.worker.poll() is not None):
-                print(f"worker {worker_id} did not start; see {self.workdir}", file=sys.stderr)
-                return False
-            time.sleep(0.05)
-        return True
-
-    def kill_at_random_point(
-        self, realm: str, *, aim_at_batch: bool, max_wait: float = 8.0, batches: int = 1
-    ) -> str:
-        """SIGKILL the running worker; returns where the kill was aimed.
-
-        `aim_at_batch`: wait for its `batches`-th next batch call to reach QBO, then kill while
-        QBO is still answering it (the sandbox's latency) or while the answer is being recorded.
-        Otherwise a random moment 0.5 s to `max_wait` s from now, wherever the worker is."""
-        moment = "random"
-        if aim_at_batch:
-            target = self.sb.counters(realm)["batch_calls"] + batches
-            deadline = time.monotonic() + 120
-            while self.sb.counters(realm)["batch_calls"] < target and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if self.sb.counters(realm)["batch_calls"] >= target:
-                moment = "batch sent"
-                time.sleep(self.rng.uniform(0, self.args.latency + 0.2))
-            else:
-                moment = "no batch within 120 s"
-        else:
-            time.sleep(self.rng.uniform(0.5, max_wait))
-        self.kill_worker()
-        return moment
-
-    def kill_worker(self) -> None:
-        assert self.worker is not None
-        os.kill(self.worker.pid, signal.SIGKILL)
-        self.worker.wait()
-
-    def stop_worker(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.terminate()
-            try:
-                self.worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait()
-
-
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    import django
-
-    django.setup()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wl = make_workload(args.accounts, seed=args.seed)
-    workdir = tempfile.mkdtemp(prefix="fault-run-")
-    sb = Sandbox()
-    run = Run(args, workdir, sb)
-    try:
+    with killable_worker(args, Sandbox(), prefix="fault-run-") as run:
         return _main(args, wl, run)
-    finally:
-        run.stop_worker()
-        sb.close()
-        if args.keep:
-            print(f"kept: {workdir}")
-        else:
-            import shutil
-
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
@@ -226,32 +96,21 @@ def _main(args: argparse.Namespace, wl: Any, run: Run) -> int:
         customers_before = len(read_all(api, "Customer"))
     sb.call("POST", f"/realms/{realm}/counters/reset")
     if args.time_scale != 1.0:
+        # The app's pacing window follows the sandbox's compressed minute: bench/soak_settings.py
+        # (the worker's settings, and this process's) reads it, config/settings.py does not.
         run.env["QBO_RATE_WINDOW_SECONDS"] = str(60 * args.time_scale)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=run.env, check=True
-    )
+    migrate(run.env)
     setup_django(run.env)
-    if args.time_scale != 1.0:
-        from django.conf import settings
-
-        settings.QBO_RATE_WINDOW_SECONDS = 60 * args.time_scale
-
-    import uuid
 
     from django.utils import timezone
     from django_tasks_db.models import DBTaskResult
 
     from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth
     from practice.quickbooks.models import SyncAttempt, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(
-        name=f"Fault run {tag}", owner_email=f"owner-{tag}@fault.test", owner_password="x" * 12
-    )
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Fault run", "fault.test")
     ClientAccount.objects.bulk_create(
         [ClientAccount(firm=firm, name=a.name) for a in wl.accounts], batch_size=500
     )

@@ -10,7 +10,7 @@
   control plane (not metered, not counted) every 10 ms until the invoice exists in the realm
   (by DocNumber). Latency = the moment `invoice_issue` returned (committed) → the first poll that
   finds it. One invoice at a time: the next is issued after the previous one arrived and a
-  random pause of 0-0.3 s (so issues do not fall in step with the worker's 1 s idle poll).
+  random pause of 0-0.3 s (so issues do not fall in step with the worker's idle poll).
   Sandbox: QBO's real limits on, real time (`time_scale` 1).
 - `load`: the same for firm B while firm A (another realm) backfills the billing workload
   (`--backfill-scale` × the standard workload of billing_sync_bench.py), with `--workers` worker
@@ -29,23 +29,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from account_sync_bench import RESULTS, ROOT, Sandbox, git_state  # bench/ is not a package
-from billing_sync_bench import Billing, fresh_realm, make_billing, pick_accounts
+from _harness import (  # bench/ is a folder of scripts, not a package
+    UNPACED_ENV,
+    bench_firm,
+    child_env,
+    choose_billing_setup,
+    machine,
+    migrate,
+    setup_django,
+    start_run_worker,
+    stop_processes,
+)
+from account_sync_bench import RESULTS, ROOT, Sandbox, git_state
+from billing_sync_bench import Billing, fresh_realm, load_billing, make_billing, pick_accounts
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -72,69 +80,31 @@ class Stack:
     def __init__(self, args: argparse.Namespace, workdir: str, extra_env: dict[str, str]) -> None:
         self.workdir = workdir
         self.sb = Sandbox()
-        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH")}
-        self.env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": "config.settings",
-                "PYTHONPATH": str(ROOT),
-                "QBO_ENVIRONMENT": "sandbox-local",
-                "QBO_SANDBOX_URL": self.sb.url,
-                "LOG_LEVEL": "WARNING",
-                **extra_env,
-            }
+        self.env = child_env(
+            self.sb.url,
+            database_url=args.database_url,
+            sqlite_path=f"{workdir}/latency.sqlite3",
+            log_level="WARNING",
+            extra=extra_env,
         )
-        if args.database_url:
-            self.env["DATABASE_URL"] = args.database_url
-        else:
-            self.env["SQLITE_PATH"] = f"{workdir}/latency.sqlite3"
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.interval = getattr(args, "worker_interval", 1.0)
+        self.interval = getattr(args, "worker_interval", 0.25)
 
     def migrate_and_setup(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-        )
-        os.environ.update(self.env)
-        import django
-
-        django.setup()
+        migrate(self.env)
+        setup_django(self.env)
 
     def start_workers(self, n: int) -> None:
         for k in range(n):
-            log = open(f"{self.workdir}/worker-{k}.log", "wb")  # noqa: SIM115 - closed with the process
-            # The production command and its production defaults (1 s idle poll).
+            # The production command and its production defaults (0.25 s idle poll).
             self.workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "manage.py",
-                        "run_worker",
-                        "--worker-id",
-                        f"bench-{k}",
-                        "--no-startup-delay",
-                        "--interval",
-                        str(self.interval),
-                    ],
-                    cwd=ROOT,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                start_run_worker(
+                    f"bench-{k}", f"{self.workdir}/worker-{k}.log", self.env, interval=self.interval
                 )
             )
 
     def close(self) -> None:
-        for w in self.workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in self.workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        stop_processes(self.workers)
         self.sb.close()
 
 
@@ -145,109 +115,17 @@ def make_firm(
     services' rules hold), connected to `realm` and set up ("all accounts", create unmatched).
     Saving the set-up connection enqueues the first run, as the setup page does (`start=False`:
     not set up yet; `finish_setup` does it later)."""
-    import uuid
-
-    from django.utils import timezone
-
-    from practice.billing.models import (
-        Invoice,
-        InvoiceLine,
-        InvoiceState,
-        Payment,
-        PaymentAllocation,
-        PaymentMethod,
-        Refund,
-        Service,
-    )
-    from practice.clients.models import ClientAccount
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth
 
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"{name} {tag}", owner_email=f"owner-{tag}@bench.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
-    now = timezone.now()
-    ClientAccount.objects.bulk_create(
-        [ClientAccount(firm=firm, name=a.name) for a in b.accounts.accounts], batch_size=1000
-    )
-    account_ids = list(ClientAccount.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    Service.objects.bulk_create(
-        [Service(firm=firm, name=s["name"], rate=Decimal(s["rate"])) for s in b.services]
-    )
-    service_ids = list(Service.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    for first in range(0, len(b.invoices), 5000):
-        chunk = b.invoices[first : first + 5000]
-        Invoice.objects.bulk_create(
-            [
-                Invoice(
-                    firm=firm,
-                    account_id=account_ids[inv["account"]],
-                    number=inv["number"],
-                    issue_date=date.fromisoformat(inv["issue_date"]),
-                    due_date=date.fromisoformat(inv["due_date"]),
-                    state=InvoiceState.ISSUED,
-                    issued_at=now,
-                )
-                for inv in chunk
-            ],
-            batch_size=1000,
-        )
-    invoice_ids = list(Invoice.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    lines = [
-        InvoiceLine(
-            firm=firm,
-            invoice_id=invoice_ids[i],
-            position=pos,
-            service_id=service_ids[svc],
-            description=b.services[svc]["name"],
-            quantity=Decimal(qty),
-            rate=Decimal(rate),
-            amount=Decimal(amount),
-        )
-        for i, inv in enumerate(b.invoices)
-        for pos, (svc, qty, rate, amount) in enumerate(inv["lines"])
-    ]
-    InvoiceLine.objects.bulk_create(lines, batch_size=2000)
-    del lines
-    Payment.objects.bulk_create(
-        [
-            Payment(
-                firm=firm,
-                account_id=account_ids[p["account"]],
-                date=date.fromisoformat(p["date"]),
-                amount=Decimal(p["amount"]),
-                method=PaymentMethod.CHECK,
-                reference=p["ref"],
-                created_manually=True,
-            )
-            for p in b.payments
-        ],
-        batch_size=1000,
-    )
-    payment_ids = list(Payment.objects.filter(firm=firm).order_by("id").values_list("pk", flat=True))
-    PaymentAllocation.objects.bulk_create(
-        [
-            PaymentAllocation(
-                firm=firm, payment_id=payment_ids[k], invoice_id=invoice_ids[i], amount=Decimal(a)
-            )
-            for k, p in enumerate(b.payments)
-            for i, a in p["allocations"]
-        ],
-        batch_size=2000,
-    )
-    Refund.objects.bulk_create(
-        [
-            Refund(
-                firm=firm,
-                payment_id=payment_ids[r["payment"]],
-                date=date.fromisoformat(r["date"]),
-                amount=Decimal(r["amount"]),
-                reason=f"{r['ref']} retainer returned",
-            )
-            for r in b.refunds
-        ],
-        batch_size=1000,
-    )
+    firm, owner = bench_firm(name, "bench.test")
+    spec = {
+        "accounts": [a.name for a in b.accounts.accounts],
+        "services": b.services,
+        "invoices": b.invoices,
+        "payments": b.payments,
+        "refunds": b.refunds,
+    }
+    load_billing(firm, spec)
     conn, _ = oauth.connection_connect(
         firm=firm,
         user=owner,
@@ -256,12 +134,7 @@ def make_firm(
         token_set=oauth.TokenSet.from_response(token),
         env=oauth.environment(),
     )
-    conn.account_scope = "all"
-    conn.unmatched_customer = "create"
-    conn.sync_start_date = None
-    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
-    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
-    conn.sync_manual_payments = True
+    choose_billing_setup(conn, accts)
     conn.save()
     if start:
         finish_setup(conn)
@@ -585,8 +458,8 @@ def main() -> None:
     p.add_argument(
         "--worker-interval",
         type=float,
-        default=1.0,
-        help="run_worker --interval (its idle poll; production 1 s)",
+        default=0.25,
+        help="run_worker --interval (its idle poll; production 0.25 s)",
     )
     p.add_argument("--latency", type=float, default=0.0, help="seconds the sandbox adds to every API call")
     p.add_argument("--database-url", default=None)
@@ -597,11 +470,7 @@ def main() -> None:
     extra: dict[str, str] = {}
     if args.mode == "memory":
         # The engine's own work is the limit, not QBO's budget (the sandbox's limits are off too).
-        extra = {
-            "QBO_REQUESTS_PER_WINDOW": "1e9",
-            "QBO_REQUESTS_PER_SECOND": "1e9",
-            "QBO_BATCHES_PER_WINDOW": "1e9",
-        }
+        extra = UNPACED_ENV
     started = datetime.now(UTC)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as workdir:
@@ -616,13 +485,7 @@ def main() -> None:
         "benchmark": f"latency_{args.mode}",
         "started": started.isoformat(),
         "args": vars(args),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_at_start": load_before,
-            "loadavg_at_end": os.getloadavg(),
-        },
+        "machine": machine(loadavg_at_start=load_before),
         "git": git_state(),
         "database": "postgresql" if args.database_url else "sqlite",
         **result,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import subprocess
@@ -49,7 +48,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from account_sync_bench import RESULTS, ROOT, Sandbox, git_state  # bench/ is not a package
+from _harness import UNPACED_ENV, machine  # bench/ is a folder of scripts, not a package
+from account_sync_bench import RESULTS, ROOT, Sandbox, git_state
 from billing_sync_bench import fresh_realm, make_billing, pick_accounts
 
 COREPLUS = ("read", "query", "cdc")
@@ -91,9 +91,7 @@ def main() -> None:
             "QBO_SANDBOX_URL": sb.url,
             "LOG_LEVEL": "WARNING",
             # Only counts matter here: lift the client's pacing (the sandbox's limits are off).
-            "QBO_REQUESTS_PER_WINDOW": "1e9",
-            "QBO_REQUESTS_PER_SECOND": "1e9",
-            "QBO_BATCHES_PER_WINDOW": "1e9",
+            **UNPACED_ENV,
         }
         os.environ.pop("DATABASE_URL", None)
         os.environ.update(env)
@@ -110,12 +108,7 @@ def main() -> None:
         "benchmark": "reads_month",
         "started": started.isoformat(),
         "args": vars(args),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg(),
-        },
+        "machine": machine(),
         "git": git_state(),
         **result,
     }

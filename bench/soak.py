@@ -9,7 +9,7 @@ sandbox injects its fault matrix; then every record is checked against QBO read 
 
 What it does (bench/README.md "soak.py"; figures in docs/benchmarks.md "Soak"):
 
-1. Starts `qbo-sandbox serve` (fault_run.py's helpers) with QBO's limits on, `--time-scale`
+1. Starts `qbo-sandbox serve` (as fault_run.py does) with QBO's limits on, `--time-scale`
    compressing its minute, `--latency` added to every API call, access tokens living
    `--token-ttl` seconds and a superseded refresh token accepted for `--refresh-grace` seconds
    (every refresh rotates the refresh token, as Intuit's does). A fresh `sample-us` realm holds
@@ -21,14 +21,14 @@ What it does (bench/README.md "soak.py"; figures in docs/benchmarks.md "Soak"):
    out of the retainers; connected through the OAuth app registered for the soak and set up
    (all accounts, create unmatched, manual payments synced), which enqueues the first run.
 3. A real worker (`manage.py run_worker`, settings `bench/soak_settings.py`) is SIGKILLed
-   `--kills` times and restarted (fault_run.py's `Run`): even-numbered kills land just after a
-   batch call reached QBO, odd ones at a random moment. Meanwhile each worker life gets its share
-   of `--faults-per-kind` faults of each kind (429, 5xx, timeout, response dropped after the
-   write committed, a batch item's 500 or missing answer with and without the write, an expired
-   access token), queued on the sandbox's control plane; at the middle kill the realm's
-   authorisation is revoked from QBO's side: the script waits for the connection to show
-   "Needs reconnect", then reconnects it as the owner does (Connect, the sandbox's consent page,
-   the callback) through the app's views.
+   `--kills` times and restarted (`Run` of bench/_harness.py, shared with fault_run.py):
+   even-numbered kills land just after a batch call reached QBO, odd ones at a random moment.
+   Meanwhile each worker life gets its share of `--faults-per-kind` faults of each kind (429,
+   5xx, timeout, response dropped after the write committed, a batch item's 500 or missing
+   answer with and without the write, an expired access token), queued on the sandbox's
+   control plane; at the middle kill the realm's authorisation is revoked from QBO's side: the
+   script waits for the connection to show "Needs reconnect", then reconnects it as the owner
+   does (Connect, the sandbox's consent page, the callback) through the app's views.
 4. After the last kill the worker runs undisturbed until every record has its final status
    (or `--settle-timeout`), then stops.
 5. Checks, against QBO read back over HTTP (faults cleared first): customers as fault_run.py
@@ -54,7 +54,6 @@ import json
 import re
 import signal
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # bench/ is a folder of scripts, not a package: the neighbours are imported from the path above.
+from _harness import Run, bench_firm, choose_billing_setup, killable_worker, migrate, setup_django
 from account_sync_bench import (
     EXPECTED_ENGINE,
     NEW,
@@ -91,7 +91,6 @@ from billing_sync_bench import (
     pick_accounts,
 )
 from billing_sync_bench import check as check_billing
-from fault_run import Run, setup_django
 
 SOAK_SEED = 20261201
 CLIENT_ID = "practice-soak"
@@ -267,20 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     # The soak makes its refunds itself, through the app's service (`--refunds`, below): the
     # benchmark workload's own refunds are not loaded, so they must not be expected in QBO.
     b.refunds = []
-    workdir = tempfile.mkdtemp(prefix="soak-")
-    sb = Sandbox()
-    run = Run(args, workdir, sb)
-    try:
+    with killable_worker(args, Sandbox(), prefix="soak-") as run:
         return _main(args, b, run)
-    finally:
-        run.stop_worker()
-        sb.close()
-        if args.keep:
-            print(f"kept: {workdir}")
-        else:
-            import shutil
-
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
@@ -320,8 +307,6 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     scale = args.time_scale
     run.env.update(
         {
-            "DJANGO_SETTINGS_MODULE": "soak_settings",
-            "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}",
             "QBO_CLIENT_ID": CLIENT_ID,
             "QBO_CLIENT_SECRET": CLIENT_SECRET,
             "QBO_REDIRECT_URI": REDIRECT_URI,
@@ -337,14 +322,8 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
     if args.database_url and args.fresh_database:
         fresh_postgres(args.database_url)
     t_setup = time.monotonic()
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=run.env, check=True
-    )
+    migrate(run.env)
     setup_django(run.env)
-
-    import uuid
 
     from django.conf import settings
     from django.utils import timezone
@@ -352,15 +331,12 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
 
     from practice.billing import services as billing
     from practice.billing.models import Payment
-    from practice.firms.services import firm_create
     from practice.quickbooks.connection import oauth, tokens
     from practice.quickbooks.models import Connection, ConnectionStatus, SyncAttempt, SyncLink
     from practice.quickbooks.statuses import SyncStatus
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    tag = uuid.uuid4().hex[:8]
-    firm = firm_create(name=f"Soak {tag}", owner_email=f"owner-{tag}@soak.test", owner_password="x" * 12)
-    owner = firm.memberships.get(role="owner").user
+    firm, owner = bench_firm("Soak", "soak.test")
     spec = {
         "accounts": [a.name for a in b.accounts.accounts],
         "services": b.services,
@@ -390,12 +366,7 @@ def _main(args: argparse.Namespace, b: Billing, run: Run) -> int:
         ),
         env=oauth.environment(),
     )
-    conn.account_scope = "all"
-    conn.unmatched_customer = "create"
-    conn.sync_start_date = None
-    conn.income_account_id, conn.income_account_name = accts["income_id"], accts["income_name"]
-    conn.deposit_account_id, conn.deposit_account_name = accts["deposit_id"], accts["deposit_name"]
-    conn.sync_manual_payments = True
+    choose_billing_setup(conn, accts)
     conn.setup_completed_at = timezone.now()
     conn.save()  # what saving the setup page does: enqueues the first sync_realm on commit
     setup_s = time.monotonic() - t_setup

@@ -1,5 +1,5 @@
-"""Settings of the worker that soak.py starts and kills: `config.settings` plus the client's
-waits, read from the environment.
+"""Settings of the worker that soak.py and fault_run.py start and kill (`_harness.Run`), and of
+their own processes: `config.settings` plus the client's waits, read from the environment.
 
 Production reads these clocks from code defaults (a 429 waits Intuit's 60 s, pacing counts in
 60 s windows). The soak compresses QBO's minute in the sandbox (`--time-scale`), so the app's

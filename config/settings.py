@@ -310,6 +310,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "practice@localhost")
 # The reconciliation page (sync/balances.py): QBO's figures of a customer older than this are read
 # again in the background when the page is opened.
 QBO_RECONCILE_MAX_AGE_SECONDS = env_number("QBO_RECONCILE_MAX_AGE_SECONDS", 3600.0, minimum=0)
+# A sync run plans from the records changed since the last run; every this many seconds (and
+# after the sync settings change) one walks every record instead, the safety net for changes
+# that did not move a record's `updated_at` (engine.plan_since).
+QBO_FULL_PLAN_SECONDS = env_number("QBO_FULL_PLAN_SECONDS", 21600.0, minimum=0)
 
 LOGGING = {
     "version": 1,

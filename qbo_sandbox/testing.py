@@ -210,6 +210,10 @@ class SandboxServer:
     def requests(self, realm_id: str) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/_sandbox/realms/{realm_id}/requests")["requests"])
 
+    def clear_requests(self, realm_id: str) -> None:
+        """Forget the realm's request log, so `requests` shows only what comes next."""
+        self._call("DELETE", f"/_sandbox/realms/{realm_id}/requests")
+
     def bulk_insert(self, realm_id: str, entity: str, bodies: list[dict[str, Any]]) -> list[str]:
         data = self._call("POST", f"/_sandbox/realms/{realm_id}/bulk/{entity}", json=bodies)
         if data["errors"]:

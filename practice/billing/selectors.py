@@ -8,6 +8,7 @@ a fixed number of queries whatever the page size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -223,8 +224,9 @@ def account_get(*, firm: Firm, pk: Any) -> ClientAccount | None:
         return None
 
 
-def account_ids_with_billing(*, firm: Firm) -> set[int]:
-    """Ids of the firm's accounts that have any invoice or payment, in any state.
+def account_ids_with_billing(*, firm: Firm, among: QuerySet[ClientAccount] | None = None) -> set[int]:
+    """Ids of the firm's accounts (of `among`, when given) that have any invoice or payment, in
+    any state.
 
     Used by QBO sync eligibility ("accounts with invoices or payments"). Drafts, void invoices
     and deleted payments count too, on purpose: once billing exists for an account it stays
@@ -232,10 +234,15 @@ def account_ids_with_billing(*, firm: Firm) -> set[int]:
     """
     has_invoice = Invoice.objects.filter(account=OuterRef("pk"))
     has_payment = Payment.objects.filter(account=OuterRef("pk"))
-    return set(
-        ClientAccount.objects.filter(firm=firm)
-        .filter(Exists(has_invoice) | Exists(has_payment))
-        .values_list("pk", flat=True)
+    accounts = ClientAccount.objects.filter(firm=firm) if among is None else among.filter(firm=firm)
+    return set(accounts.filter(Exists(has_invoice) | Exists(has_payment)).values_list("pk", flat=True))
+
+
+def accounts_with_billing_changed_since(*, firm: Firm, since: datetime) -> Q:
+    """A filter on ClientAccount for accounts whose invoices or payments changed since `since`
+    (QBO sync plans from what changed: a first invoice makes its account eligible)."""
+    return Q(pk__in=Invoice.objects.filter(firm=firm, updated_at__gte=since).values("account_id")) | Q(
+        pk__in=Payment.objects.filter(firm=firm, updated_at__gte=since).values("account_id")
     )
 
 

@@ -33,6 +33,14 @@ CLIENT_ID = "practice-browser-tests"
 CLIENT_SECRET = "practice-browser-tests-secret"
 
 
+def expect():
+    """Playwright's `expect`, imported when a test runs (after the Chromium check), not when the
+    test modules are collected."""
+    from playwright.sync_api import expect as pw_expect
+
+    return pw_expect
+
+
 @pytest.fixture(scope="session")
 def _scratch():
     path = Path(tempfile.mkdtemp(prefix="browser-tests-"))
@@ -83,6 +91,24 @@ def qbo_live(settings, browser_sandbox):
     settings.QBO_SANDBOX_URL = browser_sandbox.url
     settings.QBO_HTTP_TIMEOUT_SECONDS = 5.0
     return browser_sandbox
+
+
+@pytest.fixture
+def offline_connection(firm, settings):
+    """`firm`'s connection, connected and set up, whose QBO is unreachable: a page that shows it
+    can only show what is stored (a test that needs the live sandbox uses `qbo_live`)."""
+    from django.utils import timezone
+
+    from practice.quickbooks.models import Connection
+
+    settings.QBO_SANDBOX_URL = "http://sandbox.test"
+    return Connection.objects.create(
+        firm=firm,
+        realm_id="4620816365",
+        status="connected",
+        environment="sandbox-local",
+        setup_completed_at=timezone.now(),
+    )
 
 
 @pytest.fixture

@@ -15,16 +15,10 @@ from django.utils import timezone, translation
 from practice.clients.services import account_create
 from practice.quickbooks.models import SyncLink
 from practice.quickbooks.sync import engine
-from tests.browser.conftest import CLIENT_ID
+from tests.browser.conftest import CLIENT_ID, expect
 from tests.quickbooks.conftest import connect_firm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def expect():
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect
 
 
 @pytest.fixture

@@ -21,16 +21,10 @@ from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from tests.browser.axe import axe_violations
-from tests.browser.conftest import CLIENT_ID
+from tests.browser.conftest import CLIENT_ID, expect
 from tests.quickbooks.conftest import connect_firm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def expect():
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect
 
 
 def _invoice(firm, account, service, day=datetime.date(2026, 11, 2)):

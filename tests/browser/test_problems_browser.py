@@ -7,32 +7,19 @@ the banner goes away once nothing needs attention, and axe-core finds no WCAG 2 
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
 
 from practice.clients.models import ClientAccount
-from practice.quickbooks.models import Connection, SyncAttempt, SyncLink
+from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from tests.browser.axe import axe_violations
+from tests.browser.conftest import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def expect():
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect
-
-
 @pytest.fixture
-def broken(firm, settings):
-    settings.QBO_SANDBOX_URL = "http://sandbox.test"
-    conn = Connection.objects.create(
-        firm=firm,
-        realm_id="4620816365",
-        status="connected",
-        environment="sandbox-local",
-        setup_completed_at=timezone.now(),
-    )
+def broken(firm, offline_connection):
+    conn = offline_connection
     diner = ClientAccount.objects.create(firm=firm, name="Red Rock Diner")
     link = SyncLink.objects.create(
         firm=firm,

@@ -18,33 +18,20 @@ from django.utils import timezone
 
 from practice.billing import services as billing
 from practice.clients.services import account_create
-from practice.quickbooks.models import Connection, CustomerBalance, SyncLink
+from practice.quickbooks.models import CustomerBalance, SyncLink
 from practice.quickbooks.sync import balances
 from tests.browser.axe import axe_violations
-from tests.browser.conftest import CLIENT_ID
+from tests.browser.conftest import CLIENT_ID, expect
 from tests.quickbooks.conftest import connect_firm
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 URL = "/settings/integrations/quickbooks/reconciliation/"
 
 
-def expect():
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect
-
-
 @pytest.fixture
-def cached(firm, settings):
+def cached(firm, offline_connection):
     """A connection whose QBO figures are cached (nothing is read from QBO while the page shows)."""
-    settings.QBO_SANDBOX_URL = "http://sandbox.test"
-    conn = Connection.objects.create(
-        firm=firm,
-        realm_id="4620816365",
-        status="connected",
-        environment="sandbox-local",
-        setup_completed_at=timezone.now(),
-    )
+    conn = offline_connection
     svc = billing.service_create(firm=firm, name="Bookkeeping", rate="100.00")
     today = timezone.localdate()
     for i, name in enumerate(("Harbor Bakery", "Quay Books")):

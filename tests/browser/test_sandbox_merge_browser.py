@@ -4,17 +4,10 @@ merged-away customer's page and a refused merge (issue 16 item 4)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.browser.axe import axe_violations
-
-
-def expect() -> Any:
-    from playwright.sync_api import expect as pw_expect
-
-    return pw_expect
+from tests.browser.conftest import expect
 
 
 @pytest.fixture

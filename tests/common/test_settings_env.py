@@ -126,6 +126,7 @@ CASES: dict[str, tuple[str, dict[str, str], Any, Any]] = {
     "TASK_WORKER_HEARTBEAT_SECONDS": ("2.5", {}, lambda m: m.TASK_WORKER_HEARTBEAT_SECONDS, 2.5),
     "TASK_WORKER_DEAD_AFTER_SECONDS": ("20", {}, lambda m: m.TASK_WORKER_DEAD_AFTER_SECONDS, 20.0),
     "QBO_RECONCILE_MAX_AGE_SECONDS": ("120", {}, lambda m: m.QBO_RECONCILE_MAX_AGE_SECONDS, 120.0),
+    "QBO_FULL_PLAN_SECONDS": ("600", {}, lambda m: m.QBO_FULL_PLAN_SECONDS, 600.0),
 }
 
 

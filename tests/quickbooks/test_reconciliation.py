@@ -277,9 +277,9 @@ def test_qbo_reads_are_paged(firm, books, monkeypatch):
     statements: list[str] = []
     real = QBOClient.query
 
-    def spy(self, statement):
+    def spy(self, statement, **kw):
         statements.append(statement)
-        return real(self, statement)
+        return real(self, statement, **kw)
 
     monkeypatch.setattr(QBOClient, "query", spy)
     assert balances.refresh_balances(books["conn"].pk, force=True, page_size=1) == 3

@@ -198,16 +198,26 @@ class QBOClient:
         data = self._send("GET", f"{name.lower()}/{entity_id}", op=f"read {name}")
         return self._unwrap(data, name)
 
-    def query(self, statement: str) -> dict[str, Any]:
+    def query(self, statement: str, *, times: list[str] | None = None) -> dict[str, Any]:
         """One page: the raw `QueryResponse` object, e.g. {"Customer": [...], "startPosition": 1,
-        "maxResults": n} or {} when nothing matched (qbo-api.md §3.2)."""
+        "maxResults": n} or {} when nothing matched (qbo-api.md §3.2). `times`, when given, gets
+        the answer's `time` (QBO's clock) appended: a reader that keeps a cursor moves it to QBO's
+        time, never to ours."""
         # POST with a text body keeps customer names out of URLs and access logs (§1.1 allows it).
         data = self._send("POST", "query", text_body=statement, op="query")
+        if times is not None:
+            times.append(str(data.get("time") or ""))
         qr = data.get("QueryResponse")
         return dict(qr) if isinstance(qr, dict) else {}
 
     def query_all(
-        self, entity: str, where: str = "", *, page_size: int = 1000, order_by: str = "Id"
+        self,
+        entity: str,
+        where: str = "",
+        *,
+        page_size: int = 1000,
+        order_by: str = "Id",
+        times: list[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every matching entity, one query per page (STARTPOSITION is 1-based, ≤ 1000 per page)."""
         name = canonical_entity(entity)
@@ -221,7 +231,7 @@ class QBOClient:
             if order_by:
                 statement += f" ORDERBY {order_by}"
             statement += f" STARTPOSITION {position} MAXRESULTS {page_size}"
-            page = self.query(statement)
+            page = self.query(statement, times=times)
             items: list[dict[str, Any]] = page.get(name) or next(
                 (v for k, v in page.items() if k.lower() == name.lower()), []
             )

@@ -178,6 +178,9 @@ class RealmSyncState(models.Model):
     # every record (the safety net).
     planned_through = models.DateTimeField(null=True, blank=True)
     full_plan_at = models.DateTimeField(null=True, blank=True)
+    # The connection's sync settings the last plan ran with (engine.plan_settings_fingerprint):
+    # a change of them makes the next run walk every record.
+    plan_settings = models.CharField(max_length=64, blank=True)
     # The realm's name index (`RealmName`): QBO's time of the last refresh of its customers
     # (None: read the lists whole), and of vendors and employees.
     names_read_at = models.DateTimeField(null=True, blank=True)

@@ -7,15 +7,16 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    connection is left alone; its cursor waits).
 2. First sweep: the cursor starts now (less the overlap). History before the app looked is not
    drift.
-3. `GET /cdc?entities=Customer,Invoice,Payment,RefundReceipt,Purchase,Item,Preferences,PaymentMethod,
-   Class,Department&changedSince=<cursor>`
-   through the client (its pacer, its token refresh). QBO answers at most 1,000 objects with no
-   paging: a full answer is split in halves of time (`_split`), the newer half asked again
-   (itself split while full). The older half is taken from the full answer, which covers
-   everything before the newest stamp it holds (QBO answers the oldest changes first, as the
-   sandbox does; what QBO keeps past 1,000 is unverified, §9.4), the rest of it asked from that
-   stamp (`_older`). When a single second holds 1,000 changes, and when the cursor is older
-   than 29 days (QBO keeps 30), every linked record is re-read instead (`_full_read`).
+3. `GET /cdc?entities=<CDC_ENTITIES>&changedSince=<cursor>` (Customer, Invoice, Payment,
+   RefundReceipt, Purchase, Item, Vendor, Employee, and for the realm facts Preferences,
+   PaymentMethod, Class, Department) through the client (its pacer, its token refresh). QBO
+   answers at most 1,000 objects with no paging: a full answer is split in halves of time
+   (`_split`), the newer half asked again (itself split while full). The older half is taken
+   from the full answer, which covers everything before the newest stamp it holds (QBO answers
+   the oldest changes first, as the sandbox does; what QBO keeps past 1,000 is unverified, §9.4),
+   the rest of it asked from that stamp (`_older`). When a single second holds 1,000 changes,
+   and when the cursor is older than 29 days (QBO keeps 30), every linked record is re-read
+   instead (`_full_read`).
 4. A notice is stored for each changed object the app has linked, unless it carries the
    SyncToken the app's link already holds (the app's own write) (`dedupe_key`
    entity|Id|SyncToken, or |Deleted), the reconciliation cache is marked stale for the
@@ -25,6 +26,9 @@ made inside QuickBooks is noticed even when its webhook is lost (qbo-api.md §9.
    A change of Preferences, PaymentMethod, Class or Department marks the realm facts kept from
    them stale (`realm_facts.note_changes`: the next run reads them again); a first sweep and a
    full read mark them all.
+5. Every Customer, Vendor and Employee in the answer is stored in the realm's name index
+   (`RealmName`, a deleted one removed), and a complete answer moves the index's refresh times
+   (`names.note_changes`): vendors and employees are kept current this way only.
 
 `tasks.sweep_now` enqueues `cdc_sweep` for each due connection every `QBO_CDC_INTERVAL_SECONDS`.
 """
@@ -45,20 +49,18 @@ from practice.quickbooks.connection.errors import QBOError
 from practice.quickbooks.models import ChangeNotice, Connection, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import drift, realm_facts
+from practice.quickbooks.sync.kinds import names
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
 
 logger = logging.getLogger("practice.quickbooks.cdc")
 
-# The synced records' entities, then those the realm's kept facts come from (realm_facts.py).
+# The synced records' entities; Vendor and Employee, which are not drift (nothing links them)
+# but keep the realm's name index (kinds/names.py) true, so a run refreshes only customers; and
+# those the realm's kept facts come from (realm_facts.py).
 CDC_ENTITIES = (
-    "Customer",
-    "Invoice",
-    "Payment",
-    "RefundReceipt",
-    "Purchase",
-    "Item",
+    *("Customer", "Invoice", "Payment", "RefundReceipt", "Purchase", "Item", "Vendor", "Employee"),
     *realm_facts.CDC_ENTITIES,
 )
 MAX_OBJECTS = 1000  # QBO's cap per CDC answer (§9.3)
@@ -120,6 +122,7 @@ def sweep_connection(
             new_cursor = max(cursor, server_time - OVERLAP)
             result.notices = _store(connection, objects)
             _mark_stale(connection, objects)
+            names.note_changes(connection, objects, since=cursor, answered_at=server_time, complete=complete)
             realm_facts.note_changes(connection_id, [(e, realm_facts.version(e, b)) for e, b in objects])
             if not complete:
                 result.full_read = True

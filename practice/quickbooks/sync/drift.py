@@ -251,6 +251,7 @@ def _apply_page(check: Check, notices: list[ChangeNotice]) -> tuple[int, set[int
             to_read[entity].add(survivor)
     bodies = {entity: _read(check, entity, ids) for entity, ids in to_read.items()}
     _infer_merges(check, settled, bodies, merged_into)
+    _note_names(connection, to_read.get("Customer", set()), bodies.get("Customer", {}), merged_into)
     # Customers judged first: a transaction of a customer merged away or gone names another
     # customer now, which that customer's Error explains (not a change of the transaction).
     settled.sort(key=lambda link: link.kind != "customer")
@@ -307,6 +308,24 @@ def _infer_merges(
         bodies.setdefault("Customer", {}).update(found)
         for loser, survivor in survivors.items():
             merged_into[("Customer", loser)] = survivor
+
+
+def _note_names(
+    connection: Connection,
+    asked: set[str],
+    found: dict[str, dict[str, Any]],
+    merged_into: dict[tuple[str, str], str],
+) -> None:
+    """What the check read keeps the realm's name index true (kinds/names.py): customers found are
+    stored as read; one asked for and not found (deleted, merged away) or merged away is removed,
+    as a query would no longer return it."""
+    from practice.quickbooks.sync.kinds import names
+
+    gone = {i for i in asked if i not in found}
+    gone.update(loser for (entity, loser), _survivor in merged_into.items() if entity == "Customer")
+    gone.difference_update(found)
+    names.forget(connection, "Customer", gone)
+    names.remember(connection, "Customer", found.values())
 
 
 def _linked(connection: Connection, wanted: dict[str, set[str]]) -> list[SyncLink]:

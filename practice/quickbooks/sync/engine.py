@@ -17,7 +17,8 @@ A run for one connection:
    own answer is missing or transient inside an answered batch goes out alone under its own
    requestid (QBO would only replay the batch's answer); see docs/adr/0007.
 3. For every registered record kind in dependency order (customers first), **plan** the
-   writes, store their `requestid`/batch on the links and commit, then **execute** them in QBO
+   writes (from what changed since the last run, `plan_scope`; a full walk now and then),
+   store their `requestid`/batch on the links and commit, then **execute** them in QBO
    batches of ≤ 30, and **record** the batch's outcomes in one transaction: each QBO Id lands
    together with its `SyncAttempt` row, and a crash before the commit leaves the whole batch in
    flight, to be replayed.
@@ -50,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
@@ -77,6 +78,8 @@ BATCH_SIZE = 30  # QBO's maximum per batch (qbo-api.md §4)
 # picked up again well within 2 minutes (the sweep and `tasks.run_now` look at its expiry).
 LEASE_SECONDS = 90
 MAX_ROUNDS = 25
+# 100 batches: about two and a half minutes of writes at QBO's ceiling (40 batch calls a minute).
+PLAN_WRITES_PER_ROUND = 3000
 # Name-space for deterministic request ids (UUIDv5): the same logical write always gets the same id.
 _RID_NAMESPACE = uuid.UUID("6f1c2a52-3a0e-4d39-9f7e-4b1f3c7a9e10")
 
@@ -99,6 +102,35 @@ def lease_seconds() -> float:
 
 def rate_limit_wait_seconds() -> float:
     return float(getattr(settings, "QBO_RATE_LIMIT_WAIT_SECONDS", 60))
+
+
+def plan_write_cap() -> int:
+    """Writes a kind plans in one round before it stops and lets them go out (`plan_full`)."""
+    return int(getattr(settings, "QBO_PLAN_WRITES_PER_ROUND", PLAN_WRITES_PER_ROUND))
+
+
+def plan_full(ops: Sequence[Op]) -> bool:
+    """True when a kind has planned a round's worth of writes and should stop planning.
+
+    Plan and write in pages: a backlog of 50,000 invoices is planned 3,000 writes at a time, each
+    page sent before the next is planned, so the first writes reach QBO within seconds and a
+    worker holds one page of bodies in memory, not the whole backlog. What was not reached is
+    found again by the next round (no link yet, or a link that needs work), and a run that ends
+    with work left does not move the plan cursor.
+    """
+    return len(ops) >= plan_write_cap()
+
+
+def full_plan_seconds() -> float:
+    return float(getattr(settings, "QBO_FULL_PLAN_SECONDS", 6 * 3600))
+
+
+# How far before the last complete run's start the next run looks for changed records. A record
+# is stamped (`updated_at`) when its transaction writes it, not when it commits, so one committed
+# after the last run read the table may carry an older stamp; no write transaction of the app
+# lasts anywhere near this long. Records changed in the window are looked at twice, which is
+# harmless: planning is idempotent.
+PLAN_OVERLAP = timedelta(minutes=5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,6 +306,9 @@ class RunContext:
     summary: dict[str, int] = field(default_factory=dict)
     started_at: datetime = field(default_factory=timezone.now)
     lease_renewed: float = field(default_factory=time.monotonic)
+    # Plan from what changed (`plan_scope`): the kinds look at records changed since this time
+    # and at links that still need work. None: walk every record (a full plan).
+    since: datetime | None = None
 
     def count(self, key: str, n: int = 1) -> None:
         self.summary[key] = self.summary.get(key, 0) + n
@@ -369,6 +404,106 @@ def kinds() -> list[RecordKind]:
         done.add(ready[0].name)
         pending.remove(ready[0])
     return placed
+
+
+# --------------------------------------------------------------------------------------------
+# Planning from what changed
+#
+# A run does not walk every record of the firm. It looks at (a) the records whose `updated_at`
+# moved since the last complete run began planning (less `PLAN_OVERLAP`), (b) the links that
+# still need work whatever their record did: Not synced (new, waiting for a dependency, sent
+# back by Retry or Sync again), Syncing without a write in flight (a decision deferred while QBO
+# could not be read), and (c) links a person or a run changed since then (link by hand, Retry,
+# "Push ours again"). A full walk, the safety net for anything that changes what QBO should hold
+# without touching a record (a write that bypassed the services, a hard delete), runs when the
+# realm has none on record, after the connection's sync settings change, and every
+# QBO_FULL_PLAN_SECONDS.
+
+_PLAN_SETTINGS = (
+    "realm_id",
+    "connected_at",
+    "setup_completed_at",
+    "account_scope",
+    "sync_start_date",
+    "unmatched_customer",
+    "income_account_id",
+    "deposit_account_id",
+    "fees_enabled",
+    "fee_account_id",
+    "sync_manual_payments",
+)
+
+
+def plan_settings_fingerprint(connection: Connection) -> str:
+    """A digest of the connection's settings that decide what belongs in QBO: when it differs
+    from the one the last plan ran with, every record is looked at again."""
+    values = {name: str(getattr(connection, name, "")) for name in _PLAN_SETTINGS}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def plan_since(connection: Connection, *, now: datetime) -> datetime | None:
+    """Where this run's plan starts: the last complete run's start less the overlap, or None
+    (a full walk) when there is none, the settings changed, or the last full walk is too old."""
+    from practice.quickbooks.models import RealmSyncState
+
+    state = (
+        RealmSyncState.objects.filter(connection_id=connection.pk)
+        .values("planned_through", "full_plan_at", "plan_settings")
+        .first()
+    )
+    if not state or state["planned_through"] is None or state["full_plan_at"] is None:
+        return None
+    if state["plan_settings"] != plan_settings_fingerprint(connection):
+        return None
+    if (now - state["full_plan_at"]).total_seconds() >= full_plan_seconds():
+        return None
+    since: datetime = state["planned_through"] - PLAN_OVERLAP
+    return since
+
+
+def _planned(ctx: RunContext) -> None:
+    """The run looked at everything that had changed when it started: move the cursor there."""
+    from practice.quickbooks.models import RealmSyncState
+
+    values: dict[str, Any] = {
+        "planned_through": ctx.started_at,
+        "plan_settings": plan_settings_fingerprint(ctx.connection),
+    }
+    if ctx.since is None:
+        values["full_plan_at"] = ctx.started_at
+    RealmSyncState.objects.get_or_create(connection_id=ctx.connection.pk)
+    RealmSyncState.objects.filter(connection_id=ctx.connection.pk).update(**values)
+
+
+def _needs_work() -> Q:
+    """Links that need looking at whatever their record did (see above)."""
+    return Q(status=SyncStatus.NOT_SYNCED) | Q(status=SyncStatus.SYNCING, batch_request_id="")
+
+
+def plan_scope(
+    ctx: RunContext, kind: str, records: QuerySet[Any], *, also_changed: Q | None = None
+) -> tuple[QuerySet[Any], dict[int, SyncLink]]:
+    """What a kind's plan looks at: its records (a narrowed `records`) and their links by local id.
+
+    A full walk returns `records` as given and every link of the kind. Otherwise the records
+    changed since `ctx.since` (and those `also_changed` selects, records to treat as changed:
+    the accounts whose billing changed, for the customer kind),
+    plus the records of links that need work or were touched since; and the links of all of
+    them. Two SQL statements whatever the size of the firm (the ids travel as subqueries).
+    """
+    links = SyncLink.objects.filter(connection=ctx.connection, kind=kind)
+    if ctx.since is None:
+        return records, {link.local_id: link for link in links}
+    changed = Q(updated_at__gte=ctx.since)
+    if also_changed is not None:
+        changed |= also_changed
+    live = _needs_work() | Q(updated_at__gte=ctx.since)
+    scoped_links = {
+        link.local_id: link
+        for link in links.filter(live | Q(local_id__in=records.filter(changed).values("pk")))
+    }
+    scoped = records.filter(changed | Q(pk__in=links.filter(live).values("local_id")))
+    return scoped, scoped_links
 
 
 def dependency_ref(ctx: RunContext, kind: str, local_id: int) -> dict[str, str] | None:
@@ -1340,6 +1475,7 @@ def _run_realm(connection_id: int, *, owner: str | None = None, client: QBOClien
             owner=owner,
             now=timezone.now(),
         )
+        ctx.since = plan_since(connection, now=ctx.started_at)
         ctx.client.heartbeat = ctx.keep_lease
         try:
             if connection.is_paused:
@@ -1353,7 +1489,9 @@ def _run_realm(connection_id: int, *, owner: str | None = None, client: QBOClien
                     break
             else:
                 # Still busy after MAX_ROUNDS (a very large backlog): hand over to a fresh run
-                # rather than hold the realm for ever.
+                # rather than hold the realm for ever. The plan cursor stays where it was: the
+                # next run looks at everything this one was looking at (a record not reached
+                # yet may have no link to say it needs work).
                 _run_succeeded(connection)
                 return RunResult(ran=True, reason="more work", summary=ctx.summary)
         except ReauthRequired as e:
@@ -1372,6 +1510,7 @@ def _run_realm(connection_id: int, *, owner: str | None = None, client: QBOClien
         except LeaseLost:
             logger.warning("qbo.run.lease_lost", extra={"realm": connection.realm_id})
             return RunResult(ran=True, reason="lease lost", summary=ctx.summary)
+        _planned(ctx)
         _run_succeeded(connection)
         return RunResult(ran=True, summary=ctx.summary)
     finally:

@@ -64,7 +64,10 @@ class Command(BaseCommand):
         # The db_worker options people use, passed through unchanged.
         parser.add_argument("--queue-name", default="default", help="Queues, comma-separated, or '*'.")
         parser.add_argument("--exclude-queues", default="", help="With --queue-name='*'.")
-        parser.add_argument("--interval", type=float, default=1.0, help="Seconds between polls when idle.")
+        # An idle worker notices a new task after half this on average; the poll is one indexed
+        # SELECT, so a quarter second keeps "issued → in QuickBooks" well under a second
+        # (docs/performance.md §4) for a few queries a second per idle worker.
+        parser.add_argument("--interval", type=float, default=0.25, help="Seconds between polls when idle.")
         parser.add_argument("--batch", action="store_true", help="Run what is queued, then exit.")
         parser.add_argument("--max-tasks", type=int, default=None)
         parser.add_argument("--worker-id", default=None, help="Unique per worker (default: random).")

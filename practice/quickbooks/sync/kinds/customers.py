@@ -9,7 +9,10 @@ invoice and payment kinds (None while the account must wait).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from django.db.models import QuerySet
 
 from practice.clients.models import ClientAccount
 from practice.quickbooks.connection.client import quote
@@ -17,6 +20,7 @@ from practice.quickbooks.connection.errors import RecordRejected, RequestRefused
 from practice.quickbooks.models import Connection, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import engine
+from practice.quickbooks.sync.kinds import names
 from practice.quickbooks.sync.kinds.matching import (
     Decision,
     NameIndex,
@@ -56,39 +60,26 @@ _REDECIDE_ON_RENAME = {
 # Eligibility
 
 
-def eligible_account_ids(connection: Connection) -> set[int] | None:
-    """Ids of accounts that sync by the firm's rule; None means "every active account"."""
+def eligible_account_ids(
+    connection: Connection, among: QuerySet[ClientAccount] | None = None
+) -> set[int] | None:
+    """Ids of accounts (of `among`, when given) that sync by the firm's rule; None means "every
+    active account"."""
     if connection.account_scope == "all":
         return None
     from practice.billing.selectors import account_ids_with_billing
 
-    return set(account_ids_with_billing(firm=connection.firm))
+    return set(account_ids_with_billing(firm=connection.firm, among=among))
 
 
 # --------------------------------------------------------------------------------------------
-# Reading the realm's names (once per run)
+# The realm's names (kept between runs, refreshed once per run: kinds/names.py)
 
 
-def _read_index(ctx: engine.RunContext) -> NameIndex:
-    if "index" not in ctx.cache:
-        client = ctx.client
-        # "Active IN (true, false)": without a mention of Active, QBO only returns active names.
-        customers = [customer_from_qbo(c) for c in client.query_all(ENTITY, "Active IN (true, false)")]
-        others: list[QBOName] = []
-        for entity in ("Vendor", "Employee"):
-            for body in client.query_all(entity, "Active IN (true, false)"):
-                others.append(
-                    QBOName(
-                        id=str(body.get("Id", "")),
-                        name=str(body.get("DisplayName", "")),
-                        entity=entity,
-                        active=bool(body.get("Active", True)),
-                    )
-                )
-        ctx.cache["index"] = NameIndex.build(customers, others)
-        ctx.count("customers_read", len(customers))
-    index: NameIndex = ctx.cache["index"]
-    return index
+def _read_index(ctx: engine.RunContext, names_to_decide: Iterable[str] | None = None) -> NameIndex:
+    """The name index that decides these account names exactly as the realm's whole lists would
+    (None: every stored name, which grows with the realm)."""
+    return names.index_for(ctx, names_to_decide)
 
 
 def _individual_type_id(ctx: engine.RunContext) -> str | None:
@@ -186,9 +177,19 @@ def _record_decision(
 def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
     """Decide, for every account that needs it, to link, create, reactivate, or show an Error."""
     connection = ctx.connection
-    eligible = eligible_account_ids(connection)
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
-    accounts = ClientAccount.objects.filter(firm_id=connection.firm_id).order_by("pk")
+    billing_changed = None
+    if ctx.since is not None and connection.account_scope != "all":
+        from practice.billing.selectors import accounts_with_billing_changed_since
+
+        # A first invoice or payment makes its account eligible without touching the account.
+        billing_changed = accounts_with_billing_changed_since(firm=connection.firm, since=ctx.since)
+    accounts, links = engine.plan_scope(
+        ctx,
+        KIND,
+        ClientAccount.objects.filter(firm_id=connection.firm_id).order_by("pk"),
+        also_changed=billing_changed,
+    )
+    eligible = eligible_account_ids(connection, among=None if ctx.since is None else accounts)
 
     todo: list[tuple[ClientAccount, SyncLink | None]] = []
     for account in accounts.iterator(chunk_size=2000):
@@ -234,20 +235,25 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             if link is not None or _is_fresh(made.get(account.pk))
         ]
 
-    # Names already spoken for: QBO customers linked to an account, and creates in flight.
-    taken_ids = {link.qbo_id for link in links.values() if link.qbo_id}
+    # Names already spoken for: QBO customers linked to an account, and creates in flight. A
+    # run planned from what changed holds only some links: these come from the database.
+    every_link = SyncLink.objects.filter(connection=connection, kind=KIND)
+    taken_ids = set(every_link.exclude(qbo_id="").values_list("qbo_id", flat=True))
     claimed: set[str] = set()
-    for link in links.values():
-        if link.batch_request_id and isinstance(link.pending_body, dict):
-            name = (link.pending_body.get("body") or {}).get("DisplayName")
+    for pending_body in every_link.exclude(batch_request_id="").values_list("pending_body", flat=True):
+        if isinstance(pending_body, dict):
+            name = (pending_body.get("body") or {}).get("DisplayName")
             if name:
                 claimed.add(normalize(str(name)))
 
     ops: list[engine.Op] = []
     decisions: list[engine.DecisionRecord] = []
+    index = _read_index(ctx, [account.name for account, _link in todo])
     create_when_missing = connection.unmatched_customer != "ask"
     for account, link in todo:
         assert link is not None
+        if engine.plan_full(ops):
+            break  # the rest next round, once these are in QBO
         if link.pending_op == "reactivate" and link.target_qbo_id:
             op = _plan_reactivate(ctx, link)
             if op is not None:
@@ -265,9 +271,7 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             claimed.add(normalize(name))
             ops.append(_create_op(ctx, link, account, name))
             continue
-        result = decide(
-            account.name, _read_index(ctx), create_when_missing=create_when_missing, taken_ids=taken_ids
-        )
+        result = decide(account.name, index, create_when_missing=create_when_missing, taken_ids=taken_ids)
         if result.decision == Decision.CREATE:
             key = normalize(account.name)
             if key in claimed:
@@ -342,9 +346,7 @@ def on_customer_success(
 ) -> None:
     engine.mark_linked(link, entity, now=ctx.now)
     link.pushed_hash = body_hash(op.body)
-    index = ctx.cache.get("index")
-    if isinstance(index, NameIndex):
-        index.add_customer(customer_from_qbo(entity))
+    names.note_written(ctx, ENTITY, entity)
 
 
 def _query_by_name(client: QBOClient, entity: str, name: str) -> list[dict[str, Any]]:
@@ -369,7 +371,9 @@ def find_existing_customer(ctx: engine.RunContext, op: engine.Op) -> dict[str, A
     A 429 or 5xx propagates, and the create waits.
     """
     name = str(op.body.get("DisplayName", ""))
-    active = [c for c in _query_by_name(ctx.client, ENTITY, name) if c.get("Active", True)]
+    found = _query_by_name(ctx.client, ENTITY, name)
+    names.note_looked_up(ctx, ENTITY, found)
+    active = [c for c in found if c.get("Active", True)]
     if len(active) == 1 and str(active[0].get("Id")) not in _ids_linked_elsewhere(ctx, op.link):
         return active[0]
     return None
@@ -386,16 +390,21 @@ def on_customer_rejected(
 
 def _whose_name(ctx: engine.RunContext, link: SyncLink, name: str) -> engine.Rejection:
     """6240 (the name is a customer, vendor or employee already, qbo-api.md §2.1), answered from the
-    run's name index. Only a name the index does not know at all costs a query (written in QBO
-    since the index was read: most likely by our own earlier, unanswered attempt); a 429 or 5xx
-    on it propagates, so the account stays Syncing rather than showing a wrong Error."""
-    index = _read_index(ctx)
+    realm's name index. Only a name the index does not know at all costs queries (written in QBO
+    since the index was refreshed: most likely by our own earlier, unanswered attempt, or a vendor
+    or employee added since the last CDC sweep); what they find is stored in the index. A 429 or
+    5xx on them propagates, so the account stays Syncing rather than showing a wrong Error."""
+    index = _read_index(ctx, [name])
     key = normalize(name)
     customers = list(index.exact.get(key, []))
     if not customers and not index.others.get(key):
-        customers = [customer_from_qbo(c) for c in _query_by_name(ctx.client, ENTITY, name)]
-        for c in customers:
-            index.add_customer(c)
+        found = _query_by_name(ctx.client, ENTITY, name)
+        names.note_looked_up(ctx, ENTITY, found)
+        customers = [customer_from_qbo(c) for c in found]
+        if not customers:
+            for entity in names.OTHERS:
+                names.note_looked_up(ctx, entity, _query_by_name(ctx.client, entity, name))
+            index = _read_index(ctx, [name])
     active = [c for c in customers if c.active]
     if len(active) == 1 and active[0].id not in _ids_linked_elsewhere(ctx, link):
         # The name is an active customer nobody else links to: most likely the one our own

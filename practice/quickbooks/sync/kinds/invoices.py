@@ -31,7 +31,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 
 from practice.billing.models import Invoice, InvoiceLine, InvoiceState
 from practice.clients.models import ClientAccount
@@ -120,15 +120,24 @@ def _name_id(ctx: engine.RunContext, entity: str, name: str) -> str | None:
 # References to records of other kinds (one query per kind and round, not one per invoice)
 
 
-def _synced_refs(ctx: engine.RunContext, kind: str) -> dict[int, tuple[str, str]]:
-    return {
-        local_id: (qbo_id, name)
-        for local_id, qbo_id, name in SyncLink.objects.filter(
-            connection=ctx.connection, kind=kind, status=SyncStatus.SYNCED
+def _synced_refs(ctx: engine.RunContext, kind: str, local_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """QBO ids and names of the Synced records of `kind` among `local_ids` (a few queries of 500
+    ids: the records a run decides, not the firm's)."""
+    wanted = sorted(set(local_ids))
+    found: dict[int, tuple[str, str]] = {}
+    for start in range(0, len(wanted), 500):
+        found.update(
+            (local_id, (qbo_id, name))
+            for local_id, qbo_id, name in SyncLink.objects.filter(
+                connection=ctx.connection,
+                kind=kind,
+                status=SyncStatus.SYNCED,
+                local_id__in=wanted[start : start + 500],
+            )
+            .exclude(qbo_id="")
+            .values_list("local_id", "qbo_id", "qbo_name")
         )
-        .exclude(qbo_id="")
-        .values_list("local_id", "qbo_id", "qbo_name")
-    }
+    return found
 
 
 def _next_request_id(ctx: engine.RunContext, link: SyncLink, operation: str) -> str:
@@ -217,26 +226,27 @@ class Planner:
 
     def plan(self) -> list[engine.Op]:
         connection = self.connection
-        links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
+        invoices, links = engine.plan_scope(
+            self.ctx, KIND, Invoice.objects.filter(firm_id=connection.firm_id).order_by("pk")
+        )
         rows = [
             Row(*values)
-            for values in Invoice.objects.filter(firm_id=connection.firm_id)
-            .order_by("pk")
-            .values_list("pk", "state", "account_id", "issue_date", "updated_at")
-            .iterator(chunk_size=2000)
+            for values in invoices.values_list(
+                "pk", "state", "account_id", "issue_date", "updated_at"
+            ).iterator(chunk_size=2000)
         ]
-        present = {row.id for row in rows}
         todo = [row for row in rows if self.needs_look(row, links.get(row.id))]
-        for link in links.values():
-            if (
-                link.local_id not in present
-                and link.qbo_id
-                and link.pushed_hash != DELETED
-                and not link.batch_request_id
-                # Skipped: a person turned it off; Error: the delete was refused (Retry resends).
-                and link.status not in (SyncStatus.SKIPPED, SyncStatus.ERROR)
-            ):
-                self.ops.append(self.undo_op(link, "delete"))
+        # Invoices deleted from the app (their links outlive them): one anti-join, not a walk.
+        gone = (
+            SyncLink.objects.filter(connection=connection, kind=KIND, batch_request_id="")
+            .exclude(qbo_id="")
+            .exclude(pushed_hash=DELETED)
+            # Skipped: a person turned it off; Error: the delete was refused (Retry resends).
+            .exclude(status__in=(SyncStatus.SKIPPED, SyncStatus.ERROR))
+            .exclude(Exists(Invoice.objects.filter(pk=OuterRef("local_id"))))
+        )
+        for link in gone:
+            self.ops.append(self.undo_op(link, "delete"))
         if todo:
             missing = [row.id for row in todo if row.id not in links]
             if missing:
@@ -254,7 +264,7 @@ class Planner:
         return self.ops
 
     def plan_rows(self, todo: list[Row], links: dict[int, SyncLink]) -> None:
-        customers = _synced_refs(self.ctx, "customer")
+        customers = _synced_refs(self.ctx, "customer", (row.account_id for row in todo))
         full: list[Row] = []
         waiting_for: dict[int, list[SyncLink]] = {}
         for row in todo:
@@ -289,8 +299,16 @@ class Planner:
                     self.wait(link, message)
         if not full:
             return
-        services = _synced_refs(self.ctx, "service")
+        services = _synced_refs(
+            self.ctx,
+            "service",
+            InvoiceLine.objects.filter(invoice_id__in=[r.id for r in full]).values_list(
+                "service_id", flat=True
+            ),
+        )
         for start in range(0, len(full), PAGE):
+            if engine.plan_full(self.ops):
+                break  # the rest next round, once these are in QBO
             self.plan_page(full[start : start + PAGE], links, customers, services)
 
     def plan_page(
@@ -423,7 +441,7 @@ class Planner:
         again = any(link.target_qbo_id for _invoice, link, _body in creates)
         if custom_numbers(self.ctx) and (len(creates) >= LOOKUP_MIN_CREATES or again):
             found = self.by_numbers([invoice.number for invoice, _link, _body in creates])
-        linked = self.linked_ids()
+        linked = self.linked_ids(str(h.get("Id")) for holders in found.values() for h in holders)
         for invoice, link, body in creates:
             holders = found.get(normalize(invoice.number), [])
             options = ""
@@ -464,12 +482,17 @@ class Planner:
             link.pending_op = "create"
             self.ops.append(op)
 
-    def linked_ids(self) -> set[str]:
-        return set(
-            SyncLink.objects.filter(connection=self.connection, kind=KIND)
-            .exclude(qbo_id="")
-            .values_list("qbo_id", flat=True)
-        )
+    def linked_ids(self, qbo_ids: Iterable[str]) -> set[str]:
+        """Which of these QBO invoices an app invoice is linked to already."""
+        wanted = sorted(set(qbo_ids))
+        linked: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            linked.update(
+                SyncLink.objects.filter(
+                    connection=self.connection, kind=KIND, qbo_id__in=wanted[start : start + 500]
+                ).values_list("qbo_id", flat=True)
+            )
+        return linked
 
     def by_numbers(self, numbers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         return invoices_by_number(self.ctx, numbers)

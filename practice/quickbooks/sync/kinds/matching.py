@@ -1,8 +1,8 @@
 """Matching app account names to QBO customers (product.md §3.1). Pure: no Django, no HTTP.
 
-The engine reads the realm's whole customer list (1,000 per query), plus vendor and employee
-names, builds a `NameIndex` once per run and decides every account locally, so a run costs one
-query per 1,000 customers instead of one query per account.
+The realm's customers, vendors and employees are kept between runs (`RealmName`, kinds/names.py;
+docs/name-index.md): a run builds a `NameIndex` from the rows its accounts' names could match and
+decides every account locally, so deciding costs no query per account and no read of the lists.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Importing this module registers the kind with the engine (order 40, after custom
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -48,6 +48,7 @@ from practice.quickbooks.sync.mappers.payment import (
 logger = logging.getLogger("practice.quickbooks.sync")
 
 KIND = "payment"
+FACTS_PAGE = 1000  # payments decided per page (their allocations read together)
 ENTITY = "Payment"
 # History operations of this kind (labels in models/sync.py OPERATION_LABELS; the last four
 # are shared with the other billing kinds).
@@ -283,11 +284,11 @@ def _cleared(link: SyncLink) -> bool:
 def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
     """Decide, for every payment that needs it: create, update, delete, wait, or Error.
 
-    Cheap when nothing changed: one read of the firm's payments (a few columns) and of this
-    kind's links; allocations and invoice links are read only for the payments being decided.
+    Cheap when nothing changed: only the payments changed since the last run and those whose
+    links need work are read (a few columns; `engine.plan_scope`), and allocations and invoice
+    links only for the payments being decided.
     """
     connection = ctx.connection
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
     payments = (
         Payment.objects.filter(firm_id=connection.firm_id)
         .only(
@@ -304,6 +305,7 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
         )
         .order_by("pk")
     )
+    payments, links = engine.plan_scope(ctx, KIND, payments)
 
     todo: list[tuple[Payment, SyncLink | None]] = []
     in_error: list[tuple[Payment, SyncLink]] = []
@@ -368,28 +370,36 @@ def plan_payments(ctx: engine.RunContext) -> list[engine.Op]:
                 _decision(link, OP_CHECK, Outcome.INFO, "The payment is no longer set to sync; not sent.")
             )
 
-    facts = _read_facts(connection, [p for p, _ in todo] + [p for p, _ in in_error])
-    for payment, link in in_error:
+    # Decided a page at a time (allocations, invoice links and accounts read per page), and no
+    # further once a round's worth of writes is planned (`engine.plan_full`): the rest is
+    # decided next round, after these are in QBO.
+    ops: list[engine.Op] = []
+    candidates = [(p, link, False) for p, link in todo] + [(p, link, True) for p, link in in_error]
+    for start in range(0, len(candidates), FACTS_PAGE):
+        if engine.plan_full(ops):
+            break
+        page = candidates[start : start + FACTS_PAGE]
+        facts = _read_facts(connection, [p for p, _, _ in page])
         # An Error is decided again only when what it was decided on changed (or a person
         # pressed Sync/Retry, which clears input_hash).
-        if link.input_hash != input_hash(_input_parts(payment, facts)):
-            todo.append((payment, link))
-
-    missing = [payment.pk for payment, link in todo if link is None]
-    if missing:
-        made = engine.insert_links(connection, KIND, missing)
-        todo = [
-            (payment, link if link is not None else made[payment.pk])
-            for payment, link in todo
-            if link is not None or _is_fresh(made.get(payment.pk))
+        page_todo = [
+            (p, link)
+            for p, link, errored in page
+            if not errored or (link is not None and link.input_hash != input_hash(_input_parts(p, facts)))
         ]
-
-    ops: list[engine.Op] = []
-    for payment, maybe_link in todo:
-        assert maybe_link is not None
-        op = _decide(ctx, payment, maybe_link, facts, decisions)
-        if op is not None:
-            ops.append(op)
+        missing = [payment.pk for payment, link in page_todo if link is None]
+        if missing:
+            made = engine.insert_links(connection, KIND, missing)
+            page_todo = [
+                (payment, link if link is not None else made[payment.pk])
+                for payment, link in page_todo
+                if link is not None or _is_fresh(made.get(payment.pk))
+            ]
+        for payment, maybe_link in page_todo:
+            assert maybe_link is not None
+            op = _decide(ctx, payment, maybe_link, facts, decisions)
+            if op is not None:
+                ops.append(op)
     for _payment, link in deletes:
         link.input_hash = _DELETE_INPUT
         ops.append(
@@ -571,33 +581,50 @@ def on_payment_success(ctx: engine.RunContext, link: SyncLink, entity: dict[str,
         return
 
 
-def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
-    """Before a create whose earlier, unanswered send may have been written goes out again: the
-    customer's payment on that date, with that total, whose PrivateNote carries this payment's
-    marker and that no other payment of the app links to. Payments have no DocNumber, so the
-    query is by customer and date (both filterable) and the rest is checked here."""
-    body = op.body
+def customer_date_filter(body: dict[str, Any]) -> str | None:
+    """The query filter of a create's customer and date (both filterable in QBO), or None when
+    the body lacks either."""
     customer = str((body.get("CustomerRef") or {}).get("value", ""))
     txn_date = str(body.get("TxnDate", ""))
     if not customer or not txn_date:
         return None
-    where = f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
-    total = Decimal(str(body.get("TotalAmt", 0))).quantize(_CENTS)
+    return f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
+
+
+def unlinked_matches(
+    ctx: engine.RunContext, op: engine.Op, where: str, is_mine: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """For a `find_existing`: QBO's records of the op's entity matching `where` that `is_mine`
+    recognises (by the app's marker in PrivateNote) and that no other link of the op's kind holds
+    already, the oldest (lowest Id) first. The marker is checked here, not in the query:
+    PrivateNote is not filterable."""
     taken = set(
-        SyncLink.objects.filter(connection=ctx.connection, kind=KIND)
+        SyncLink.objects.filter(connection=ctx.connection, kind=op.kind or op.link.kind)
         .exclude(pk=op.link.pk)
         .exclude(qbo_id="")
         .values_list("qbo_id", flat=True)
     )
-    mine = [
-        p
-        for p in ctx.client.query_all(ENTITY, where)
-        if carries_marker(p.get("PrivateNote"), op.link.local_id)
-        and Decimal(str(p.get("TotalAmt", 0))).quantize(_CENTS) == total
-        and str(p.get("Id")) not in taken
-    ]
-    if not mine:
+    mine = [e for e in ctx.client.query_all(op.entity, where) if is_mine(e) and str(e.get("Id")) not in taken]
+    return sorted(mine, key=lambda e: (len(str(e.get("Id"))), str(e.get("Id"))))
+
+
+def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
+    """Before a create whose earlier, unanswered send may have been written goes out again: the
+    customer's payment on that date, with that total, whose PrivateNote carries this payment's
+    marker and that no other payment of the app links to. Payments have no DocNumber, so the
+    query is by customer and date and the rest is checked here."""
+    where = customer_date_filter(op.body)
+    if where is None:
         return None
+    total = Decimal(str(op.body.get("TotalAmt", 0))).quantize(_CENTS)
+
+    def is_mine(p: dict[str, Any]) -> bool:
+        return (
+            carries_marker(p.get("PrivateNote"), op.link.local_id)
+            and Decimal(str(p.get("TotalAmt", 0))).quantize(_CENTS) == total
+        )
+
+    mine = unlinked_matches(ctx, op, where, is_mine)
     if len(mine) > 1:
         logger.warning(
             "qbo.payment.several_found",
@@ -607,7 +634,7 @@ def find_existing_payment(ctx: engine.RunContext, op: engine.Op) -> dict[str, An
                 "ids": [p.get("Id") for p in mine],
             },
         )
-    return min(mine, key=lambda p: (len(str(p.get("Id"))), str(p.get("Id"))))
+    return mine[0] if mine else None
 
 
 def on_payment_rejected(

@@ -32,6 +32,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db.models import Q
+
 from practice.billing.models import Payment, PaymentState, Refund
 from practice.quickbooks.connection.client import quote
 from practice.quickbooks.connection.errors import RecordRejected
@@ -45,7 +47,9 @@ from practice.quickbooks.sync.kinds.payments import (
     _is_due,
     _money,
     _plain_fault,
+    customer_date_filter,
     is_eligible,
+    unlinked_matches,
 )
 from practice.quickbooks.sync.mappers.payment import content_of, input_hash
 from practice.quickbooks.sync.mappers.refund import (
@@ -134,9 +138,9 @@ def _plan_children(
     children: list[_Child],
     build: Callable[[engine.RunContext, _Child, SyncLink, dict[str, str]], dict[str, Any] | str],
     create_label: str,
+    links: dict[int, SyncLink],
 ) -> list[engine.Op]:
     connection = ctx.connection
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=kind)}
     payment_links = {
         link.local_id: link
         for link in SyncLink.objects.filter(
@@ -312,12 +316,26 @@ _PAYMENT_FIELDS = (
 # Refunds
 
 
+def _payment_changed(ctx: engine.RunContext, payment_path: str) -> Q | None:
+    """Refunds and fees follow their payment: one whose payment, or the payment's link (an
+    "Unsync payment"), changed since the last plan is looked at again."""
+    if ctx.since is None:
+        return None
+    touched = SyncLink.objects.filter(connection=ctx.connection, kind="payment", updated_at__gte=ctx.since)
+    return Q(**{f"{payment_path}updated_at__gte": ctx.since}) | Q(
+        **{f"{payment_path}pk__in": touched.values("local_id")}
+    )
+
+
 def plan_refunds(ctx: engine.RunContext) -> list[engine.Op]:
     refunds = (
         Refund.objects.filter(firm_id=ctx.connection.firm_id)
         .select_related("payment")
         .only("id", "date", "amount", "reason", "updated_at", *(f"payment__{f}" for f in _PAYMENT_FIELDS))
         .order_by("pk")
+    )
+    refunds, links = engine.plan_scope(
+        ctx, "refund", refunds, also_changed=_payment_changed(ctx, "payment__")
     )
     children = [
         _Child(
@@ -331,7 +349,7 @@ def plan_refunds(ctx: engine.RunContext) -> list[engine.Op]:
         )
         for r in refunds
     ]
-    return _plan_children(ctx, "refund", "RefundReceipt", children, _build_refund, OP_CREATE_REFUND)
+    return _plan_children(ctx, "refund", "RefundReceipt", children, _build_refund, OP_CREATE_REFUND, links)
 
 
 def _build_refund(
@@ -389,37 +407,28 @@ def on_child_success(ctx: engine.RunContext, link: SyncLink, entity: dict[str, A
     link.pushed_hash = engine.hash_body(content_of(op.body))
 
 
-def _find_by_marker(ctx: engine.RunContext, op: engine.Op, marker: str, where: str) -> dict[str, Any] | None:
-    taken = set(
-        SyncLink.objects.filter(connection=ctx.connection, kind=op.kind or op.link.kind)
-        .exclude(pk=op.link.pk)
-        .exclude(qbo_id="")
-        .values_list("qbo_id", flat=True)
-    )
-    mine = [
-        e
-        for e in ctx.client.query_all(op.entity, where)
-        if carries(e.get("PrivateNote"), marker) and str(e.get("Id")) not in taken
-    ]
-    if not mine:
-        return None
-    return min(mine, key=lambda e: (len(str(e.get("Id"))), str(e.get("Id"))))
-
-
 def find_existing_refund(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
-    customer = str((op.body.get("CustomerRef") or {}).get("value", ""))
-    txn_date = str(op.body.get("TxnDate", ""))
-    if not customer or not txn_date:
+    """The customer's refund receipt on that date whose PrivateNote carries this refund's marker
+    and that no other refund of the app links to (as `find_existing_payment`)."""
+    where = customer_date_filter(op.body)
+    if where is None:
         return None
-    where = f"CustomerRef = {quote(customer)} AND TxnDate = {quote(txn_date)}"
-    return _find_by_marker(ctx, op, refund_marker(op.link.local_id), where)
+    marker = refund_marker(op.link.local_id)
+    mine = unlinked_matches(ctx, op, where, lambda e: carries(e.get("PrivateNote"), marker))
+    return mine[0] if mine else None
 
 
 def find_existing_fee(ctx: engine.RunContext, op: engine.Op) -> dict[str, Any] | None:
+    """The expense on that date whose PrivateNote carries this fee's marker (an expense has no
+    customer to narrow the query by) and that no other fee of the app links to."""
     txn_date = str(op.body.get("TxnDate", ""))
     if not txn_date:
         return None
-    return _find_by_marker(ctx, op, fee_marker(op.link.local_id), f"TxnDate = {quote(txn_date)}")
+    marker = fee_marker(op.link.local_id)
+    mine = unlinked_matches(
+        ctx, op, f"TxnDate = {quote(txn_date)}", lambda e: carries(e.get("PrivateNote"), marker)
+    )
+    return mine[0] if mine else None
 
 
 def _rejected(
@@ -467,6 +476,7 @@ def plan_fees(ctx: engine.RunContext) -> list[engine.Op]:
     payments = Payment.objects.filter(firm_id=connection.firm_id).only(*_PAYMENT_FIELDS).order_by("pk")
     if not connection.fees_enabled:
         payments = payments.filter(pk__in=sorted(pushed))
+    payments, links = engine.plan_scope(ctx, "fee", payments, also_changed=_payment_changed(ctx, ""))
     children = [
         _Child(
             local_id=p.pk,
@@ -489,7 +499,7 @@ def plan_fees(ctx: engine.RunContext) -> list[engine.Op]:
             ).values_list("local_id", flat=True)
         )
         children = [c for c in children if not c.wanted or c.local_id in skipped]
-    return _plan_children(ctx, "fee", "Purchase", children, _build_fee, OP_CREATE_FEE)
+    return _plan_children(ctx, "fee", "Purchase", children, _build_fee, OP_CREATE_FEE, links)
 
 
 def _build_fee(

@@ -125,10 +125,12 @@ def _wanted(service: Service, link: SyncLink | None, now: Any) -> bool:
 
 def plan_services(ctx: engine.RunContext) -> list[engine.Op]:
     connection = ctx.connection
-    links = {link.local_id: link for link in SyncLink.objects.filter(connection=connection, kind=KIND)}
+    services, links = engine.plan_scope(
+        ctx, KIND, Service.objects.filter(firm_id=connection.firm_id).order_by("pk")
+    )
     todo = [
         (service, links.get(service.pk))
-        for service in Service.objects.filter(firm_id=connection.firm_id).order_by("pk")
+        for service in services
         if _wanted(service, links.get(service.pk), ctx.now)
     ]
     if not todo:
@@ -138,7 +140,12 @@ def plan_services(ctx: engine.RunContext) -> list[engine.Op]:
         made = engine.insert_links(connection, KIND, missing)
         links.update(made)
         todo = [(s, link if link is not None else made.get(s.pk)) for s, link in todo]
-    taken = {link.qbo_id: link.local_id for link in links.values() if link.qbo_id}
+    # Items linked to a service (all of them: a plan from what changed holds only some links).
+    taken = dict(
+        SyncLink.objects.filter(connection=connection, kind=KIND)
+        .exclude(qbo_id="")
+        .values_list("qbo_id", "local_id")
+    )
     ops: list[engine.Op] = []
     decisions: list[engine.DecisionRecord] = []
 
