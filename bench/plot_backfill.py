@@ -1,6 +1,6 @@
 """Plot records synced per minute against QBO's ceiling during a backfill (docs/performance.md).
 
-    .venv/bin/python bench/plot_backfill.py bench/results/billing-sync-<timestamp>.json \
+    .venv/bin/python bench/plot_backfill.py bench/results/billing-sync-<timestamp>.json [more.json ...] \
         [--out docs/performance-backfill.png]
 
 Reads the budget runs of a billing_sync_bench.py result (`budgets`: per-minute counts from the
@@ -25,13 +25,14 @@ from matplotlib.ticker import MaxNLocator
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("result", type=Path)
+    p.add_argument(
+        "results", type=Path, nargs="+", help="billing_sync_bench.py JSONs; their budget runs together"
+    )
     p.add_argument("--out", type=Path, default=Path("docs/performance-backfill.png"))
     args = p.parse_args()
-    data = json.loads(args.result.read_text())
-    budgets = data.get("budgets") or []
+    budgets = [b for path in args.results for b in json.loads(path.read_text()).get("budgets") or []]
     if not budgets:
-        raise SystemExit(f"{args.result}: no budget runs (run billing_sync_bench.py without --no-budget)")
+        raise SystemExit("no budget runs (run billing_sync_bench.py without --no-budget)")
     limits = budgets[0]["limits"]
     ceiling = limits["batch_per_minute"] * limits["batch_max_items"]
     fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
