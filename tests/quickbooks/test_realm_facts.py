@@ -40,6 +40,7 @@ FACT_READS = {
     realm_facts.INDIVIDUAL_TYPE: "query CustomerType",
     realm_facts.CLASSES: "query Class",
     realm_facts.DEPARTMENTS: "query Department",
+    realm_facts.UNDEPOSITED: "query Account",
 }
 _FROM = re.compile(r"\bfrom\s+(\w+)", re.IGNORECASE)
 
@@ -204,6 +205,7 @@ def test_changes_reported_by_the_cdc_sweep_are_read_once(firm, conn, service, sa
         realm_facts.PAYMENT_METHODS,
         realm_facts.CLASSES,
         realm_facts.DEPARTMENTS,
+        realm_facts.UNDEPOSITED,
     }
 
     reads.clear()

@@ -64,7 +64,6 @@ from practice.quickbooks.connection.errors import (
 )
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus, held_by_drift
-from practice.quickbooks.sync import realm_facts
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.client import QBOClient
@@ -983,8 +982,10 @@ def _decide_rejections(ctx: RunContext, outcomes: list[ItemOutcome]) -> None:
                     stale_retried=True,
                 )
                 continue
-            # A refusal that says a realm fact was wrong (a class gone, ...): the Retry reads it again.
-            realm_facts.note_refusal(ctx, err, o.op)
+            # Told first: e.g. a refusal that says a realm fact was wrong (a class gone, ...), so
+            # that the Retry reads it again (sync/realm_facts.py registers for this).
+            for callback in list(_ON_REFUSED):
+                callback(ctx, err, o.op)
             o.decision = o.kind.on_rejected(ctx, o.op.link, err, o.op)
         except ReauthRequired:
             raise
@@ -1429,6 +1430,15 @@ def is_connected(connection: Connection) -> bool:
 # Called with (connection_id, result) after every run that ran (e.g. notifications of new
 # Errors, practice/quickbooks/notify.py). A failing callback is logged; the run stands.
 _AFTER_RUN: list[Callable[[int, RunResult], None]] = []
+
+
+# Called with (ctx, error, op) for every write QBO refused, before the kind explains it.
+_ON_REFUSED: list[Callable[[RunContext, RecordRejected, Op], None]] = []
+
+
+def on_write_refused(callback: Callable[[RunContext, RecordRejected, Op], None]) -> None:
+    if callback not in _ON_REFUSED:
+        _ON_REFUSED.append(callback)
 
 
 def on_run_finished(callback: Callable[[int, RunResult], None]) -> None:

@@ -42,6 +42,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from practice.quickbooks.models import RealmSyncState
+from practice.quickbooks.sync import engine
 
 if TYPE_CHECKING:
     from practice.quickbooks.connection.errors import RecordRejected
@@ -65,6 +66,7 @@ PAYMENT_METHODS = "payment_methods"
 INDIVIDUAL_TYPE = "individual_type"
 CLASSES = "names:Class"
 DEPARTMENTS = "names:Department"
+UNDEPOSITED = "account:undeposited"  # the realm's "Undeposited Funds" account id ("" if none)
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,13 @@ FACTS = (
     Fact(INDIVIDUAL_TYPE, "CustomerType"),  # neither CDC nor webhooks report it: MAX_AGE only
     Fact(CLASSES, "Class"),
     Fact(DEPARTMENTS, "Department"),
+    Fact(UNDEPOSITED, "Account"),
 )
 FACTS_OF_ENTITY: dict[str, tuple[str, ...]] = {}
 for _fact in FACTS:
     FACTS_OF_ENTITY[_fact.entity] = (*FACTS_OF_ENTITY.get(_fact.entity, ()), _fact.name)
 # What the CDC sweep asks about for the facts' sake (CustomerType is not a CDC entity, §9.3).
-CDC_ENTITIES = ("Preferences", "PaymentMethod", "Class", "Department")
+CDC_ENTITIES = ("Preferences", "PaymentMethod", "Class", "Department", "Account")
 
 _LOADED = "realm_facts"  # ctx.cache key: the stored facts, loaded once per run
 
@@ -231,6 +234,7 @@ _REFERENCE_FACTS = {
     "DepartmentRef": (DEPARTMENTS, PREFERENCES),
     "PaymentMethodRef": (PAYMENT_METHODS,),
     "CustomerTypeRef": (INDIVIDUAL_TYPE,),
+    "DepositToAccountRef": (UNDEPOSITED,),
 }
 
 
@@ -270,3 +274,6 @@ def note_refusal(ctx: RunContext, err: RecordRejected, op: Op) -> None:
     names = facts_refused(err, op.body)
     if names:
         mark_stale(ctx.connection.pk, {name: {None} for name in names})
+
+
+engine.on_write_refused(note_refusal)

@@ -105,17 +105,18 @@ def is_eligible(connection: Connection, payment: Payment) -> bool:
 
 
 def _deposit_account_id(ctx: engine.RunContext) -> str:
-    """The connection's deposit-to account, else the realm's "Undeposited Funds" (read once per
-    run), else "" (QBO then deposits to Undeposited Funds itself, qbo-api.md §2.6)."""
+    """The connection's deposit-to account, else the realm's "Undeposited Funds" (kept between
+    runs, sync/realm_facts.py), else "" (QBO then deposits to Undeposited Funds itself,
+    qbo-api.md §2.6)."""
     if ctx.connection.deposit_account_id:
         return str(ctx.connection.deposit_account_id)
-    if "payment.undeposited" not in ctx.cache:
-        found = ""
+
+    def read() -> str:
         for account in ctx.client.query_all("Account", f"Name = {quote('Undeposited Funds')}"):
-            found = str(account.get("Id", ""))
-            break
-        ctx.cache["payment.undeposited"] = found
-    return str(ctx.cache["payment.undeposited"])
+            return str(account.get("Id", ""))
+        return ""
+
+    return str(realm_facts.get(ctx, realm_facts.UNDEPOSITED, read))
 
 
 def _payment_method_id(ctx: engine.RunContext, method: str) -> str:
