@@ -505,6 +505,29 @@ def plan_scope(
     return scoped, scoped_links
 
 
+ID_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+
+
+def chunks(values: Iterable[Any], size: int = ID_CHUNK) -> Iterable[list[Any]]:
+    """`values`, de-duplicated and sorted, in lists of `size` (one `IN (...)` query each)."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+def linked_qbo_ids(connection: Connection, kind: str, qbo_ids: Iterable[str]) -> set[str]:
+    """Which of these QBO ids a record of `kind` is linked to already (only those ids are read,
+    not every link of the firm)."""
+    linked: set[str] = set()
+    for chunk in chunks(qbo_ids):
+        linked.update(
+            SyncLink.objects.filter(connection=connection, kind=kind, qbo_id__in=chunk).values_list(
+                "qbo_id", flat=True
+            )
+        )
+    return linked
+
+
 def dependency_ref(ctx: RunContext, kind: str, local_id: int) -> dict[str, str] | None:
     """The QBO reference ({"value", "name"}) of a record of `kind`, or None while it is not in QBO
     (not linked yet, Skipped or in Error): the dependent record waits (see `mark_waiting`)."""

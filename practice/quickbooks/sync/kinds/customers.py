@@ -235,12 +235,14 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
             if link is not None or _is_fresh(made.get(account.pk))
         ]
 
-    # Names already spoken for: QBO customers linked to an account, and creates in flight. A
-    # run planned from what changed holds only some links: these come from the database.
-    every_link = SyncLink.objects.filter(connection=connection, kind=KIND)
-    taken_ids = set(every_link.exclude(qbo_id="").values_list("qbo_id", flat=True))
+    # Names already spoken for: the index's customers that an account links to already (only
+    # the customers these accounts could match are looked up), and creates in flight.
+    index = _read_index(ctx, [account.name for account, _link in todo])
+    candidates = {c.id for names_ in (index.exact, index.loose) for found in names_.values() for c in found}
+    taken_ids = engine.linked_qbo_ids(connection, KIND, candidates)
     claimed: set[str] = set()
-    for pending_body in every_link.exclude(batch_request_id="").values_list("pending_body", flat=True):
+    in_flight = SyncLink.objects.filter(connection=connection, kind=KIND).exclude(batch_request_id="")
+    for pending_body in in_flight.values_list("pending_body", flat=True):
         if isinstance(pending_body, dict):
             name = (pending_body.get("body") or {}).get("DisplayName")
             if name:
@@ -248,7 +250,6 @@ def plan_customers(ctx: engine.RunContext) -> list[engine.Op]:
 
     ops: list[engine.Op] = []
     decisions: list[engine.DecisionRecord] = []
-    index = _read_index(ctx, [account.name for account, _link in todo])
     create_when_missing = connection.unmatched_customer != "ask"
     for account, link in todo:
         assert link is not None

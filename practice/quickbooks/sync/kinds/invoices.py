@@ -123,16 +123,12 @@ def _name_id(ctx: engine.RunContext, entity: str, name: str) -> str | None:
 def _synced_refs(ctx: engine.RunContext, kind: str, local_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     """QBO ids and names of the Synced records of `kind` among `local_ids` (a few queries of 500
     ids: the records a run decides, not the firm's)."""
-    wanted = sorted(set(local_ids))
     found: dict[int, tuple[str, str]] = {}
-    for start in range(0, len(wanted), 500):
+    for chunk in engine.chunks(local_ids):
         found.update(
             (local_id, (qbo_id, name))
             for local_id, qbo_id, name in SyncLink.objects.filter(
-                connection=ctx.connection,
-                kind=kind,
-                status=SyncStatus.SYNCED,
-                local_id__in=wanted[start : start + 500],
+                connection=ctx.connection, kind=kind, status=SyncStatus.SYNCED, local_id__in=chunk
             )
             .exclude(qbo_id="")
             .values_list("local_id", "qbo_id", "qbo_name")
@@ -484,15 +480,7 @@ class Planner:
 
     def linked_ids(self, qbo_ids: Iterable[str]) -> set[str]:
         """Which of these QBO invoices an app invoice is linked to already."""
-        wanted = sorted(set(qbo_ids))
-        linked: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            linked.update(
-                SyncLink.objects.filter(
-                    connection=self.connection, kind=KIND, qbo_id__in=wanted[start : start + 500]
-                ).values_list("qbo_id", flat=True)
-            )
-        return linked
+        return engine.linked_qbo_ids(self.connection, KIND, qbo_ids)
 
     def by_numbers(self, numbers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         return invoices_by_number(self.ctx, numbers)
