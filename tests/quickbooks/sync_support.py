@@ -20,6 +20,14 @@ def set_up(connection: Connection, *, scope: str = "all", unmatched: str = "crea
     return connection
 
 
+def set_up_for_billing(connection: Connection, **choices: Any) -> Connection:
+    """`set_up`, with the sample company's "Services" income account (Id 1) chosen for the
+    firm's services (items need one)."""
+    connection.income_account_id = "1"
+    connection.income_account_name = "Services"
+    return set_up(connection, **choices)
+
+
 def accounts(firm, *names: str, **fields: Any) -> list:
     return [account_create(firm=firm, name=n, **fields) for n in names]
 

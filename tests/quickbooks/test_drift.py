@@ -18,16 +18,14 @@ from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import ChangeNotice, Connection, SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import cdc, drift
-from tests.quickbooks.sync_support import run, set_up
+from tests.quickbooks.sync_support import run, set_up_for_billing
 
 DAY = datetime.date(2026, 11, 2)
 
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from practice.clients.models import ClientAccount
 from practice.quickbooks.models import RealmSyncState, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import engine
-from tests.quickbooks.sync_support import accounts, run, set_up
+from tests.quickbooks.sync_support import accounts, run, set_up_for_billing
 
 TODAY = date(2026, 11, 2)
 READS = {"query", "read", "cdc"}
@@ -35,9 +35,7 @@ READS = {"query", "read", "cdc"}
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 def issued(firm, account, service, amount: str = "10.00") -> Invoice:

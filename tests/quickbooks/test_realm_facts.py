@@ -30,7 +30,7 @@ from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import Connection, RealmSyncState, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import cdc, realm_facts
-from tests.quickbooks.sync_support import run, set_up
+from tests.quickbooks.sync_support import run, set_up_for_billing
 
 DAY = datetime.date(2026, 11, 2)
 # What each fact costs to read, as recorded below.
@@ -47,9 +47,7 @@ _FROM = re.compile(r"\bfrom\s+(\w+)", re.IGNORECASE)
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 @pytest.fixture

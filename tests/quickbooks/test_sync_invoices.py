@@ -27,16 +27,14 @@ from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import Outcome, SyncStatus
 from practice.quickbooks.sync import realm_facts
 from practice.quickbooks.sync.kinds import invoices as invoices_kind
-from tests.quickbooks.sync_support import accounts, link_of, make_due, run, set_up
+from tests.quickbooks.sync_support import accounts, link_of, make_due, run, set_up_for_billing
 
 TODAY = date(2026, 11, 2)
 
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 def set_prefs(conn, section: str, **values: Any) -> None:

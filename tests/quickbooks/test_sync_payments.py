@@ -22,7 +22,7 @@ from practice.quickbooks.connection.client import QBOClient
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
 from practice.quickbooks.sync import engine, realm_facts
-from tests.quickbooks.sync_support import link_of, make_due, run, set_up
+from tests.quickbooks.sync_support import link_of, make_due, run, set_up_for_billing
 
 DAY = datetime.date(2026, 11, 2)
 UNDEPOSITED_FUNDS = "4"  # the sandbox's sample company (qbo_sandbox/seed.py)
@@ -31,9 +31,7 @@ CHECK_METHOD = "2"
 
 @pytest.fixture
 def conn(connection, invoice_kind):
-    connection.income_account_id = "1"  # the sample company's "Services" (services need one)
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 @pytest.fixture

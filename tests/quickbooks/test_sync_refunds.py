@@ -18,7 +18,7 @@ from practice.clients.services import account_create
 from practice.quickbooks import actions
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
-from tests.quickbooks.sync_support import link_of, make_due, run, set_up
+from tests.quickbooks.sync_support import link_of, make_due, run, set_up_for_billing
 from tests.quickbooks.test_sync_payments import (
     DAY,
     UNDEPOSITED_FUNDS,
@@ -34,9 +34,7 @@ from tests.quickbooks.test_sync_payments import (
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"  # the sample company's "Services" (the Refunds item's)
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ import pytest
 from practice.billing.services import service_archive, service_create, service_update
 from practice.quickbooks.models import SyncAttempt, SyncLink
 from practice.quickbooks.statuses import SyncStatus
-from tests.quickbooks.sync_support import run, set_up
+from tests.quickbooks.sync_support import run, set_up, set_up_for_billing
 
 
 @pytest.fixture
 def conn(connection):
-    connection.income_account_id = "1"  # "Services" in the sample company
-    connection.income_account_name = "Services"
-    return set_up(connection)
+    return set_up_for_billing(connection)
 
 
 def slink(connection, service) -> SyncLink:
